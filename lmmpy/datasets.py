@@ -1,0 +1,47 @@
+"""The bundled data sets (see data/README.md): ``load(name)`` returns a DataFrame whose
+grouping columns are categoricals, as the R packages that ship them define them."""
+from __future__ import annotations
+
+from importlib import resources
+
+import pandas as pd
+
+from .errors import LmmError
+
+# data set -> its grouping (factor) columns
+FACTORS = {
+    "sleepstudy": ["Subject"],
+    "Dyestuff": ["Batch"],
+    "Dyestuff2": ["Batch"],
+    "Penicillin": ["plate", "sample"],
+    "Pastes": ["batch", "cask", "sample"],
+    "InstEval": ["s", "d", "dept", "service", "studage", "lectage"],
+    "mlbook2": ["schoolnr"],
+}
+
+
+def names() -> list:
+    """Names of the bundled data sets."""
+    return sorted(FACTORS)
+
+
+def _canonical(name: str) -> str:
+    for n in FACTORS:
+        if n.lower() == str(name).lower():
+            return n
+    raise LmmError(f"no bundled data set {name!r}; the bundled ones are: {', '.join(names())}")
+
+
+def path(name: str):
+    """Path of a bundled data set's CSV file."""
+    return resources.files("lmmpy.data").joinpath(f"{_canonical(name)}.csv")
+
+
+def load(name: str) -> pd.DataFrame:
+    """Load a bundled data set, its grouping columns as (unordered) categoricals."""
+    name = _canonical(name)
+    with resources.as_file(path(name)) as p:
+        df = pd.read_csv(p)
+    for col in FACTORS[name]:
+        df[col] = df[col].astype("category")  # numeric codes keep their numeric order
+    return df
