@@ -1,0 +1,137 @@
+r"""The profiled criteria of a linear mixed model as functions of theta (Bates et al. 2015).
+
+For theta, with L the blocked Cholesky factor of [Z Lambda X y]'[Z Lambda X y] + diag(I, 0, 0)
+(see :mod:`lmmpy.linalg.blocked`), r^2 = pwrss, n observations and p fixed effects:
+
+    ML deviance     d(theta)   = log|L_theta|^2 + n (1 + log(2 pi r^2 / n))
+    REML criterion  d_R(theta) = log|L_theta|^2 + log|R_X|^2 + (n - p)(1 + log(2 pi r^2 / (n - p)))
+
+exactly as lme4 reports them (``deviance()`` for ML fits, ``REMLcrit()`` for REML fits).
+``objective(update(set_theta(model, theta)))`` is the whole fitting loop.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from ..formula.design import Design
+from ..linalg.blocked import BlockedCholesky, UniformBlockDiagonal
+
+LOG2PI = np.log(2.0 * np.pi)
+
+
+def theta_templates(theta, ks):
+    """Split theta into the lower-triangular k x k templates T_i (filled column by column)."""
+    out, pos = [], 0
+    for k in ks:
+        T = np.zeros((k, k))
+        rows, cols = np.tril_indices(k)
+        order = np.lexsort((rows, cols))  # column-major lower triangle, as lme4 stores it
+        m = k * (k + 1) // 2
+        T[rows[order], cols[order]] = theta[pos:pos + m]
+        out.append(T)
+        pos += m
+    return out
+
+
+class LmmModel:
+    """Everything about a model that does not change with theta, and its evaluation at theta."""
+
+    def __init__(self, design: Design, REML: bool = True):
+        self.design = design
+        self.REML = bool(REML)
+        terms = design.reterms
+        self.ks = [t.k for t in terms]
+        self.sizes = [(t.nlevels, t.k) for t in terms]
+        self.n, self.p = design.n, design.p
+        first = terms[0]
+        l1, k1 = first.nlevels, first.k
+        # Z_1'Z_1 as l1 blocks of k1 x k1
+        A11 = np.zeros((l1, k1, k1))
+        for a in range(k1):
+            for b in range(a, k1):
+                v = np.bincount(first.codes, weights=first.X[:, a] * first.X[:, b], minlength=l1)
+                A11[:, a, b] = v
+                A11[:, b, a] = v
+        self.A11 = A11
+        Z1 = first.Z()
+        Xy = np.column_stack([design.X, design.y])
+        self.Zt = sp.hstack([t.Z() for t in terms[1:]], format="csc") if len(terms) > 1 else None
+        self.q_tail = self.Zt.shape[1] if self.Zt is not None else 0
+        self.At1_xy = np.asarray((Z1.T @ Xy).T)  # (p+1) x q1
+        if self.Zt is not None:
+            self.At1_z = (self.Zt.T @ Z1).tocsr()
+            ztxy = np.asarray((self.Zt.T @ Xy))
+            self.Att = np.block([[(self.Zt.T @ self.Zt).toarray(), ztxy], [ztxy.T, Xy.T @ Xy]])
+        else:
+            self.At1_z = sp.csr_matrix((0, Z1.shape[1]))
+            self.Att = Xy.T @ Xy
+        self.theta = design.theta_start()
+        self.lower = design.theta_lower()
+        self.L = None
+        self.n_evals = 0
+
+    # -- theta -------------------------------------------------------------------------
+    def set_theta(self, theta) -> "LmmModel":
+        theta = np.atleast_1d(np.asarray(theta, dtype=float))
+        if theta.shape != self.theta.shape:
+            raise ValueError(f"theta has length {theta.size}, the model needs {self.theta.size}")
+        self.theta = theta.copy()
+        return self
+
+    def lambda_tail(self, templates) -> sp.csr_matrix:
+        """Lambda_t: block diagonal I_l (x) T_i for the tail terms, identity on X and y."""
+        blocks = [sp.kron(sp.identity(l, format="csr"), sp.csr_matrix(T))
+                  for (l, _), T in zip(self.sizes[1:], templates[1:])]
+        blocks.append(sp.identity(self.p + 1, format="csr"))
+        return sp.block_diag(blocks, format="csr")
+
+    # -- the factor ----------------------------------------------------------------------
+    def update(self) -> "LmmModel":
+        """Recompute the blocked Cholesky factor L for the current theta."""
+        templates = theta_templates(self.theta, self.ks)
+        T1 = templates[0]
+        # Omega_11 = T1' A11 T1 + I for every level
+        O11 = np.einsum("ji,ljk,km->lim", T1, self.A11, T1)
+        O11 += np.eye(T1.shape[0])
+        L11 = UniformBlockDiagonal(O11).cholesky()
+        # right factor applied to the first term's columns: Lambda_1 L_11^{-T} per level
+        R = np.einsum("ij,lkj->lik", T1, L11.inverse().blocks)  # T1 @ inv(L11)'
+        Rb = UniformBlockDiagonal(R)
+        Lt1_xy = Rb.right_multiply(self.At1_xy)
+        if self.q_tail:
+            Lam_t = self.lambda_tail(templates)
+            Lam_z = Lam_t[: self.q_tail, : self.q_tail]
+            Lt1_z = (Lam_z.T @ self.At1_z @ Rb.to_sparse()).tocsr()
+            Ott = np.asarray(Lam_t.T @ (Lam_t.T @ self.Att).T)  # Lambda_t' Att Lambda_t (Att symmetric)
+            Ott[np.arange(self.q_tail), np.arange(self.q_tail)] += 1.0
+            zz = (Lt1_z @ Lt1_z.T).toarray()
+            zx = np.asarray(Lt1_z @ Lt1_xy.T)
+            Ott -= np.block([[zz, zx], [zx.T, Lt1_xy @ Lt1_xy.T]])
+        else:
+            Lt1_z = sp.csr_matrix((0, self.A11.shape[0] * T1.shape[0]))
+            Ott = self.Att - Lt1_xy @ Lt1_xy.T
+        Ltt = sla.cholesky(Ott, lower=True, check_finite=False)
+        self.L = BlockedCholesky(L11, Lt1_z, Lt1_xy, Ltt, self.q_tail, self.p)
+        self.n_evals += 1
+        return self
+
+    # -- criteria -------------------------------------------------------------------------
+    def deviance_ml(self) -> float:
+        L, n = self.L, self.n
+        return L.logdet_L2 + n * (1.0 + LOG2PI + np.log(L.pwrss / n))
+
+    def reml_criterion(self) -> float:
+        L, nmp = self.L, self.n - self.p
+        return L.logdet_L2 + L.logdet_RX2 + nmp * (1.0 + LOG2PI + np.log(L.pwrss / nmp))
+
+    def objective(self) -> float:
+        return self.reml_criterion() if self.REML else self.deviance_ml()
+
+    def __call__(self, theta) -> float:
+        """The criterion at theta (what the optimizer minimises)."""
+        try:
+            return self.set_theta(theta).update().objective()
+        except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
+            return np.inf

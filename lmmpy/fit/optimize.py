@@ -1,0 +1,83 @@
+"""Minimise the profiled criterion over theta with a bounded optimizer, recording what it did.
+
+The default is scipy's COBYQA, a derivative-free trust-region method with quadratic models
+and bound constraints -- the successor of Powell's BOBYQA that lme4 uses.  On every lme4
+reference model it reaches lme4's optimum or a lower one; L-BFGS-B with finite differences
+and Nelder-Mead stop short on some of them (random-slope models especially).
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import Bounds, minimize
+
+from .deviance import LmmModel
+
+SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4)
+
+
+@dataclass
+class OptSummary:
+    """What the optimizer did (MixedModels.jl's OptSummary)."""
+
+    optimizer: str
+    theta0: np.ndarray
+    lower: np.ndarray
+    theta: np.ndarray = None
+    fmin: float = np.nan
+    n_evals: int = 0
+    message: str = ""
+    converged: bool = False
+    seconds: float = 0.0
+    warnings: list = field(default_factory=list)
+
+    @property
+    def return_code(self) -> int:
+        return 0 if self.converged else 1
+
+
+def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "cobyqa", options=None) -> OptSummary:
+    """Minimise ``model``'s criterion; leaves the model at the optimum and returns the record."""
+    theta0 = model.design.theta_start() if theta0 is None else np.atleast_1d(np.asarray(theta0, dtype=float))
+    lower = model.lower
+    opt = OptSummary(optimizer=optimizer, theta0=theta0.copy(), lower=lower.copy())
+    bounds = Bounds(lower, np.full_like(lower, np.inf))
+    method = {"cobyqa": "COBYQA", "l-bfgs-b": "L-BFGS-B", "nelder-mead": "Nelder-Mead",
+              "powell": "Powell"}.get(optimizer.lower())
+    if method is None:
+        raise ValueError(f"unknown optimizer {optimizer!r}; use 'cobyqa', 'l-bfgs-b', 'nelder-mead' or 'powell'")
+    opts = {"initial_tr_radius": 0.2, "final_tr_radius": 1e-7, "maxfev": 10000} if method == "COBYQA" else {}
+    opts.update(options or {})
+    start_evals = model.n_evals
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = minimize(model, theta0, method=method, bounds=bounds, options=opts)
+    opt.seconds = time.perf_counter() - t0
+    opt.warnings = [str(w.message) for w in caught]
+    theta = np.maximum(np.asarray(res.x, dtype=float), lower)
+    # the optimizer's last evaluation need not be its best point: leave the model at the optimum
+    opt.fmin = float(model(theta))
+    opt.theta = theta
+    opt.n_evals = model.n_evals - start_evals
+    opt.message = str(res.message)
+    opt.converged = bool(res.success) and np.isfinite(opt.fmin)
+    return opt
+
+
+def evaluate_at(model: LmmModel, theta) -> OptSummary:
+    """No optimisation: the model evaluated at a given theta (lme4's ``maxfun = 0`` start)."""
+    theta = np.atleast_1d(np.asarray(theta, dtype=float))
+    opt = OptSummary(optimizer="none", theta0=theta.copy(), lower=model.lower.copy(), theta=theta.copy())
+    opt.fmin = float(model(theta))
+    opt.n_evals, opt.converged, opt.message = 1, bool(np.isfinite(opt.fmin)), "evaluated at the given theta"
+    return opt
+
+
+def is_singular(theta, lower, tol: float = SINGULAR_TOL) -> bool:
+    """lme4's isSingular(): a variance parameter on its zero bound."""
+    theta, lower = np.asarray(theta), np.asarray(lower)
+    return bool(np.any(theta[lower == 0] < tol))
