@@ -1,0 +1,186 @@
+"""``summary()``: computed as plain data, printed by small printers as lme4 prints it.
+
+The text is lme4's ``print(summary(fit))`` section by section (digits = 4): method title,
+formula, criterion, scaled residuals, random effects, numbers of groups, fixed effects,
+their correlations (for 1 < p <= 12), optimizer messages -- plus an ICC line after the
+numbers of groups, and a line for rows dropped because of missing values.
+"""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..formula.parser import deparse_lines
+from .rformat import (abbreviate, cat_fill, format_num, format_real, print_matrix, print_named,
+                      zapsmall)
+from .varcorr import make_unique
+
+DIGITS = 4  # lme4: max(3, getOption("digits") - 3)
+COR_MAX = 12  # getOption("lme4.summary.cor.max")
+
+
+@dataclass
+class Summary:
+    REML: bool
+    formula_lines: list
+    data_name: str
+    criterion: float
+    aictab: dict  # AIC, BIC, logLik, deviance, df.resid (ML fits)
+    resid_quantiles: np.ndarray
+    re_groups: list  # (unique group name, column names, sd vector, correlation matrix)
+    sigma: float
+    nobs: int
+    ngrps: dict
+    coefficients: pd.DataFrame  # Estimate, Std. Error, t value
+    corr_fixef: pd.DataFrame
+    optimizer: str
+    messages: list = field(default_factory=list)
+    icc: pd.Series = None
+    n_dropped: int = 0
+    dropped_columns: list = field(default_factory=list)
+
+    @classmethod
+    def from_fit(cls, fit) -> "Summary":
+        groups = make_unique([t.group for t in fit.design.reterms])
+        re = []
+        for g, t, S in zip(groups, fit.design.reterms, fit.covariances):
+            sd = np.sqrt(np.diag(S))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                corr = S / np.outer(sd, sd)
+            re.append((g, list(t.cnames), sd, corr))
+        V = fit.vcov.to_numpy()
+        sd = np.sqrt(np.diag(V))
+        coefs = pd.DataFrame({"Estimate": fit.fixef, "Std. Error": fit.se, "t value": fit.tvalues})
+        messages = []
+        if fit.is_singular or not fit.optsum.converged:
+            messages.append(f"optimizer ({fit.optsum.optimizer}) convergence code: "
+                            f"{fit.optsum.return_code} ({'OK' if fit.optsum.converged else fit.optsum.message})")
+        if fit.is_singular:
+            messages.append("boundary (singular) fit: see help('isSingular')")
+        aictab = {"AIC": fit.aic, "BIC": fit.bic, "logLik": fit.loglik, "deviance": fit.deviance,
+                  "df.resid": fit.df_resid}
+        return cls(
+            REML=fit.REML,
+            formula_lines=deparse_lines(fit.design.formula.tree),
+            data_name=fit.data_name,
+            criterion=fit.objective,
+            aictab=aictab,
+            resid_quantiles=np.quantile(fit.residuals(scaled=True).to_numpy(), [0, 0.25, 0.5, 0.75, 1]),
+            re_groups=re,
+            sigma=fit.sigma,
+            nobs=fit.nobs,
+            ngrps=fit.ngrps,
+            coefficients=coefs,
+            corr_fixef=pd.DataFrame(V / np.outer(sd, sd), index=V.shape[0] and fit.design.xnames,
+                                    columns=fit.design.xnames),
+            optimizer=fit.optsum.optimizer,
+            messages=messages,
+            icc=fit.icc(),
+            n_dropped=fit.n_dropped,
+        )
+
+    # -- text ----------------------------------------------------------------------------------
+    def __str__(self) -> str:
+        return "".join([
+            self._title(), self._call(), "\n", self._criterion(), "\n", self._residuals(),
+            self._random(), self._groups(), self._icc(), self._fixed(), self._correlation(),
+            self._messages(),
+        ])
+
+    def _title(self):
+        if self.REML:
+            return "Linear mixed model fit by REML ['lmerMod']\n"
+        return "Linear mixed model fit by maximum likelihood  ['lmerMod']\n"
+
+    def _call(self):
+        return cat_fill(["Formula:", *self.formula_lines]) + cat_fill(["   Data:", self.data_name])
+
+    def _criterion(self):
+        if self.REML:
+            return cat_fill(["REML criterion at convergence:", format_num(round(self.criterion, 1))])
+        vals = [round(v, 1) for v in self.aictab.values()]
+        strs = format_real(vals, 7)
+        strs[-1] = format_num(vals[-1])
+        return print_named(list(self.aictab), strs) + "\n"
+
+    def _residuals(self):
+        q = zapsmall(self.resid_quantiles, DIGITS + 1)
+        return ("Scaled residuals: \n"
+                + print_named(["Min", "1Q", "Median", "3Q", "Max"], format_real(q, DIGITS)) + "\n\n")
+
+    def _random(self):
+        sds = np.concatenate([sd for _, _, sd, _ in self.re_groups] + [[self.sigma]])
+        var_s = format_real(sds ** 2, DIGITS)
+        sd_s = format_real(sds, DIGITS)
+        rows, names = [], []
+        for g, cn, sd, _ in self.re_groups:
+            rows += [g] + [""] * (len(cn) - 1)
+            names += cn
+        rows.append("Residual")
+        names.append("")
+        cells = [[g, nm, v, s] for g, nm, v, s in zip(rows, names, var_s, sd_s)]
+        header = ["Groups", "Name", "Variance", "Std.Dev."]
+        maxlen = max(len(cn) for _, cn, _, _ in self.re_groups)
+        if maxlen > 1:
+            corr_rows = []
+            for _, cn, _, C in self.re_groups:
+                k = len(cn)
+                strs = np.array(format_real(np.round(C, 2).ravel(), DIGITS, nsmall=2), dtype=object).reshape(k, k)
+                for i in range(k):
+                    corr_rows.append([strs[i, j] if j < i else "" for j in range(maxlen - 1)])
+            corr_rows.append([""] * (maxlen - 1))
+            cells = [c + r for c, r in zip(cells, corr_rows)]
+            header += ["Corr"] + [""] * (maxlen - 2)
+        return "Random effects:\n" + print_matrix(cells, [""] * len(cells), header) + "\n"
+
+    def _groups(self):
+        out = cat_fill([f"Number of obs: {self.nobs}, groups: ",
+                        "; ".join(f"{g}, {n}" for g, n in self.ngrps.items())])
+        if self.n_dropped:
+            out += f"  ({self.n_dropped} observation{'s' if self.n_dropped > 1 else ''} " \
+                   "deleted due to missingness)\n"
+        return out
+
+    def _icc(self):
+        if self.icc is None or self.icc.empty:
+            return ""
+        return "ICC (intercepts): " + "; ".join(
+            f"{g}, {format_num(v, DIGITS)}" for g, v in self.icc.items()) + "\n"
+
+    def _fixed(self):
+        cf = self.coefficients
+        if cf.empty:
+            return ""
+        est_se = cf[["Estimate", "Std. Error"]].to_numpy()
+        acs = np.abs(est_se[np.isfinite(est_se) & (est_se != 0)])
+        digmin = 1 + (np.floor(np.log10(acs.min())) if acs.size else 0)
+        dec = int(max(1, DIGITS - digmin))
+        es = np.array(format_real(np.round(est_se, dec).ravel(order="F"), DIGITS), dtype=object)
+        es = es.reshape(est_se.shape, order="F")
+        tv = format_real(np.round(cf["t value"].to_numpy(), DIGITS - 1), DIGITS)
+        cells = [[es[i, 0], es[i, 1], tv[i]] for i in range(len(cf))]
+        return "\nFixed effects:\n" + print_matrix(cells, list(cf.index), list(cf.columns), right=True) + "\n"
+
+    def _correlation(self):
+        p = len(self.coefficients)
+        if p <= 1 or p > COR_MAX:
+            return ""
+        rn = list(self.coefficients.index)
+        C = self.corr_fixef.to_numpy()
+        strs = np.array(format_real(np.round(C, 3).ravel(), 7, nsmall=3), dtype=object).reshape(p, p)
+        cells = [[strs[i, j] if j < i else "" for j in range(p - 1)] for i in range(1, p)]
+        return ("\nCorrelation of Fixed Effects:\n"
+                + print_matrix(cells, abbreviate(rn, 11)[1:], abbreviate(rn, 6)[:-1]) + "\n")
+
+    def _messages(self):
+        if not self.messages:
+            return ""
+        return "\n".join(self.messages) + "\n"
+
+    # -- html ------------------------------------------------------------------------------------
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"

@@ -1,0 +1,47 @@
+"""Variance components: each term's covariance sigma^2 T T' and lme4's VarCorr table."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def make_unique(names) -> list:
+    """R's make.unique(): the second 'Subject' becomes 'Subject.1'."""
+    seen, out = {}, []
+    taken = set(names)
+    for n in names:
+        if n not in seen:
+            seen[n] = 0
+            out.append(n)
+            continue
+        k = seen[n]
+        while True:
+            k += 1
+            cand = f"{n}.{k}"
+            if cand not in taken:
+                break
+        seen[n] = k
+        taken.add(cand)
+        out.append(cand)
+    return out
+
+
+def term_covariances(templates, sigma) -> list:
+    """Sigma_i = sigma^2 T_i T_i' for each term."""
+    return [sigma ** 2 * T @ T.T for T in templates]
+
+
+def varcorr_frame(groups, cnames, covs, sigma) -> pd.DataFrame:
+    """lme4's ``as.data.frame(VarCorr(fit))``: per term the variances, then the covariances
+    (sdcor holding standard deviations and correlations), then the residual."""
+    rows = []
+    for g, names, S in zip(make_unique(groups), cnames, covs):
+        sd = np.sqrt(np.diag(S))
+        for i, nm in enumerate(names):
+            rows.append((g, nm, None, S[i, i], sd[i]))
+        for j in range(len(names)):
+            for i in range(j + 1, len(names)):
+                corr = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
+                rows.append((g, names[j], names[i], S[i, j], corr))
+    rows.append(("Residual", None, None, sigma ** 2, sigma))
+    return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
