@@ -1,0 +1,53 @@
+"""Shared fixtures: lme4 reference fits (tests/reference/*.json, made by R; R is never run
+here) and lmmpy fits of the same models, each fitted once per test session."""
+import functools
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmmpy
+
+REF_DIR = Path(__file__).parent / "reference"
+SPEC = pd.read_csv(REF_DIR / "models.tsv", sep="\t")
+MODEL_IDS = list(SPEC["id"])
+SLOW = {"insteval_crossed_reml", "insteval_deptservice_reml"}
+
+
+def model_params():
+    """The reference model ids, the InstEval ones marked slow."""
+    return [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m for m in MODEL_IDS]
+
+
+@functools.lru_cache(maxsize=None)
+def reference(model_id):
+    ref = json.loads((REF_DIR / f"{model_id}.json").read_text())
+    ref["theta"] = list(np.atleast_1d(ref["theta"]))
+    return ref
+
+
+def spec(model_id):
+    return SPEC.set_index("id").loc[model_id]
+
+
+@functools.lru_cache(maxsize=None)
+def model_data(model_id):
+    """The data set as the reference script prepared it (factor columns as in models.tsv)."""
+    s = spec(model_id)
+    d = lmmpy.datasets.load(s["dataset"])
+    for f in str(s["factors"]).split(","):
+        d[f] = d[f].astype(str).astype("category")
+    return d
+
+
+@functools.lru_cache(maxsize=None)
+def fitted(model_id, at_lme4_theta=False):
+    """lmmpy's fit of a reference model (or the model evaluated at lme4's theta)."""
+    s = spec(model_id)
+    kw = dict(start=reference(model_id)["theta"], optimizer=None) if at_lme4_theta else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lmmpy.SingularFitWarning)
+        return lmmpy.lmer(s["formula"], model_data(model_id), REML=bool(s["REML"]), data_name="d", **kw)
