@@ -12,7 +12,12 @@ import pytest
 import lmmpy
 
 REF_DIR = Path(__file__).parent / "reference"
-SPEC = pd.read_csv(REF_DIR / "models.tsv", sep="\t")
+# the shared lme4 reference models, and more made with the same R script for formula syntax
+# they do not cover (reference/syntax/)
+_SPECS = [(REF_DIR, pd.read_csv(REF_DIR / "models.tsv", sep="\t")),
+          (REF_DIR / "syntax", pd.read_csv(REF_DIR / "syntax" / "models.tsv", sep="\t"))]
+SPEC = pd.concat([s for _, s in _SPECS], ignore_index=True)
+REF_PATH = {mid: d / f"{mid}.json" for d, s in _SPECS for mid in s["id"]}
 MODEL_IDS = list(SPEC["id"])
 SLOW = {"insteval_crossed_reml", "insteval_deptservice_reml"}
 
@@ -24,7 +29,7 @@ def model_params():
 
 @functools.lru_cache(maxsize=None)
 def reference(model_id):
-    ref = json.loads((REF_DIR / f"{model_id}.json").read_text())
+    ref = json.loads(REF_PATH[model_id].read_text())
     ref["theta"] = list(np.atleast_1d(ref["theta"]))
     return ref
 

@@ -15,7 +15,21 @@ import re
 
 import pytest
 
-from conftest import fitted, model_params, reference
+from conftest import MODEL_IDS, SLOW, fitted, reference
+
+# lme4 printed its gradient-check warning ("Model failed to converge with max|grad| = ...")
+# for this model; lmmpy's convergence checks come with issue 3.
+LME4_CONVERGENCE_WARNING = {"mlbook2_factor_uncorr_reml"}
+
+
+def model_params():
+    out = []
+    for m in MODEL_IDS:
+        marks = [pytest.mark.slow] if m in SLOW else []
+        if m in LME4_CONVERGENCE_WARNING:
+            marks.append(pytest.mark.xfail(strict=True, reason="lme4's convergence-check message (issue 3)"))
+        out.append(pytest.param(m, marks=marks))
+    return out
 
 NUM = re.compile(r"-?\d+\.?\d*(?:e[+-]\d+)?")
 

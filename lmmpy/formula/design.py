@@ -27,6 +27,7 @@ CONTEXT = {
     "sqrt": np.sqrt, "abs": np.abs, "np": np,
 }
 _FACTOR_FUNS = {"factor", "as.factor", "ordered", "as.ordered"}
+_OPERATORS = (PAREN, "~", "|", "||", "+", "-", "*", "/", ":", "^", "%in%")
 
 
 def to_formulaic(node, in_call=False) -> str:
@@ -48,16 +49,36 @@ def to_formulaic(node, in_call=False) -> str:
     return f"{name}({', '.join(to_formulaic(a, True) for a in node.args)})"
 
 
-def r_name(name: str) -> str:
+def factor_expressions(node, out=None) -> list:
+    """The model's "variables" as R's terms() lists them: names and function calls, in order of
+    first appearance, written as formulaic names them."""
+    out = [] if out is None else out
+    if isinstance(node, Name) or (isinstance(node, Call) and node.op not in _OPERATORS):
+        expr = to_formulaic(node)
+        if expr not in out:
+            out.append(expr)
+    elif isinstance(node, Call):
+        for a in node.args:
+            factor_expressions(a, out)
+    return out
+
+
+def r_name(name: str, order=(), ) -> str:
     """formulaic's column name -> R's: ``Intercept`` -> ``(Intercept)``, ``g[T.b]`` -> ``gb``,
-    ``I(x ** 2)`` -> ``I(x^2)``."""
+    ``I(x ** 2)`` -> ``I(x^2)``, ``C(x)`` -> ``factor(x)``; the parts of an interaction put in
+    the order their variables first appear in the formula (``order``), as R labels them."""
     if name == "Intercept":
         return "(Intercept)"
     parts = []
     for part in name.split(":"):
-        part = re.sub(r"\[(?:T\.)?([^\]]*)\]$", r"\1", part)
-        parts.append(part.replace(" ** ", "^").replace("**", "^"))
-    return ":".join(parts)
+        m = re.match(r"^(.*?)(?:\[(?:T\.)?([^\]]*)\])?$", part)
+        expr, level = m.group(1), m.group(2) or ""
+        rank = order.index(expr) if expr in order else len(order)
+        expr = expr.replace(" ** ", "^").replace("**", "^")
+        expr = re.sub(r"\bC\(", "factor(", expr)
+        parts.append((rank, expr + level))
+    parts.sort(key=lambda rp: rp[0])
+    return ":".join(p for _, p in parts)
 
 
 def _names_in(node, out, in_call=False):
@@ -65,7 +86,7 @@ def _names_in(node, out, in_call=False):
     if isinstance(node, Name):
         out.append((node.id, in_call))
     elif isinstance(node, Call):
-        is_fun = node.op not in (PAREN, "~", "|", "||", "+", "-", "*", "/", ":", "^", "%in%")
+        is_fun = node.op not in _OPERATORS
         for a in node.args:
             _names_in(a, out, in_call or is_fun)
 
@@ -158,12 +179,14 @@ class Design:
         return np.where(self.theta_lower() == 0.0, 1.0, 0.0)
 
 
-def _materialise(formula_text, rhs_text, frame, what):
+def _materialise(formula_text, node, frame, what, prefix=""):
+    rhs_text = prefix + to_formulaic(node)
     try:
         mm = model_matrix(rhs_text, frame, context=CONTEXT, na_action="raise")
     except FormulaicError as e:
         raise FormulaError(formula_text, f"cannot build the {what} from {rhs_text!r}: {e}") from None
-    return np.asarray(mm, dtype=float), [r_name(c) for c in mm.columns], mm.model_spec
+    order = factor_expressions(node)
+    return np.asarray(mm, dtype=float), [r_name(c, order) for c in mm.columns], mm.model_spec
 
 
 def level_labels(values) -> list:
@@ -243,11 +266,11 @@ def build_design(formula, data, factors=()) -> Design:
         raise DataError("no observations left after dropping rows with missing values")
 
     y = _response(f, frame)
-    X, xnames, fixed_spec = _materialise(f.text, to_formulaic(f.fixed), frame, "fixed-effects matrix")
+    X, xnames, fixed_spec = _materialise(f.text, f.fixed, frame, "fixed-effects matrix")
 
     terms = []
     for b in f.bars:
-        Xr, cn, spec = _materialise(f.text, to_formulaic(b.lhs), frame, f"random-effects term {b}")
+        Xr, cn, spec = _materialise(f.text, b.lhs, frame, f"random-effects term {b}")
         if Xr.shape[1] == 0:
             raise FormulaError(f.text, f"the random-effects term {b} has no columns")
         codes, levels = grouping_factor(frame, b.group_vars)
@@ -265,7 +288,7 @@ def _response(f, frame) -> np.ndarray:
             raise DataError(f"the response {resp.id!r} must be numeric, but its type is {col.dtype}")
         y = col.to_numpy(dtype=float)
     else:
-        y, _, _ = _materialise(f.text, to_formulaic(resp), frame, "response")
+        y, _, _ = _materialise(f.text, resp, frame, "response", prefix="0 + ")
         if y.shape[1] != 1:
             raise DataError(f"the response {deparse(resp)!r} must be a single numeric column")
         y = y[:, 0]

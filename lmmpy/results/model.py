@@ -161,7 +161,7 @@ class LmerFit:
         out = {}
         for t, a in zip(self.design.reterms, arrays):
             df = pd.DataFrame(a, index=pd.Index(t.levels, name=t.group), columns=t.cnames)
-            out[t.group] = df if t.group not in out else out[t.group].join(df, rsuffix=".1")
+            out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
         return out
 
     @property
