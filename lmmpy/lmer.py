@@ -13,9 +13,9 @@ from .formula.design import Design, build_design
 from .results.model import LmerFit
 
 
-def lformula(formula, data, factors=()) -> Design:
+def lformula(formula, data, factors=(), weights=None, offset=None) -> Design:
     """Parse an lme4 formula and build y, X and the random-effects terms from ``data``."""
-    return build_design(formula, data, factors=factors)
+    return build_design(formula, data, factors=factors, weights=weights, offset=offset)
 
 
 def mk_lmer_devfun(design: Design, REML: bool = True) -> LmmModel:
@@ -36,7 +36,7 @@ def mk_lmer_fit(model: LmmModel, opt, data_name: str = "data") -> LmerFit:
     return LmerFit(model, opt, data_name=data_name)
 
 
-def lmer(formula: str, data, REML: bool = True, *, factors=(), start=None,
+def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, factors=(), start=None,
          optimizer: str = "cobyqa", data_name: str = "data") -> LmerFit:
     """Fit a linear mixed model given by an lme4 formula, e.g.
     ``lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)``.
@@ -48,13 +48,16 @@ def lmer(formula: str, data, REML: bool = True, *, factors=(), start=None,
     data : pandas DataFrame (not modified); rows with missing values in the model's
         variables are dropped and counted.
     REML : REML (default) or maximum likelihood.
+    weights : prior weights (a column name or one value per row): the residual variance of
+        row i is sigma^2 / w_i, as in lme4.
+    offset : a column name or one value per row, added to the linear predictor.
     factors : columns to treat as categorical even if numeric.
     start : starting theta (default: lme4's, 1 on the diagonals and 0 elsewhere).
     optimizer : "cobyqa" (default), "l-bfgs-b", "nelder-mead" or "powell"; None evaluates
         the model at ``start`` without optimising.
     data_name : how the summary names the data.
     """
-    design = lformula(formula, data, factors=factors)
+    design = lformula(formula, data, factors=factors, weights=weights, offset=offset)
     model = mk_lmer_devfun(design, REML=REML)
     opt = optimize_lmer(model, start=start, optimizer=optimizer)
     fit = mk_lmer_fit(model, opt, data_name=data_name)

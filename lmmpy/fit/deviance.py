@@ -7,6 +7,9 @@ For theta, with L the blocked Cholesky factor of [Z Lambda X y]'[Z Lambda X y] +
     REML criterion  d_R(theta) = log|L_theta|^2 + log|R_X|^2 + (n - p)(1 + log(2 pi r^2 / (n - p)))
 
 exactly as lme4 reports them (``deviance()`` for ML fits, ``REMLcrit()`` for REML fits).
+With prior weights w (residual variance sigma^2 / w_i) the rows of Z, X and y are scaled by
+sqrt(w) and both criteria gain -sum(log w), the log-determinant of the weights; an offset is
+subtracted from y.
 ``objective(update(set_theta(model, theta)))`` is the whole fitting loop.
 """
 from __future__ import annotations
@@ -45,19 +48,28 @@ class LmmModel:
         self.ks = [t.k for t in terms]
         self.sizes = [(t.nlevels, t.k) for t in terms]
         self.n, self.p = design.n, design.p
+        w = design.weights
+        sw = np.sqrt(w) if w is not None else None
+        self.log_w_sum = float(np.log(w).sum()) if w is not None else 0.0
+        y = design.y - design.offset if design.offset is not None else design.y
+        Xy = np.column_stack([design.X, y])
+        Zs = [t.Z() for t in terms]
+        if sw is not None:
+            Xy = Xy * sw[:, None]
+            Zs = [(sp.diags(sw) @ Z).tocsc() for Z in Zs]
         first = terms[0]
         l1, k1 = first.nlevels, first.k
-        # Z_1'Z_1 as l1 blocks of k1 x k1
+        # Z_1'Z_1 as l1 blocks of k1 x k1 (weighted)
         A11 = np.zeros((l1, k1, k1))
         for a in range(k1):
             for b in range(a, k1):
-                v = np.bincount(first.codes, weights=first.X[:, a] * first.X[:, b], minlength=l1)
+                prod = first.X[:, a] * first.X[:, b] * (w if w is not None else 1.0)
+                v = np.bincount(first.codes, weights=prod, minlength=l1)
                 A11[:, a, b] = v
                 A11[:, b, a] = v
         self.A11 = A11
-        Z1 = first.Z()
-        Xy = np.column_stack([design.X, design.y])
-        self.Zt = sp.hstack([t.Z() for t in terms[1:]], format="csc") if len(terms) > 1 else None
+        Z1 = Zs[0]
+        self.Zt = sp.hstack(Zs[1:], format="csc") if len(terms) > 1 else None
         self.q_tail = self.Zt.shape[1] if self.Zt is not None else 0
         self.At1_xy = np.asarray((Z1.T @ Xy).T)  # (p+1) x q1
         if self.Zt is not None:
@@ -120,11 +132,12 @@ class LmmModel:
     # -- criteria -------------------------------------------------------------------------
     def deviance_ml(self) -> float:
         L, n = self.L, self.n
-        return L.logdet_L2 + n * (1.0 + LOG2PI + np.log(L.pwrss / n))
+        return L.logdet_L2 + n * (1.0 + LOG2PI + np.log(L.pwrss / n)) - self.log_w_sum
 
     def reml_criterion(self) -> float:
         L, nmp = self.L, self.n - self.p
-        return L.logdet_L2 + L.logdet_RX2 + nmp * (1.0 + LOG2PI + np.log(L.pwrss / nmp))
+        return (L.logdet_L2 + L.logdet_RX2 + nmp * (1.0 + LOG2PI + np.log(L.pwrss / nmp))
+                - self.log_w_sum)
 
     def objective(self) -> float:
         return self.reml_criterion() if self.REML else self.deviance_ml()

@@ -9,6 +9,7 @@ lower-triangular template filled from theta.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,6 +149,11 @@ class Design:
     frame: pd.DataFrame  # the rows used, the variables used
     n_dropped: int = 0
     row_index: object = None  # index labels of the rows used
+    weights: np.ndarray = None  # prior weights (residual variance sigma^2 / w), None for all 1
+    offset: np.ndarray = None  # known part of the linear predictor, None for 0
+    weights_name: str = None
+    offset_name: str = None
+    dropped_columns: list = field(default_factory=list)  # aliased columns of X, dropped
 
     @property
     def n(self) -> int:
@@ -230,8 +236,10 @@ def _order_terms(terms):
     return terms
 
 
-def build_design(formula, data, factors=()) -> Design:
-    """Parse ``formula`` and build the model's matrices from ``data`` (never modified)."""
+def build_design(formula, data, factors=(), weights=None, offset=None) -> Design:
+    """Parse ``formula`` and build the model's matrices from ``data`` (never modified).
+
+    ``weights`` and ``offset`` are column names or arrays with one value per row of ``data``."""
     f = formula if isinstance(formula, LmerFormula) else parse_formula(formula)
     if isinstance(data, dict):
         data = pd.DataFrame(data)
@@ -255,6 +263,11 @@ def build_design(formula, data, factors=()) -> Design:
                 raise DataError(f"unknown grouping column {g!r} in formula {f.text!r}")
 
     frame = data[variables].copy()
+    extra = {}
+    for role, arg in (("weights", weights), ("offset", offset)):
+        if arg is not None:
+            extra[role] = _row_values(role, arg, data)
+            frame[f".{role}"] = extra[role][0]
     for c in factors:
         if c not in frame.columns:
             raise DataError(f"--factor/factors names {c!r}, which the formula does not use")
@@ -267,6 +280,12 @@ def build_design(formula, data, factors=()) -> Design:
 
     y = _response(f, frame)
     X, xnames, fixed_spec = _materialise(f.text, f.fixed, frame, "fixed-effects matrix")
+    X, xnames, dropped = drop_aliased_columns(X, xnames)
+    w = frame[".weights"].to_numpy(dtype=float) if "weights" in extra else None
+    if w is not None and np.any(w <= 0):
+        bad = "negative" if np.any(w < 0) else "zero"
+        raise DataError(f"weights must be positive: {int(np.sum(w <= 0))} are {bad}")
+    off = frame[".offset"].to_numpy(dtype=float) if "offset" in extra else None
 
     terms = []
     for b in f.bars:
@@ -277,7 +296,52 @@ def build_design(formula, data, factors=()) -> Design:
         terms.append(ReTerm(b.group_name, deparse(b.lhs), codes, levels, Xr, cn, spec, tuple(b.group_vars)))
     terms = _order_terms(terms)
     _check_terms(terms, len(y))
-    return Design(f, y, X, xnames, terms, fixed_spec, frame, n_dropped, frame.index)
+    return Design(f, y, X, xnames, terms, fixed_spec, frame, n_dropped, frame.index, w, off,
+                  extra.get("weights", (None, None))[1], extra.get("offset", (None, None))[1], dropped)
+
+
+def _row_values(role, arg, data):
+    """(values, printed name) of a weights/offset argument: a column name or an array."""
+    if isinstance(arg, str):
+        if arg not in data.columns:
+            raise DataError(f"unknown {role} column {arg!r}")
+        values, name = data[arg], arg
+    else:
+        values, name = pd.Series(np.asarray(arg).ravel() if np.ndim(arg) else arg, copy=False), role
+        if len(values) != len(data):
+            raise DataError(f"{role} has {len(values)} values but the data have {len(data)} rows")
+        values = pd.Series(values.to_numpy(), index=data.index)
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        raise DataError(f"{role} must be numeric, not {values.dtype}")
+    if np.any(np.isinf(values.to_numpy(dtype=float))):
+        raise DataError(f"{role} has infinite values")
+    return values, name
+
+
+def drop_aliased_columns(X, names, tol=1e-7):
+    """Drop the columns of X that are linear combinations of earlier ones, as lme4 does
+    (R's qr() with tol = 1e-7 keeps the first columns of full rank), with a warning naming them."""
+    keep, basis = [], np.zeros((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        x = X[:, j]
+        norm = np.linalg.norm(x)
+        resid = x - basis @ (basis.T @ x) if basis.shape[1] else x
+        resid = resid - basis @ (basis.T @ resid) if basis.shape[1] else resid  # re-orthogonalise
+        rn = np.linalg.norm(resid)
+        if norm > 0 and rn > tol * norm:
+            keep.append(j)
+            basis = np.column_stack([basis, resid / rn])
+    dropped = [names[j] for j in range(X.shape[1]) if j not in keep]
+    if dropped:
+        k = len(dropped)
+        warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {k} column"
+                      f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''} ({', '.join(dropped)})",
+                      RankDeficientWarning, stacklevel=4)
+    return X[:, keep], [names[j] for j in keep], dropped
+
+
+class RankDeficientWarning(UserWarning):
+    """Aliased fixed-effect columns were dropped."""
 
 
 def _response(f, frame) -> np.ndarray:

@@ -115,7 +115,7 @@ class LmerFit:
         """-2 log-likelihood (ML); for a REML fit, evaluated at the REML estimates
         (lme4's ``deviance(fit, REML = FALSE)``)."""
         L, n = self.model.L, self.nobs
-        return L.logdet_L2 + n * (1.0 + LOG2PI + math.log(L.pwrss / n))
+        return L.logdet_L2 + n * (1.0 + LOG2PI + math.log(L.pwrss / n)) - self.model.log_w_sum
 
     # -- random effects ------------------------------------------------------------------------
     @property
@@ -185,15 +185,20 @@ class LmerFit:
     @cached_property
     def fitted(self) -> pd.Series:
         eta = self.design.X @ self._beta
+        if self.design.offset is not None:
+            eta = eta + self.design.offset
         for t, b in zip(self.design.reterms, self._b_terms):
             eta = eta + np.einsum("nk,nk->n", t.X, b[t.codes])
         return pd.Series(eta, index=self.design.row_index, name="fitted")
 
     def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
-        """``y - fitted`` ("response") or Pearson residuals; ``scaled`` divides by sigma."""
+        """``y - fitted`` ("response") or Pearson residuals ``sqrt(w) (y - fitted)``;
+        ``scaled`` divides by sigma."""
         if type not in ("response", "pearson"):
             raise ValueError("type must be 'response' or 'pearson'")
         r = self.design.y - self.fitted.to_numpy()
+        if type == "pearson" and self.design.weights is not None:
+            r = r * np.sqrt(self.design.weights)
         if scaled:
             r = r / self.sigma
         return pd.Series(r, index=self.design.row_index, name="residuals")

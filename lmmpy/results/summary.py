@@ -42,6 +42,8 @@ class Summary:
     icc: pd.Series = None
     n_dropped: int = 0
     dropped_columns: list = field(default_factory=list)
+    weights_name: str = None
+    offset_name: str = None
 
     @classmethod
     def from_fit(cls, fit) -> "Summary":
@@ -69,7 +71,7 @@ class Summary:
             data_name=fit.data_name,
             criterion=fit.objective,
             aictab=aictab,
-            resid_quantiles=np.quantile(fit.residuals(scaled=True).to_numpy(), [0, 0.25, 0.5, 0.75, 1]),
+            resid_quantiles=np.quantile(fit.residuals("pearson", scaled=True).to_numpy(), [0, 0.25, 0.5, 0.75, 1]),
             re_groups=re,
             sigma=fit.sigma,
             nobs=fit.nobs,
@@ -81,6 +83,9 @@ class Summary:
             messages=messages,
             icc=fit.icc(),
             n_dropped=fit.n_dropped,
+            dropped_columns=list(fit.design.dropped_columns),
+            weights_name=fit.design.weights_name,
+            offset_name=fit.design.offset_name,
         )
 
     # -- text ----------------------------------------------------------------------------------
@@ -97,7 +102,12 @@ class Summary:
         return "Linear mixed model fit by maximum likelihood  ['lmerMod']\n"
 
     def _call(self):
-        return cat_fill(["Formula:", *self.formula_lines]) + cat_fill(["   Data:", self.data_name])
+        out = cat_fill(["Formula:", *self.formula_lines]) + cat_fill(["   Data:", self.data_name])
+        if self.weights_name:
+            out += cat_fill(["Weights:", self.weights_name])
+        if self.offset_name:
+            out += cat_fill([" Offset:", self.offset_name])
+        return out
 
     def _criterion(self):
         if self.REML:
@@ -177,9 +187,13 @@ class Summary:
                 + print_matrix(cells, abbreviate(rn, 11)[1:], abbreviate(rn, 6)[:-1]) + "\n")
 
     def _messages(self):
-        if not self.messages:
-            return ""
-        return "\n".join(self.messages) + "\n"
+        out = "\n".join(self.messages) + "\n" if self.messages else ""
+        if self.dropped_columns:
+            k = len(self.dropped_columns)
+            s = "s" if k > 1 else ""
+            out += ("fit warnings:\nfixed-effect model matrix is rank deficient so dropping "
+                    f"{k} column{s} / coefficient{s}\n")
+        return out
 
     # -- html ------------------------------------------------------------------------------------
     def _repr_html_(self) -> str:
