@@ -7,8 +7,13 @@
 """
 from __future__ import annotations
 
+import numpy as np
+
+from .errors import LmmError
+from .fit.checks import LmerControl, check_convergence, restart_point
 from .fit.deviance import LmmModel
-from .fit.optimize import evaluate_at, optimize_lmm
+from .fit.em import fit_em
+from .fit.optimize import OptSummary, evaluate_at, optimize_lmm
 from .formula.design import Design, build_design
 from .results.model import LmerFit
 
@@ -23,13 +28,73 @@ def mk_lmer_devfun(design: Design, REML: bool = True) -> LmmModel:
     return LmmModel(design, REML=REML)
 
 
-def optimize_lmer(model: LmmModel, start=None, optimizer: str = "cobyqa"):
-    """Minimise the criterion from ``start``; ``optimizer=None`` only evaluates it there."""
+def _failed(opt: OptSummary) -> bool:
+    """The optimizer failed: an error, a non-finite criterion, no convergence, or a failed
+    gradient/Hessian check (lme4's negative convergence codes)."""
+    bad = ("Model failed to converge", "unable to evaluate", "Gradient contains NAs", "degenerate")
+    return (not opt.converged or not np.isfinite(opt.fmin)
+            or any(m.startswith(bad) for m in opt.messages))
+
+
+def _check(model, opt, control):
+    opt.messages, opt.gradient, opt.hessian = check_convergence(model, opt.theta, opt.fmin, control)
+    return opt
+
+
+def optimize_lmer(model: LmmModel, start=None, optimizer: str = "cobyqa", method: str = "optimizer",
+                  control=None) -> OptSummary:
+    """Minimise the criterion and check the optimum as lme4 does.
+
+    ``method="em"`` fits by EM alone.  Otherwise ``optimizer`` runs from ``start`` (or, with
+    ``start="em"``, from a few EM steps); a theta left on a zero bound is restarted when
+    leaving the bound helps (lme4's restart_edge); and if the optimizer fails, EM refits the
+    model and the optimizer continues from EM's estimate.  ``optimizer=None`` only evaluates
+    the model at ``start``.
+    """
+    control = LmerControl.coerce(control)
+    if method not in ("optimizer", "em"):
+        raise LmmError(f"method must be 'optimizer' or 'em', not {method!r}")
+    if method == "em":
+        if isinstance(start, str):
+            raise LmmError("start='em' is for the optimizer; method='em' starts from lme4's theta")
+        return _check(model, fit_em(model, theta0=start), control)
     if optimizer is None:
-        if start is None:
-            raise ValueError("optimizer=None needs a start (the theta to evaluate the model at)")
-        return evaluate_at(model, start)
-    return optimize_lmm(model, theta0=start, optimizer=optimizer)
+        if start is None or isinstance(start, str):
+            raise LmmError("optimizer=None needs a start: the theta to evaluate the model at")
+        return _check(model, evaluate_at(model, start), control)
+
+    notes = []
+    if isinstance(start, str):
+        if start != "em":
+            raise LmmError(f"start must be a theta vector or 'em', not {start!r}")
+        em = fit_em(model, max_iter=12, tol=1e-6)
+        start = em.theta
+        notes.append(f"started from {em.n_evals} EM steps")
+    opt = optimize_lmm(model, theta0=start, optimizer=optimizer, options=control.optimizer_options)
+    restart = restart_point(model, opt.theta, opt.fmin) if control.restart_edge and opt.converged else None
+    if restart is not None:
+        again = optimize_lmm(model, theta0=restart, optimizer=optimizer, options=control.optimizer_options)
+        if again.fmin < opt.fmin:
+            again.n_evals += opt.n_evals
+            opt = again
+            notes.append("restarted off a zero bound (restart_edge)")
+        else:
+            model(opt.theta)
+    _check(model, opt, control)
+    if _failed(opt) and control.fallback_em:
+        reason = opt.messages[0] if opt.messages and opt.converged else opt.message
+        em = fit_em(model, theta0=start)
+        again = optimize_lmm(model, theta0=em.theta, optimizer=optimizer, options=control.optimizer_options)
+        best = again if (again.converged and again.fmin <= em.fmin) else em
+        model(best.theta)
+        _check(model, best, control)
+        best.n_evals += opt.n_evals + (em.n_evals if best is again else 0)
+        notes.append(f"the optimizer ({opt.optimizer}) failed ({reason}); refitted by EM "
+                     f"({em.n_evals} steps), then " + ("the optimizer from EM's estimate" if best is again
+                                                      else "kept EM's estimate"))
+        opt = best
+    opt.notes = notes + opt.notes
+    return opt
 
 
 def mk_lmer_fit(model: LmmModel, opt, data_name: str = "data") -> LmerFit:
@@ -37,7 +102,8 @@ def mk_lmer_fit(model: LmmModel, opt, data_name: str = "data") -> LmerFit:
 
 
 def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, factors=(), start=None,
-         optimizer: str = "cobyqa", data_name: str = "data") -> LmerFit:
+         method: str = "optimizer", optimizer: str = "cobyqa", control=None,
+         data_name: str = "data") -> LmerFit:
     """Fit a linear mixed model given by an lme4 formula, e.g.
     ``lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)``.
 
@@ -52,14 +118,18 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, fa
         row i is sigma^2 / w_i, as in lme4.
     offset : a column name or one value per row, added to the linear predictor.
     factors : columns to treat as categorical even if numeric.
-    start : starting theta (default: lme4's, 1 on the diagonals and 0 elsewhere).
+    start : starting theta (default: lme4's, 1 on the diagonals and 0 elsewhere), or "em"
+        to start the optimizer from a few EM steps.
+    method : "optimizer" (default) or "em" (the EM algorithm alone, ML or REML as ``REML``).
     optimizer : "cobyqa" (default), "l-bfgs-b", "nelder-mead" or "powell"; None evaluates
         the model at ``start`` without optimising.
+    control : :class:`lmmpy.LmerControl` or a dict of its fields: convergence checks and
+        their tolerances, restart_edge, the EM fallback, options for the optimizer.
     data_name : how the summary names the data.
     """
     design = lformula(formula, data, factors=factors, weights=weights, offset=offset)
     model = mk_lmer_devfun(design, REML=REML)
-    opt = optimize_lmer(model, start=start, optimizer=optimizer)
+    opt = optimize_lmer(model, start=start, optimizer=optimizer, method=method, control=control)
     fit = mk_lmer_fit(model, opt, data_name=data_name)
     fit._warn()
     return fit

@@ -17,21 +17,12 @@ import pytest
 
 from conftest import MODEL_IDS, SLOW, fitted, reference
 
-# lme4 printed its gradient-check warning ("Model failed to converge with max|grad| = ...")
-# for this model; lmmpy's convergence checks come with issue 3.
-LME4_CONVERGENCE_WARNING = {"mlbook2_factor_uncorr_reml"}
+NUM = re.compile(r"-?\d+\.?\d*(?:e[+-]\d+)?")
+GRAD_MSG = re.compile(r"^(Model failed to converge with max\|grad\| = )(\S+)( .*)$")
 
 
 def model_params():
-    out = []
-    for m in MODEL_IDS:
-        marks = [pytest.mark.slow] if m in SLOW else []
-        if m in LME4_CONVERGENCE_WARNING:
-            marks.append(pytest.mark.xfail(strict=True, reason="lme4's convergence-check message (issue 3)"))
-        out.append(pytest.param(m, marks=marks))
-    return out
-
-NUM = re.compile(r"-?\d+\.?\d*(?:e[+-]\d+)?")
+    return [pytest.param(m, marks=[pytest.mark.slow] if m in SLOW else []) for m in MODEL_IDS]
 
 
 def lines(text):
@@ -45,8 +36,18 @@ def lines(text):
 
 @pytest.mark.parametrize("mid", model_params())
 def test_text_identical_at_lme4_theta(mid):
+    """Identical text; in lme4's gradient warning the finite-difference gradient itself may
+    differ in its 4th digit (criteria equal to 1e-11, differenced over steps of 1e-4)."""
     ours = lines(str(fitted(mid, at_lme4_theta=True).summary()))
-    assert ours == lines(reference(mid)["summary_text"])
+    theirs = lines(reference(mid)["summary_text"])
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        ma, mb = GRAD_MSG.match(a), GRAD_MSG.match(b)
+        if ma and mb:
+            assert (ma.group(1), ma.group(3)) == (mb.group(1), mb.group(3))
+            assert float(ma.group(2)) == pytest.approx(float(mb.group(2)), rel=1e-3)
+        else:
+            assert a == b
 
 
 def _last_digit_unit(s):
@@ -59,6 +60,10 @@ def test_numbers_at_printed_precision(mid):
     rel = 5e-3 if fit.objective < reference(mid)["criterion"] - 1e-5 else 1e-3
     ours = lines(str(fit.summary()))
     theirs = lines(reference(mid)["summary_text"])
+    if any(GRAD_MSG.match(b) for b in theirs) and not fit.optsum.messages:
+        # lme4 failed its gradient check; lmmpy's optimum passes it with a lower criterion
+        assert fit.objective <= reference(mid)["criterion"]
+        theirs = [b for b in theirs if not (GRAD_MSG.match(b) or b.startswith("optimizer (X)"))]
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
         assert NUM.sub("#", a).split() == NUM.sub("#", b).split(), (a, b)

@@ -17,6 +17,7 @@ from scipy.optimize import Bounds, minimize
 from .deviance import LmmModel
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4)
+OPTIMIZERS = {"cobyqa": "COBYQA", "l-bfgs-b": "L-BFGS-B", "nelder-mead": "Nelder-Mead", "powell": "Powell"}
 
 
 @dataclass
@@ -33,6 +34,11 @@ class OptSummary:
     converged: bool = False
     seconds: float = 0.0
     warnings: list = field(default_factory=list)
+    trace: list = field(default_factory=list)  # EM: the criterion at each iteration
+    messages: list = field(default_factory=list)  # the checks' findings (lme4's conv$lme4$messages)
+    gradient: np.ndarray = None  # finite-difference gradient and Hessian at the optimum
+    hessian: np.ndarray = None
+    notes: list = field(default_factory=list)  # restarts, EM start, EM fallback
 
     @property
     def return_code(self) -> int:
@@ -45,17 +51,23 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "cobyqa", option
     lower = model.lower
     opt = OptSummary(optimizer=optimizer, theta0=theta0.copy(), lower=lower.copy())
     bounds = Bounds(lower, np.full_like(lower, np.inf))
-    method = {"cobyqa": "COBYQA", "l-bfgs-b": "L-BFGS-B", "nelder-mead": "Nelder-Mead",
-              "powell": "Powell"}.get(optimizer.lower())
+    method = OPTIMIZERS.get(str(optimizer).lower())
     if method is None:
-        raise ValueError(f"unknown optimizer {optimizer!r}; use 'cobyqa', 'l-bfgs-b', 'nelder-mead' or 'powell'")
+        from ..errors import LmmError
+        raise LmmError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)} (or method='em')")
     opts = {"initial_tr_radius": 0.2, "final_tr_radius": 1e-7, "maxfev": 10000} if method == "COBYQA" else {}
     opts.update(options or {})
     start_evals = model.n_evals
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = minimize(model, theta0, method=method, bounds=bounds, options=opts)
+        try:
+            res = minimize(model, theta0, method=method, bounds=bounds, options=opts)
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as e:
+            opt.seconds = time.perf_counter() - t0
+            opt.theta, opt.fmin = theta0.copy(), float(model(theta0))
+            opt.message, opt.converged = f"the optimizer stopped with an error: {e}", False
+            return opt
     opt.seconds = time.perf_counter() - t0
     opt.warnings = [str(w.message) for w in caught]
     theta = np.maximum(np.asarray(res.x, dtype=float), lower)

@@ -106,21 +106,40 @@ class BlockedCholesky:
         """Penalised weighted residual sum of squares, r_yy^2."""
         return float(self.Ltt[-1, -1] ** 2)
 
+    def solve_LZt(self, rhs: np.ndarray) -> np.ndarray:
+        """``L_Z^{-T} rhs`` for the random-effects part L_Z of L (rhs: q x m)."""
+        rhs = np.asarray(rhs, dtype=float)
+        q1 = rhs.shape[0] - self.q_tail
+        if self.q_tail:
+            x_tail = sla.solve_triangular(self.Ltt[: self.q_tail, : self.q_tail], rhs[q1:], lower=True,
+                                          trans="T", check_finite=False)
+            c1 = rhs[:q1] - self.Lt1_z.T @ x_tail
+        else:
+            x_tail, c1 = rhs[q1:], rhs[:q1]
+        cols = [self.L11.solve_transpose(c1[:, j]) for j in range(c1.shape[1])]
+        return np.vstack([np.column_stack(cols) if cols else c1, x_tail])
+
     def solve_u_beta(self):
         """The penalised least-squares solution: L' [u; beta] = (last row of L)'."""
-        m = self.q_tail + self.p
-        ut = self.Ltt[:m, :m]
-        rhs = self.Ltt[m, :m]
-        x_tail = sla.solve_triangular(ut, rhs, lower=True, trans="T") if m else np.zeros(0)
-        # the first term: L_11' u_1 = l_y1 - L_(tail,1)' x_tail
-        c1 = self.Lt1_xy[-1] - self.Lt1_xy[:-1].T @ x_tail[self.q_tail:]
-        if self.q_tail:
-            c1 = c1 - self.Lt1_z.T @ x_tail[: self.q_tail]
-        u1 = self.L11.solve_transpose(c1)
-        return np.concatenate([u1, x_tail[: self.q_tail]]), x_tail[self.q_tail:]
+        s, p = self.q_tail, self.p
+        beta = sla.solve_triangular(self.RX, self.Ltt[s + p, s:s + p], lower=True, trans="T",
+                                    check_finite=False) if p else np.zeros(0)
+        # L_Z' u = l_yZ' - L_XZ' beta
+        rhs = np.concatenate([self.Lt1_xy[-1] - self.Lt1_xy[:-1].T @ beta,
+                              self.Ltt[s + p, :s] - self.Ltt[s:s + p, :s].T @ beta])
+        return self.solve_LZt(rhs[:, None])[:, 0], beta
 
-    def cond_cov_blocks(self, sizes, chunk=2048):
-        """Diagonal blocks of (L_theta L_theta')^{-1}, one (l, k, k) array per term.
+    def fixed_correction(self) -> np.ndarray:
+        """G = R_X^{-1} L_XZ L_Z^{-1} (p x q): the REML conditional covariance of u, with beta
+        integrated out, is (L_Z L_Z')^{-1} + G'G."""
+        s, p = self.q_tail, self.p
+        LXZ = np.hstack([self.Lt1_xy[:-1], self.Ltt[s:s + p, :s]])  # p x q
+        H = self.solve_LZt(LXZ.T).T
+        return sla.solve_triangular(self.RX, H, lower=True, check_finite=False)
+
+    def cond_cov_blocks(self, sizes, chunk=2048, reml=False):
+        """Diagonal blocks of (L_theta L_theta')^{-1}, one (l, k, k) array per term; with
+        ``reml`` those of (L_theta L_theta')^{-1} + G'G (see :meth:`fixed_correction`).
 
         With W = L_theta^{-1}: the tail's blocks come from W_tt' W_tt, the first term's from
         L_11^{-T} L_11^{-1} + L_11^{-T} C' C L_11^{-1} where C = L_tt^{-1} L_t1 (in chunks of columns).
@@ -146,4 +165,12 @@ class BlockedCholesky:
                 CtC = np.einsum("ria,rib->iab", C.reshape(-1, nl, k1), C.reshape(-1, nl, k1))
                 blk = inv11[c0 // k1: c1 // k1]
                 out1[c0 // k1: c1 // k1] += np.einsum("lji,ljk,lkm->lim", blk, CtC, blk)
-        return [out1] + out
+        blocks = [out1] + out
+        if reml and self.p:
+            G = self.fixed_correction()
+            start = 0
+            for b, (l, k) in zip(blocks, sizes):
+                Gt = G[:, start:start + l * k].reshape(self.p, l, k)
+                b += np.einsum("pla,plb->lab", Gt, Gt)
+                start += l * k
+        return blocks

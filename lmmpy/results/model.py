@@ -238,10 +238,17 @@ class LmerFit:
 
     def _warn(self):
         """Warnings as lme4 gives them at the end of a fit."""
-        if self.is_singular:
-            warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning, stacklevel=3)
+        for note in self.optsum.notes:
+            if "refitted by EM" in note:
+                warnings.warn(note, ConvergenceWarning, stacklevel=3)
+        for msg in self.optsum.messages:
+            if msg.startswith("boundary (singular) fit"):
+                warnings.warn(msg, SingularFitWarning, stacklevel=3)
+            else:
+                warnings.warn(msg, ConvergenceWarning, stacklevel=3)
         if not self.optsum.converged:
-            warnings.warn(f"the optimizer did not converge: {self.optsum.message}", ConvergenceWarning, stacklevel=3)
+            warnings.warn(f"the {self.optsum.optimizer} fit did not converge: {self.optsum.message}",
+                          ConvergenceWarning, stacklevel=3)
 
 
 class SingularFitWarning(UserWarning):

@@ -57,12 +57,12 @@ class Summary:
         V = fit.vcov.to_numpy()
         sd = np.sqrt(np.diag(V))
         coefs = pd.DataFrame({"Estimate": fit.fixef, "Std. Error": fit.se, "t value": fit.tvalues})
+        opt = fit.optsum
         messages = []
-        if fit.is_singular or not fit.optsum.converged:
-            messages.append(f"optimizer ({fit.optsum.optimizer}) convergence code: "
-                            f"{fit.optsum.return_code} ({'OK' if fit.optsum.converged else fit.optsum.message})")
-        if fit.is_singular:
-            messages.append("boundary (singular) fit: see help('isSingular')")
+        if opt.messages or opt.notes or not opt.converged:
+            status = "(OK)" if opt.converged else f"({opt.message})"
+            messages = [f"optimizer ({opt.optimizer}) convergence code: {opt.return_code} {status}",
+                        *opt.messages, *opt.notes]
         aictab = {"AIC": fit.aic, "BIC": fit.bic, "logLik": fit.loglik, "deviance": fit.deviance,
                   "df.resid": fit.df_resid}
         return cls(

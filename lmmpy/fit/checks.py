@@ -1,0 +1,143 @@
+"""Checks at the optimum, as lme4 makes them (lmerControl's checkConv), and restart_edge.
+
+- singular: a variance parameter (theta with lower bound 0) below 1e-4 -> "boundary (singular)
+  fit"; as in lme4 the derivative checks are then skipped.
+- gradient: with g and H the central finite-difference gradient and Hessian of the criterion
+  in theta (step 1e-4, lme4's deriv12), the scaled gradient H^{-1/2} g (solve(chol(H), g));
+  if max(min(|scaled|, |g|)) > 2e-3: "Model failed to converge with max|grad| = ...".
+- Hessian: negative eigenvalues below -1e-6 -> "degenerate Hessian"; a numerically singular
+  or badly conditioned one -> lme4's "nearly unidentifiable" messages.
+- restart_edge: a theta left on its zero bound by the optimizer is checked by a one-sided
+  difference; if moving off the bound lowers the criterion, the optimizer starts again
+  just off the bound.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SINGULAR_TOL = 1e-4
+
+
+@dataclass
+class LmerControl:
+    """Switches and tolerances of the fit (lme4's lmerControl)."""
+
+    check_conv: bool = True  # gradient and Hessian checks at the optimum
+    grad_tol: float = 2e-3  # check.conv.grad tol
+    hess_tol: float = 1e-6  # check.conv.hess tol
+    singular_tol: float = SINGULAR_TOL  # check.conv.singular tol
+    restart_edge: bool = True
+    fallback_em: bool = True  # refit by EM when the optimizer fails
+    optimizer_options: dict = None  # passed to scipy.optimize.minimize
+
+    @classmethod
+    def coerce(cls, control) -> "LmerControl":
+        if control is None:
+            return cls()
+        if isinstance(control, cls):
+            return control
+        if isinstance(control, dict):
+            unknown = set(control) - set(cls.__dataclass_fields__)
+            if unknown:
+                from ..errors import LmmError
+                raise LmmError(f"unknown control setting(s): {', '.join(sorted(unknown))}; "
+                               f"known: {', '.join(cls.__dataclass_fields__)}")
+            return cls(**control)
+        raise TypeError("control must be an LmerControl or a dict")
+
+
+def deriv12(fun, x, delta: float = 1e-4, fx: float = None):
+    """Central finite-difference gradient and Hessian of ``fun`` at ``x`` (lme4's deriv12)."""
+    x = np.asarray(x, dtype=float)
+    nx = x.size
+    fx = fun(x) if fx is None else fx
+    g, H = np.zeros(nx), np.zeros((nx, nx))
+
+    def at(i, di, j=None, dj=0.0):
+        y = x.copy()
+        y[i] += di
+        if j is not None:
+            y[j] += dj
+        return fun(y)
+
+    for j in range(nx):
+        fadd, fsub = at(j, delta), at(j, -delta)
+        H[j, j] = (fadd - 2 * fx + fsub) / delta ** 2
+        g[j] = (fadd - fsub) / (2 * delta)
+        for i in range(j):
+            H[i, j] = H[j, i] = (at(i, delta, j, delta) - at(i, delta, j, -delta)
+                                 - at(i, -delta, j, delta) + at(i, -delta, j, -delta)) / (4 * delta ** 2)
+    return g, H
+
+
+def _hessian_messages(H, tol):
+    try:
+        ev = np.linalg.eigvalsh(H)
+    except np.linalg.LinAlgError:
+        return ["Problem with Hessian check (infinite or missing values?)"]
+    neg = int(np.sum(ev < -tol))
+    if neg:
+        return [f"Model failed to converge: degenerate  Hessian with {neg} negative eigenvalue"
+                + ("s" if neg > 1 else "")]
+    try:
+        np.linalg.cholesky(H)
+        chol_ok = True
+    except np.linalg.LinAlgError:
+        chol_ok = False
+    if np.any(np.abs(ev) < tol) or not chol_ok:
+        return [" Hessian is numerically singular: parameters are not uniquely determined"]
+    out = []
+    if ev.max() * tol > 1:
+        out.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
+    if ev.min() / ev.max() < tol:
+        out.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
+    return out
+
+
+def check_convergence(model, theta, fmin, control: LmerControl):
+    """lme4's checkConv: (messages, gradient, Hessian); derivatives skipped on singular fits."""
+    theta = np.asarray(theta, dtype=float)
+    singular = bool(np.any(theta[model.lower == 0] < control.singular_tol))
+    if singular:
+        return ["boundary (singular) fit: see help('isSingular')"], None, None
+    if not control.check_conv:
+        return [], None, None
+    g, H = deriv12(model, theta, fx=fmin)
+    model(theta)  # leave the model at the optimum
+    msgs = []
+    if not np.all(np.isfinite(g)):
+        return ["Gradient contains NAs"], g, H
+    try:
+        R = np.linalg.cholesky(H).T  # H = R'R, R upper, as R's chol()
+        scaled = np.linalg.solve(R, g)
+        worst = float(np.max(np.minimum(np.abs(scaled), np.abs(g))))
+        if worst > control.grad_tol:
+            msgs.append(f"Model failed to converge with max|grad| = {worst:g} "
+                        f"(tol = {control.grad_tol:g}, component 1)")
+    except np.linalg.LinAlgError:
+        msgs.append("unable to evaluate scaled gradient")
+    msgs += _hessian_messages(H, control.hess_tol)
+    return msgs, g, H
+
+
+def restart_point(model, theta, fmin, delta: float = 1e-4, away: float = 1e-2):
+    """lme4's restart_edge: if leaving a zero bound lowers the criterion, where to restart.
+
+    A variance parameter at exactly 0 is a stationary point of the criterion (it depends on
+    theta^2 there), so the restart starts ``away`` off the bound, from where a gradient-based
+    optimizer can move too.  Returns None when no restart is needed."""
+    theta = np.asarray(theta, dtype=float)
+    descend = []
+    for i in np.flatnonzero((model.lower == 0) & (theta == 0)):
+        step = theta.copy()
+        step[i] = delta
+        if model(step) < fmin:
+            descend.append(i)
+    model(theta)
+    if not descend:
+        return None
+    start = theta.copy()
+    start[descend] = away
+    return start

@@ -1,0 +1,122 @@
+"""Convergence diagnostics as lme4 makes them, restart_edge, the EM fallback and start='em'."""
+import warnings
+
+import numpy as np
+import pytest
+
+import lmmpy
+from lmmpy import ConvergenceWarning, LmerControl, LmmError, SingularFitWarning
+from lmmpy.fit.checks import _hessian_messages, deriv12, restart_point
+
+FORMULA = "Reaction ~ Days + (Days | Subject)"
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    return lmmpy.datasets.load("sleepstudy")
+
+
+def test_gradient_and_hessian_recorded_at_optimum(sleep):
+    fit = lmmpy.lmer(FORMULA, sleep)
+    g, H = fit.optsum.gradient, fit.optsum.hessian
+    assert g.shape == (3,) and H.shape == (3, 3)
+    assert np.max(np.abs(g)) < 1e-3
+    assert np.all(np.linalg.eigvalsh(H) > 0)
+    assert fit.optsum.messages == []
+
+
+def test_deriv12_on_a_quadratic():
+    A = np.array([[2.0, 0.5], [0.5, 1.0]])
+    g, H = deriv12(lambda x: x @ A @ x + x[0], np.array([0.3, -0.2]))
+    assert np.allclose(g, 2 * A @ [0.3, -0.2] + [1, 0], atol=1e-7)
+    assert np.allclose(H, 2 * A, atol=1e-5)
+
+
+def test_failed_gradient_check_warns_and_is_shown(sleep):
+    with pytest.warns(ConvergenceWarning, match=r"Model failed to converge with max\|grad\| = \S+ \(tol = 0.002"):
+        fit = lmmpy.lmer(FORMULA, sleep, start=[0.5, 0.0, 0.2], optimizer=None)
+    assert "Model failed to converge with max|grad|" in str(fit.summary())
+
+
+def test_checks_can_be_switched_off(sleep):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = lmmpy.lmer(FORMULA, sleep, start=[0.5, 0.0, 0.2], optimizer=None, control={"check_conv": False})
+    assert fit.optsum.gradient is None and fit.optsum.messages == []
+
+
+def test_tolerance_is_a_control(sleep):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lmmpy.lmer(FORMULA, sleep, start=[0.5, 0.0, 0.2], optimizer=None, control=LmerControl(grad_tol=1e6))
+
+
+def test_unknown_control_setting(sleep):
+    with pytest.raises(LmmError, match="unknown control setting"):
+        lmmpy.lmer(FORMULA, sleep, control={"tolerance": 1})
+
+
+def test_hessian_messages():
+    assert _hessian_messages(np.diag([1.0, -1.0]), 1e-6) == [
+        "Model failed to converge: degenerate  Hessian with 1 negative eigenvalue"]
+    assert "numerically singular" in _hessian_messages(np.diag([1.0, 0.0]), 1e-6)[0]
+    assert "very large eigenvalue" in _hessian_messages(np.diag([1.0, 1e7]), 1e-6)[0]
+    assert "large eigenvalue ratio" in _hessian_messages(np.diag([1e-5, 1e2]), 1e-6)[-1]
+    assert _hessian_messages(np.eye(2), 1e-6) == []
+
+
+def test_singular_fit_skips_derivative_checks():
+    d = lmmpy.datasets.load("Dyestuff2")
+    with pytest.warns(SingularFitWarning):
+        fit = lmmpy.lmer("Yield ~ 1 + (1 | Batch)", d)
+    assert fit.optsum.messages == ["boundary (singular) fit: see help('isSingular')"]
+    assert fit.optsum.gradient is None
+
+
+def test_restart_edge_detects_a_wrong_boundary(sleep):
+    fit = lmmpy.lmer("Reaction ~ Days + (1 | Subject)", sleep)
+    assert restart_point(fit.model, np.array([0.0]), fit.model(np.array([0.0]))) == pytest.approx([0.01])
+    d2 = lmmpy.datasets.load("Dyestuff2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sing = lmmpy.lmer("Yield ~ 1 + (1 | Batch)", d2)
+    assert restart_point(sing.model, sing.theta, sing.objective) is None
+
+
+def test_restart_from_boundary_start_reaches_optimum(sleep):
+    best = lmmpy.lmer("Reaction ~ Days + (1 | Subject)", sleep)
+    fit = lmmpy.lmer("Reaction ~ Days + (1 | Subject)", sleep, start=[0.0], optimizer="l-bfgs-b")
+    assert fit.objective == pytest.approx(best.objective, abs=1e-6)
+    assert "restarted off a zero bound (restart_edge)" in fit.optsum.notes
+
+
+def test_failed_optimizer_falls_back_to_em(sleep):
+    best = lmmpy.lmer(FORMULA, sleep)
+    with pytest.warns(ConvergenceWarning, match="refitted by EM"):
+        fit = lmmpy.lmer(FORMULA, sleep, control={"optimizer_options": {"maxfev": 4}})
+    assert fit.objective == pytest.approx(best.objective, abs=1e-4)
+    assert any("refitted by EM" in n for n in fit.optsum.notes)
+    assert "refitted by EM" in str(fit.summary())
+
+
+def test_no_fallback_when_switched_off(sleep):
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        fit = lmmpy.lmer(FORMULA, sleep, control={"optimizer_options": {"maxfev": 4}, "fallback_em": False})
+    assert not fit.optsum.converged
+
+
+def test_start_em(sleep):
+    best = lmmpy.lmer(FORMULA, sleep)
+    fit = lmmpy.lmer(FORMULA, sleep, start="em")
+    assert fit.objective == pytest.approx(best.objective, abs=1e-6)
+    assert fit.optsum.notes and fit.optsum.notes[0].startswith("started from")
+    assert fit.optsum.n_evals < best.optsum.n_evals + 10
+
+
+def test_bad_method_and_start(sleep):
+    with pytest.raises(LmmError, match="method must be"):
+        lmmpy.lmer(FORMULA, sleep, method="newton")
+    with pytest.raises(LmmError, match="start must be"):
+        lmmpy.lmer(FORMULA, sleep, start="random")
+    with pytest.raises(LmmError, match="unknown optimizer"):
+        lmmpy.lmer(FORMULA, sleep, optimizer="bfgs2")
