@@ -55,4 +55,6 @@ def fitted(model_id, at_lme4_theta=False):
     kw = dict(start=reference(model_id)["theta"], optimizer=None) if at_lme4_theta else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", lmmpy.SingularFitWarning)
+        if at_lme4_theta:  # lme4's theta need not pass lmmpy's checks (lme4's own did not, once)
+            warnings.simplefilter("ignore", lmmpy.ConvergenceWarning)
         return lmmpy.lmer(s["formula"], model_data(model_id), REML=bool(s["REML"]), data_name="d", **kw)

@@ -57,12 +57,13 @@ _TOKEN = re.compile(
 
 def tokenize(text: str):
     pos, out = 0, []
-    text = text.rstrip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
+    body = text.rstrip()
+    while pos < len(body):
+        m = _TOKEN.match(body, pos)
         if not m or m.end() == pos:
-            bad = text[pos:].strip()[:1]
-            raise FormulaError(text, f"unexpected character {bad!r} at position {pos + 1}")
+            bad = body[pos:].lstrip()[:1]
+            where = len(body) - len(body[pos:].lstrip()) + 1
+            raise FormulaError(text, f"unexpected character {bad!r} at position {where}")
         kind = m.lastgroup
         tok = m.group(kind)
         if kind == "op" and tok == "**":  # Python's power, as formulaic users write it
