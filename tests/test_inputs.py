@@ -108,3 +108,17 @@ def test_regular_fit_does_not_warn(sleep):
         warnings.simplefilter("error")
         fit = lmmpy.lmer("Reaction ~ Days + (Days | Subject)", sleep)
     assert not fit.is_singular and fit.optsum.converged
+
+
+def test_infinite_predictor(sleep):
+    d = sleep.assign(x=np.where(sleep["Days"] == 2, np.inf, sleep["Days"]))
+    with pytest.raises(DataError, match="infinite values in 'x' of the fixed-effects matrix"):
+        lmmpy.lmer("Reaction ~ x + (1 | Subject)", d)
+    with pytest.raises(DataError, match="infinite values in 'x' of the random-effects term"):
+        lmmpy.lmer("Reaction ~ Days + (x | Subject)", d)
+
+
+def test_no_fixed_effects(sleep):
+    fit = lmmpy.lmer("Reaction ~ 0 + (1 | Subject)", sleep)
+    assert fit.fixef.empty and np.isfinite(fit.objective)
+    assert "Fixed effects" not in str(fit.summary())

@@ -192,7 +192,11 @@ def _materialise(formula_text, node, frame, what, prefix=""):
     except FormulaicError as e:
         raise FormulaError(formula_text, f"cannot build the {what} from {rhs_text!r}: {e}") from None
     order = factor_expressions(node)
-    return np.asarray(mm, dtype=float), [r_name(c, order) for c in mm.columns], mm.model_spec
+    M, names = np.asarray(mm, dtype=float), [r_name(c, order) for c in mm.columns]
+    bad = [nm for nm, ok in zip(names, np.isfinite(M).all(axis=0)) if not ok]
+    if bad:
+        raise DataError(f"infinite values in {', '.join(map(repr, bad))} of the {what} (formula {formula_text!r})")
+    return M, names, mm.model_spec
 
 
 def level_labels(values) -> list:

@@ -77,7 +77,7 @@ class Summary:
             nobs=fit.nobs,
             ngrps=fit.ngrps,
             coefficients=coefs,
-            corr_fixef=pd.DataFrame(V / np.outer(sd, sd), index=V.shape[0] and fit.design.xnames,
+            corr_fixef=pd.DataFrame(V / np.outer(sd, sd), index=fit.design.xnames,
                                     columns=fit.design.xnames),
             optimizer=fit.optsum.optimizer,
             messages=messages,
