@@ -41,7 +41,40 @@ def _check(model, opt, control):
     return opt
 
 
-def optimize_lmer(model: LmmModel, start=None, optimizer: str = "cobyqa", method: str = "optimizer",
+def _optimize_once(model, start, optimizer, control, notes):
+    """One optimizer run from ``start``, restarted off zero bounds where that helps."""
+    opt = optimize_lmm(model, theta0=start, optimizer=optimizer, options=control.optimizer_options)
+    for _ in range(5 if control.restart_edge else 0):
+        restart = restart_point(model, opt.theta, opt.fmin) if opt.converged else None
+        if restart is None:
+            break
+        again = optimize_lmm(model, theta0=restart, optimizer=optimizer, options=control.optimizer_options)
+        if not again.fmin < opt.fmin:
+            model(opt.theta)
+            break
+        again.n_evals += opt.n_evals
+        opt = again
+        notes.append("restarted off a zero bound (restart_edge)")
+    return opt
+
+
+def _optimize(model, start, optimizer, control, notes):
+    if optimizer != "auto":
+        return _optimize_once(model, start, optimizer, control, notes)
+    opt = _optimize_once(model, start, "l-bfgs-b", control, notes)
+    if opt.converged and not np.any(opt.theta[model.lower == 0] < control.singular_tol):
+        opt.optimizer = "auto:l-bfgs-b"
+        return opt
+    # a boundary (or failed) result of the gradient method: confirm it with COBYQA
+    other = _optimize_once(model, start, "cobyqa", control, notes)
+    best = other if (other.converged and other.fmin < opt.fmin) or not opt.converged else opt
+    model(best.theta)
+    best.optimizer = f"auto:{'cobyqa' if best is other else 'l-bfgs-b'}"
+    best.n_evals = opt.n_evals + other.n_evals
+    return best
+
+
+def optimize_lmer(model: LmmModel, start=None, optimizer: str = "auto", method: str = "optimizer",
                   control=None) -> OptSummary:
     """Minimise the criterion and check the optimum as lme4 does.
 
@@ -70,21 +103,12 @@ def optimize_lmer(model: LmmModel, start=None, optimizer: str = "cobyqa", method
         em = fit_em(model, max_iter=12, tol=1e-6)
         start = em.theta
         notes.append(f"started from {em.n_evals} EM steps")
-    opt = optimize_lmm(model, theta0=start, optimizer=optimizer, options=control.optimizer_options)
-    restart = restart_point(model, opt.theta, opt.fmin) if control.restart_edge and opt.converged else None
-    if restart is not None:
-        again = optimize_lmm(model, theta0=restart, optimizer=optimizer, options=control.optimizer_options)
-        if again.fmin < opt.fmin:
-            again.n_evals += opt.n_evals
-            opt = again
-            notes.append("restarted off a zero bound (restart_edge)")
-        else:
-            model(opt.theta)
+    opt = _optimize(model, start, optimizer, control, notes)
     _check(model, opt, control)
     if _failed(opt) and control.fallback_em:
         reason = opt.messages[0] if opt.messages and opt.converged else opt.message
         em = fit_em(model, theta0=start)
-        again = optimize_lmm(model, theta0=em.theta, optimizer=optimizer, options=control.optimizer_options)
+        again = _optimize(model, em.theta, optimizer, control, notes)
         best = again if (again.converged and again.fmin <= em.fmin) else em
         model(best.theta)
         _check(model, best, control)
@@ -102,7 +126,7 @@ def mk_lmer_fit(model: LmmModel, opt, data_name: str = "data") -> LmerFit:
 
 
 def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, factors=(), start=None,
-         method: str = "optimizer", optimizer: str = "cobyqa", control=None,
+         method: str = "optimizer", optimizer: str = "auto", control=None,
          data_name: str = "data") -> LmerFit:
     """Fit a linear mixed model given by an lme4 formula, e.g.
     ``lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)``.
@@ -121,8 +145,9 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, fa
     start : starting theta (default: lme4's, 1 on the diagonals and 0 elsewhere), or "em"
         to start the optimizer from a few EM steps.
     method : "optimizer" (default) or "em" (the EM algorithm alone, ML or REML as ``REML``).
-    optimizer : "cobyqa" (default), "l-bfgs-b", "nelder-mead" or "powell"; None evaluates
-        the model at ``start`` without optimising.
+    optimizer : "auto" (default: L-BFGS-B, confirmed by COBYQA on boundary results),
+        "cobyqa", "l-bfgs-b", "nelder-mead" or "powell"; None evaluates the model at
+        ``start`` without optimising.
     control : :class:`lmmpy.LmerControl` or a dict of its fields: convergence checks and
         their tolerances, restart_edge, the EM fallback, options for the optimizer.
     data_name : how the summary names the data.

@@ -30,7 +30,7 @@ def lines(text):
     for line in text.splitlines():
         if line.startswith("ICC ("):
             continue
-        out.append(re.sub(r"^optimizer \(\w+\)", "optimizer (X)", line))
+        out.append(re.sub(r"^optimizer \([^)]*\)", "optimizer (X)", line))
     return out
 
 

@@ -8,8 +8,8 @@
 - Hessian: negative eigenvalues below -1e-6 -> "degenerate Hessian"; a numerically singular
   or badly conditioned one -> lme4's "nearly unidentifiable" messages.
 - restart_edge: a theta left on its zero bound by the optimizer is checked by a one-sided
-  difference; if moving off the bound lowers the criterion, the optimizer starts again
-  just off the bound.
+  difference (several step sizes); if moving off the bound lowers the criterion, the
+  optimizer starts again from there.
 """
 from __future__ import annotations
 
@@ -122,22 +122,21 @@ def check_convergence(model, theta, fmin, control: LmerControl):
     return msgs, g, H
 
 
-def restart_point(model, theta, fmin, delta: float = 1e-4, away: float = 1e-2):
+def restart_point(model, theta, fmin, steps=(1e-4, 1e-3, 1e-2, 1e-1)):
     """lme4's restart_edge: if leaving a zero bound lowers the criterion, where to restart.
 
-    A variance parameter at exactly 0 is a stationary point of the criterion (it depends on
-    theta^2 there), so the restart starts ``away`` off the bound, from where a gradient-based
-    optimizer can move too.  Returns None when no restart is needed."""
+    A variance parameter at exactly 0 is a stationary point of the criterion (which depends on
+    theta^2 there), so the change from a step off the bound is of second order and a step of
+    1e-4 (lme4's) can drown in rounding: several steps are tried.  Returns the best improving
+    point, or None when leaving the bounds does not help."""
     theta = np.asarray(theta, dtype=float)
-    descend = []
+    best, fbest = None, fmin
     for i in np.flatnonzero((model.lower == 0) & (theta == 0)):
-        step = theta.copy()
-        step[i] = delta
-        if model(step) < fmin:
-            descend.append(i)
+        for delta in steps:
+            step = theta.copy()
+            step[i] = delta
+            f = model(step)
+            if f < fbest - 1e-10 * abs(fmin):
+                best, fbest = step, f
     model(theta)
-    if not descend:
-        return None
-    start = theta.copy()
-    start[descend] = away
-    return start
+    return best

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
+from scipy.linalg import lapack
 
 from ..formula.design import Design
 from ..linalg.blocked import BlockedCholesky, UniformBlockDiagonal
@@ -79,6 +80,9 @@ class LmmModel:
         else:
             self.At1_z = sp.csr_matrix((0, Z1.shape[1]))
             self.Att = Xy.T @ Xy
+        self.tail_scalar = all(k == 1 for k in self.ks[1:])
+        self._at1_rows = np.repeat(np.arange(self.At1_z.shape[0]), np.diff(self.At1_z.indptr))
+        self._empty_lt1 = sp.csr_matrix((0, l1 * k1))
         self.theta = design.theta_start()
         self.lower = design.theta_lower()
         self.L = None
@@ -92,39 +96,81 @@ class LmmModel:
         self.theta = theta.copy()
         return self
 
-    def lambda_tail(self, templates) -> sp.csr_matrix:
-        """Lambda_t: block diagonal I_l (x) T_i for the tail terms, identity on X and y."""
+    def _tail_lambda(self, templates):
+        """Lambda_t on the tail: a vector (all tail terms scalar) or None (some vector-valued)."""
+        if not self.tail_scalar:
+            return None
+        lam = np.ones(self.q_tail + self.p + 1)
+        lam[: self.q_tail] = np.repeat([T[0, 0] for T in templates[1:]], [l for l, _ in self.sizes[1:]])
+        return lam
+
+    def _lambda_t_rows(self, M, templates):
+        """Lambda_t' M for a dense M whose rows are the tail's (vector-valued terms blockwise)."""
+        M = M.copy()
+        start = 0
+        for (l, k), T in zip(self.sizes[1:], templates[1:]):
+            seg = slice(start, start + l * k)
+            if k == 1:
+                M[seg] *= T[0, 0]
+            else:
+                M[seg] = np.einsum("ai,lac->lic", T, M[seg].reshape(l, k, -1)).reshape(l * k, -1)
+            start += l * k
+        return M
+
+    def _lambda_z_sparse(self, templates) -> sp.csr_matrix:
+        """Lambda_t restricted to the tail's random effects, as a sparse matrix."""
         blocks = [sp.kron(sp.identity(l, format="csr"), sp.csr_matrix(T))
                   for (l, _), T in zip(self.sizes[1:], templates[1:])]
-        blocks.append(sp.identity(self.p + 1, format="csr"))
         return sp.block_diag(blocks, format="csr")
 
     # -- the factor ----------------------------------------------------------------------
     def update(self) -> "LmmModel":
-        """Recompute the blocked Cholesky factor L for the current theta."""
+        """Recompute the blocked Cholesky factor L for the current theta.
+
+        For scalar terms Lambda is a diagonal scaling, applied to the stored data arrays of
+        the fixed sparsity patterns; vector-valued terms go blockwise."""
         templates = theta_templates(self.theta, self.ks)
         T1 = templates[0]
-        # Omega_11 = T1' A11 T1 + I for every level
-        O11 = np.einsum("ji,ljk,km->lim", T1, self.A11, T1)
-        O11 += np.eye(T1.shape[0])
-        L11 = UniformBlockDiagonal(O11).cholesky()
-        # right factor applied to the first term's columns: Lambda_1 L_11^{-T} per level
-        R = np.einsum("ij,lkj->lik", T1, L11.inverse().blocks)  # T1 @ inv(L11)'
-        Rb = UniformBlockDiagonal(R)
-        Lt1_xy = Rb.right_multiply(self.At1_xy)
-        if self.q_tail:
-            Lam_t = self.lambda_tail(templates)
-            Lam_z = Lam_t[: self.q_tail, : self.q_tail]
-            Lt1_z = (Lam_z.T @ self.At1_z @ Rb.to_sparse()).tocsr()
-            Ott = np.asarray(Lam_t.T @ (Lam_t.T @ self.Att).T)  # Lambda_t' Att Lambda_t (Att symmetric)
-            Ott[np.arange(self.q_tail), np.arange(self.q_tail)] += 1.0
-            zz = (Lt1_z @ Lt1_z.T).toarray()
-            zx = np.asarray(Lt1_z @ Lt1_xy.T)
-            Ott -= np.block([[zz, zx], [zx.T, Lt1_xy @ Lt1_xy.T]])
+        k1 = T1.shape[0]
+        if k1 == 1:  # Omega_11 = t^2 A11 + 1, L11 = sqrt, Lambda_1 L11^{-T} = t / L11
+            t = T1[0, 0]
+            L11 = UniformBlockDiagonal(np.sqrt(t * t * self.A11 + 1.0))
+            r = t / L11.blocks.ravel()
+            Lt1_xy = self.At1_xy * r
         else:
-            Lt1_z = sp.csr_matrix((0, self.A11.shape[0] * T1.shape[0]))
+            O11 = np.einsum("ji,ljk,km->lim", T1, self.A11, T1)
+            O11 += np.eye(k1)
+            L11 = UniformBlockDiagonal(O11).cholesky()
+            Rb = UniformBlockDiagonal(np.einsum("ij,lkj->lik", T1, L11.inverse().blocks))  # T1 L11^{-T}
+            Lt1_xy = Rb.right_multiply(self.At1_xy)
+        if self.q_tail:
+            lam = self._tail_lambda(templates)
+            A = self.At1_z
+            if lam is not None:
+                data = A.data * lam[self._at1_rows]
+                if k1 == 1:
+                    data *= r[A.indices]
+                Lt1_z = sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape)
+                if k1 > 1:
+                    Lt1_z = (Lt1_z @ Rb.to_sparse()).tocsr()
+                Ott = self.Att * np.outer(lam, lam)
+            else:
+                right = sp.diags(r) if k1 == 1 else Rb.to_sparse()
+                Lt1_z = (self._lambda_z_sparse(templates).T @ A @ right).tocsr()
+                Ott = self._lambda_t_rows(self._lambda_t_rows(self.Att, templates).T, templates)
+            q = self.q_tail
+            Ott[np.arange(q), np.arange(q)] += 1.0
+            Ott[:q, :q] -= (Lt1_z @ Lt1_z.T).toarray()
+            zx = np.asarray(Lt1_z @ Lt1_xy.T)
+            Ott[:q, q:] -= zx
+            Ott[q:, :q] -= zx.T
+            Ott[q:, q:] -= Lt1_xy @ Lt1_xy.T
+        else:
+            Lt1_z = self._empty_lt1
             Ott = self.Att - Lt1_xy @ Lt1_xy.T
-        Ltt = sla.cholesky(Ott, lower=True, check_finite=False)
+        Ltt, info = lapack.dpotrf(Ott, lower=1, clean=1, overwrite_a=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"the tail block is not positive definite (dpotrf info {info})")
         self.L = BlockedCholesky(L11, Lt1_z, Lt1_xy, Ltt, self.q_tail, self.p)
         self.n_evals += 1
         return self

@@ -59,10 +59,11 @@ class Summary:
         coefs = pd.DataFrame({"Estimate": fit.fixef, "Std. Error": fit.se, "t value": fit.tvalues})
         opt = fit.optsum
         messages = []
-        if opt.messages or opt.notes or not opt.converged:
+        fallback = [n for n in opt.notes if "refitted by EM" in n]  # restarts are not news
+        if opt.messages or fallback or not opt.converged:
             status = "(OK)" if opt.converged else f"({opt.message})"
             messages = [f"optimizer ({opt.optimizer}) convergence code: {opt.return_code} {status}",
-                        *opt.messages, *opt.notes]
+                        *opt.messages, *fallback]
         aictab = {"AIC": fit.aic, "BIC": fit.bic, "logLik": fit.loglik, "deviance": fit.deviance,
                   "df.resid": fit.df_resid}
         return cls(
