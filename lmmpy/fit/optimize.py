@@ -4,9 +4,10 @@
   bound constraints, the successor of Powell's BOBYQA that lme4 uses.  On every lme4
   reference model it reaches lme4's optimum or a lower one, but its own bookkeeping costs
   about 1 ms an iteration, which dominates small models.
-- "l-bfgs-b": quasi-Newton with central-difference gradients: 5-10 times faster, but a
-  diagonal theta that reaches exactly 0 is a stationary point it cannot leave (the criterion
-  is even in it), so it needs restart_edge and a check of boundary results.
+- "l-bfgs-b": quasi-Newton with the analytic gradient (:mod:`lmmpy.fit.gradient`): few
+  evaluations and little overhead, but a diagonal theta that reaches exactly 0 is a
+  stationary point it cannot leave (the criterion is even in it), so it needs restart_edge
+  and a check of boundary results.
 - "auto" (the default, in :func:`lmmpy.lmer.optimize_lmer`): L-BFGS-B, and where its result
   lies on a boundary, COBYQA too, keeping the better.
 Nelder-Mead and Powell are there for comparison; they stop short on random-slope models.
@@ -21,6 +22,7 @@ import numpy as np
 from scipy.optimize import Bounds, minimize
 
 from .deviance import LmmModel
+from .gradient import profiled_gradient
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4)
 OPTIMIZERS = {"cobyqa": "COBYQA", "l-bfgs-b": "L-BFGS-B", "nelder-mead": "Nelder-Mead", "powell": "Powell"}
@@ -64,13 +66,13 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
     opts = {"COBYQA": {"initial_tr_radius": 0.2, "final_tr_radius": 1e-7, "maxfev": 10000},
             "L-BFGS-B": {"ftol": 1e-12, "gtol": 1e-7, "maxiter": 1000}}.get(method, {})
     opts.update(options or {})
-    jac = central_gradient(model) if method == "L-BFGS-B" else None
+    fun, jac = (value_and_gradient(model), True) if method == "L-BFGS-B" else (model, None)
     start_evals = model.n_evals
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            res = minimize(model, theta0, method=method, jac=jac, bounds=bounds, options=opts)
+            res = minimize(fun, theta0, method=method, jac=jac, bounds=bounds, options=opts)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as e:
             opt.seconds = time.perf_counter() - t0
             opt.theta, opt.fmin = theta0.copy(), float(model(theta0))
@@ -88,18 +90,14 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
     return opt
 
 
-def central_gradient(model, h: float = 1e-5):
-    """Central differences of the criterion (error O(h^2)); scipy's default forward
-    differences are too rough for L-BFGS-B here.  Evaluating below a zero bound is harmless:
-    the criterion depends on the templates only through T T', so it is even in a diagonal."""
-    def grad(theta):
-        g = np.empty_like(theta)
-        for i in range(theta.size):
-            step = np.zeros_like(theta)
-            step[i] = h
-            g[i] = (model(theta + step) - model(theta - step)) / (2 * h)
-        return g
-    return grad
+def value_and_gradient(model: LmmModel):
+    """theta -> (criterion, analytic gradient), for gradient-based optimizers."""
+    def fg(theta):
+        f = model(theta)
+        if not np.isfinite(f):
+            return np.inf, np.zeros_like(theta)
+        return f, profiled_gradient(model)
+    return fg
 
 
 def evaluate_at(model: LmmModel, theta) -> OptSummary:

@@ -1,0 +1,184 @@
+r"""The analytic gradient of the profiled criteria in theta.
+
+Write S = Z'WZ, P = Lambda' S, Omega = Lambda' S Lambda + I = L L', and dE = d Lambda / d theta_k
+(nonzero only in its term's blocks: I_l (x) E_ab for the template entry (a, b)).  Then
+
+    d log|L|^2     = 2 tr(Omega^{-1} P dE)                              (1)
+    d log|R_X|^2   = 2 tr(dE G'(G P - R_X^{-1} X'WZ))                   (2, REML only)
+    d pwrss        = -2 r'WZ dE u                                       (3, envelope theorem)
+
+with G = R_X^{-1} L_XZ L_Z^{-1} and r the weighted residual at the penalised least-squares
+solution (beta, u).  ML: d = (1) + n (3)/pwrss; REML: d = (1) + (2) + (n - p) (3)/pwrss.
+
+(1) and (2) need only the k x k diagonal blocks, one per level, of Omega^{-1} P and G'(...):
+tr(D dE) = sum_j D_j[b, a].  From the blocked factor, with W_11 = L_11^{-1} (per level) and
+K = (L_tt L_tt')^{-1} (the tail's random-effects part):
+
+    (Omega^{-1})_11 = W_11'W_11 + W_11' L_t1' K L_t1 W_11     (diagonal blocks only are needed,
+    (Omega^{-1})_1t = -W_11' L_t1' K                           because S_11 is block diagonal)
+    (Omega^{-1})_tt = K
+
+Products with K and the sparse L_t1, P_t1 are taken sparse-times-dense, in chunks of the first
+term's levels, so nothing of size q_1 x q_1 is formed.  No Lambda^{-1} appears, so the gradient
+is exact on the boundary too.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+from scipy.linalg import lapack
+
+from .deviance import LmmModel, theta_templates
+
+
+def _template_grad(D, T_shape):
+    """sum_j D_j[b, a] for each lower-triangle (a, b), in lme4's theta order."""
+    k = T_shape
+    Dsum = D.sum(axis=0)
+    out = []
+    for b in range(k):  # column of the template
+        for a in range(b, k):  # row
+            out.append(Dsum[b, a])
+    return out
+
+
+def _blockwise_right(A: sp.csr_matrix, T: np.ndarray, l: int) -> sp.csr_matrix:
+    """A (I_l (x) T) for a sparse A with l k columns."""
+    if T.shape[0] == 1:
+        return (A * T[0, 0]).tocsr()
+    return (A @ sp.kron(sp.identity(l, format="csr"), sp.csr_matrix(T))).tocsr()
+
+
+def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000) -> np.ndarray:
+    """The gradient of the model's criterion at its current theta (L up to date)."""
+    L, p, n = model.L, model.p, model.n
+    q_t = model.q_tail
+    templates = theta_templates(model.theta, model.ks)
+    (l1, k1), tail_sizes = model.sizes[0], model.sizes[1:]
+    T1 = templates[0]
+    u, beta = L.solve_u_beta()
+
+    # --- (3): Z'W r from the stored cross-products, r = y - X beta - Z Lambda u
+    b = np.concatenate([u[:l1 * k1].reshape(l1, k1) @ T1.T, ])
+    b_parts = [b.ravel()]
+    pos = l1 * k1
+    for (l, k), T in zip(tail_sizes, templates[1:]):
+        b_parts.append((u[pos:pos + l * k].reshape(l, k) @ T.T).ravel())
+        pos += l * k
+    bvec = np.concatenate(b_parts)
+    b1, bt = bvec[:l1 * k1], bvec[l1 * k1:]
+    A11, At1 = model.A11, model.At1_z
+    zr1 = model.At1_xy[-1] - model.At1_xy[:p].T @ beta - np.einsum("jcd,jd->jc", A11, b1.reshape(l1, k1)).ravel()
+    if q_t:
+        Att_zz = model.Att[:q_t, :q_t]
+        zr1 = zr1 - At1.T @ bt
+        zrt = model.Att[:q_t, -1] - model.Att[:q_t, q_t:q_t + p] @ beta - At1 @ b1 - Att_zz @ bt
+        zr = np.concatenate([zr1, zrt])
+    else:
+        zr = zr1
+
+    # --- (1): diagonal blocks of Omega^{-1} P
+    W11 = L.L11.inverse().blocks  # (l1, k1, k1)
+    P11 = np.einsum("ca,jcd->jad", T1, A11)
+    O11 = np.einsum("jca,jcd->jad", W11, W11)
+    D1 = np.zeros((l1, k1, k1))
+    D_tail = []
+    if q_t:
+        Lz = np.ascontiguousarray(L.Ltt[:q_t, :q_t])
+        Kinv, info = lapack.dpotri(Lz, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("cannot invert the tail block")
+        K = np.tril(Kinv) + np.tril(Kinv, -1).T
+        lam = model._tail_lambda(templates)
+        if lam is not None:
+            Pt1 = sp.csr_matrix((At1.data * lam[model._at1_rows], At1.indices, At1.indptr), shape=At1.shape)
+        else:
+            Pt1 = (model._lambda_z_sparse(templates).T @ At1).tocsr()
+        P1t = _blockwise_right(At1, T1, l1).T.tocsr()  # Lambda_1' A_1t
+        Ptt = model._lambda_t_rows(Att_zz, templates)
+        Lt1_c, Pt1_c = L.Lt1_z.tocsc(), Pt1.tocsc()
+        scalar = k1 == 1 and lam is not None  # the common crossed/nested random intercepts
+        if scalar:
+            # L_t1 = P_t1 diag(rho) with rho = t_1 / L_11, so K L_t1 = (K P_t1) diag(rho)
+            rho = T1[0, 0] * W11.ravel()
+            P1tT = _blockwise_right(At1, T1, l1).tocsc()  # (Lambda_1' A_1t)'
+            Fd = np.zeros(q_t)
+        else:
+            F = np.zeros((q_t, q_t))
+        step = max(1, chunk_entries // max(1, q_t * k1))
+        for j0 in range(0, l1, step):
+            j1 = min(l1, j0 + step)
+            cols = slice(j0 * k1, j1 * k1)
+            Y = np.asarray((Pt1_c[:, cols].T @ K).T)  # K P_t1 (chunk)
+            w = W11[j0:j1]
+            if scalar:
+                Y2 = Y * rho[cols]  # K L_t1 (chunk)
+                Lc = Lt1_c[:, cols]
+                LtKL = np.asarray(Lc.multiply(Y2).sum(axis=0)).ravel()
+                LtKP = np.asarray(Lc.multiply(Y).sum(axis=0)).ravel()
+                wv = w.ravel()
+                O11[j0:j1, 0, 0] += wv * wv * LtKL
+                D1[j0:j1, 0, 0] -= wv * LtKP
+                Fd -= np.asarray(P1tT[:, cols].multiply(Y2 * wv).sum(axis=1)).ravel()
+                continue
+            Rb = np.einsum("ij,lkj->lik", T1, w)  # T1 L_11^{-T} per level
+            Y2 = np.einsum("rjc,jcd->rjd", Y.reshape(q_t, j1 - j0, k1), Rb)  # K L_t1 (chunk)
+            Ld = Lt1_c[:, cols].toarray().reshape(q_t, j1 - j0, k1)
+            LtKL = np.einsum("rjc,rjd->jcd", Ld, Y2)
+            LtKP = np.einsum("rjc,rjd->jcd", Ld, Y.reshape(q_t, j1 - j0, k1))
+            O11[j0:j1] += np.einsum("jca,jcd,jdb->jab", w, LtKL, w)
+            D1[j0:j1] -= np.einsum("jca,jcd->jad", w, LtKP)
+            Ot1 = -np.einsum("rjc,jcd->rjd", Y2, w).reshape(q_t, -1)
+            F += np.asarray((P1t[cols].T @ Ot1.T).T)
+        start = 0
+        for (l, k) in tail_sizes:
+            seg = slice(start, start + l * k)
+            KP = np.einsum("jcm,mjd->jcd", K[seg].reshape(l, k, q_t), Ptt[:, seg].reshape(q_t, l, k))
+            Fblk = Fd[seg].reshape(l, 1, 1) if scalar else np.einsum("jcjd->jcd", F[seg, seg].reshape(l, k, l, k))
+            D_tail.append(KP + Fblk)
+            start += l * k
+    D1 += np.einsum("jab,jbd->jad", O11, P11)
+    D = [D1] + D_tail
+
+    # --- (2): the REML correction G'(G P - R_X^{-1} X'WZ)
+    if model.REML and p:
+        G = L.fixed_correction()  # p x q
+        GL = np.empty_like(G)
+        start = 0
+        for (l, k), T in zip(model.sizes, templates):
+            seg = slice(start, start + l * k)
+            GL[:, seg] = np.einsum("pjd,cd->pjc", G[:, seg].reshape(p, l, k), T).reshape(p, l * k)
+            start += l * k
+        q1 = l1 * k1
+        GS1 = np.einsum("pjc,jcd->pjd", GL[:, :q1].reshape(p, l1, k1), A11).reshape(p, q1)
+        XtZ = [model.At1_xy[:p]]
+        if q_t:
+            GS1 = GS1 + np.asarray((At1.T @ GL[:, q1:].T).T)
+            GSt = np.asarray((At1 @ GL[:, :q1].T).T) + GL[:, q1:] @ Att_zz
+            GS = np.hstack([GS1, GSt])
+            XtZ.append(model.Att[q_t:q_t + p, :q_t])
+        else:
+            GS = GS1
+        H = GS - sla.solve_triangular(L.RX, np.hstack(XtZ), lower=True, check_finite=False)
+        start = 0
+        for i, (l, k) in enumerate(model.sizes):
+            seg = slice(start, start + l * k)
+            D[i] = D[i] + np.einsum("pjc,pjd->jcd", G[:, seg].reshape(p, l, k), H[:, seg].reshape(p, l, k))
+            start += l * k
+
+    # --- assemble
+    scale = (n - p if model.REML else n) / L.pwrss
+    grad, start = [], 0
+    for (l, k), Di in zip(model.sizes, D):
+        zr_i = zr[start:start + l * k].reshape(l, k)
+        u_i = u[start:start + l * k].reshape(l, k)
+        dr2 = -2.0 * np.einsum("ja,jb->ab", zr_i, u_i)  # d pwrss / d T[a, b]
+        g_ld = _template_grad(Di, k)
+        idx = 0
+        for bcol in range(k):
+            for arow in range(bcol, k):
+                grad.append(2.0 * g_ld[idx] + scale * dr2[arow, bcol])
+                idx += 1
+        start += l * k
+    return np.array(grad)
