@@ -50,7 +50,60 @@ def _blockwise_right(A: sp.csr_matrix, T: np.ndarray, l: int) -> sp.csr_matrix:
     return (A @ sp.kron(sp.identity(l, format="csr"), sp.csr_matrix(T))).tocsr()
 
 
-def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000) -> np.ndarray:
+def _column_pairs(A: sp.csr_matrix, budget: int):
+    """All pairs of stored entries (ia, ib) that share a column of A, with that column:
+    the entries of K that the scalar-term diagonals touch.  None beyond ``budget`` pairs."""
+    counts = np.diff(A.tocsc().indptr)
+    total = int((counts.astype(np.int64) ** 2).sum())
+    if total > budget:
+        return None
+    order = np.argsort(A.indices, kind="stable").astype(np.int64)  # nnz ids grouped by column
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    col = np.repeat(np.arange(counts.size), counts ** 2)
+    within = np.arange(total) - np.repeat(np.concatenate([[0], np.cumsum(counts ** 2)[:-1]]), counts ** 2)
+    c = counts[col]
+    ia = order[starts[col] + within // c]
+    ib = order[starts[col] + within % c]
+    rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+    keep = rows[ia] <= rows[ib]  # K is symmetric: each unordered pair once, off-diagonal ones twice
+    ia, ib, col = ia[keep], ib[keep], col[keep]
+    ra, rb = rows[ia], rows[ib]
+    weight = np.where(ra == rb, 1.0, 2.0)
+    return dict(ia=ia, ib=ib, col=col, ra=ra, rb=rb, hi=np.maximum(ra, rb), lo=np.minimum(ra, rb),
+                weight=weight)
+
+
+def _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates, l1, k1, q_t, tail_sizes,
+                  chunk_entries):
+    """The chunked products with K for vector-valued terms (or too many pairs): updates O11
+    and D1 in place and returns the tail's diagonal blocks."""
+    Lt1_c, Pt1_c = L.Lt1_z.tocsc(), Pt1.tocsc()
+    P1t = _blockwise_right(At1, T1, l1).T.tocsr()  # Lambda_1' A_1t
+    F = np.zeros((q_t, q_t))
+    step = max(1, chunk_entries // max(1, q_t * k1))
+    for j0 in range(0, l1, step):
+        j1 = min(l1, j0 + step)
+        cols = slice(j0 * k1, j1 * k1)
+        Y = np.asarray((Pt1_c[:, cols].T @ K).T).reshape(q_t, j1 - j0, k1)  # K P_t1 (chunk)
+        w = W11[j0:j1]
+        Rb = np.einsum("ij,lkj->lik", T1, w)  # T1 L_11^{-T} per level
+        Y2 = np.einsum("rjc,jcd->rjd", Y, Rb)  # K L_t1 (chunk)
+        Ld = Lt1_c[:, cols].toarray().reshape(q_t, j1 - j0, k1)
+        O11[j0:j1] += np.einsum("jca,jcd,jdb->jab", w, np.einsum("rjc,rjd->jcd", Ld, Y2), w)
+        D1[j0:j1] -= np.einsum("jca,jcd->jad", w, np.einsum("rjc,rjd->jcd", Ld, Y))
+        Ot1 = -np.einsum("rjc,jcd->rjd", Y2, w).reshape(q_t, -1)
+        F += np.asarray((P1t[cols].T @ Ot1.T).T)
+    out, start = [], 0
+    for (l, k) in tail_sizes:
+        seg = slice(start, start + l * k)
+        KP = np.einsum("jcm,mjd->jcd", K[seg].reshape(l, k, q_t), Ptt[:, seg].reshape(q_t, l, k))
+        out.append(KP + np.einsum("jcjd->jcd", F[seg, seg].reshape(l, k, l, k)))
+        start += l * k
+    return out
+
+
+def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000,
+                      pair_budget: int = 20_000_000) -> np.ndarray:
     """The gradient of the model's criterion at its current theta (L up to date)."""
     L, p, n = model.L, model.p, model.n
     q_t = model.q_tail
@@ -86,58 +139,49 @@ def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000) -> np.nda
     D_tail = []
     if q_t:
         Lz = np.ascontiguousarray(L.Ltt[:q_t, :q_t])
-        Kinv, info = lapack.dpotri(Lz, lower=1)
+        Kl, info = lapack.dpotri(Lz, lower=1)  # lower triangle of K; the upper stays 0
         if info != 0:
             raise np.linalg.LinAlgError("cannot invert the tail block")
-        K = np.tril(Kinv) + np.tril(Kinv, -1).T
         lam = model._tail_lambda(templates)
         if lam is not None:
             Pt1 = sp.csr_matrix((At1.data * lam[model._at1_rows], At1.indices, At1.indptr), shape=At1.shape)
         else:
             Pt1 = (model._lambda_z_sparse(templates).T @ At1).tocsr()
-        P1t = _blockwise_right(At1, T1, l1).T.tocsr()  # Lambda_1' A_1t
         Ptt = model._lambda_t_rows(Att_zz, templates)
-        Lt1_c, Pt1_c = L.Lt1_z.tocsc(), Pt1.tocsc()
         scalar = k1 == 1 and lam is not None  # the common crossed/nested random intercepts
+        pairs = None
         if scalar:
-            # L_t1 = P_t1 diag(rho) with rho = t_1 / L_11, so K L_t1 = (K P_t1) diag(rho)
+            if not hasattr(model, "_grad_pairs"):
+                model._grad_pairs = _column_pairs(At1, pair_budget)
+            pairs = model._grad_pairs
+        if pairs is not None:
+            # L_t1 = P_t1 diag(rho), rho = t_1 / L_11; everything below is a sum over pairs
+            # of entries sharing a column: sum_ab L[a,j] K[a,b] L[b,j] and the like
             rho = T1[0, 0] * W11.ravel()
-            P1tT = _blockwise_right(At1, T1, l1).tocsc()  # (Lambda_1' A_1t)'
-            Fd = np.zeros(q_t)
+            ia, ib, col = pairs["ia"], pairs["ib"], pairs["col"]
+            Kab = Kl[pairs["hi"], pairs["lo"]]
+            pa, pb = Pt1.data[ia], Pt1.data[ib]
+            wv = W11.ravel()
+            LtKP = np.bincount(col, pa * pb * Kab * pairs["weight"], minlength=l1) * rho
+            LtKL = LtKP * rho
+            O11[:, 0, 0] += wv * wv * LtKL
+            D1[:, 0, 0] -= wv * LtKP
+            # F_r = -sum_c A[r,c] t_1 K[r,b] P[b,c] w_c rho_c: each unordered pair feeds both rows
+            cw = T1[0, 0] * (wv * rho)[col] * Kab
+            Fd = -(np.bincount(pairs["ra"], At1.data[ia] * pb * cw, minlength=q_t)
+                   + np.bincount(pairs["rb"], At1.data[ib] * pa * cw * (pairs["weight"] - 1.0), minlength=q_t))
+            # diag(K P_tt) from the lower triangle: sum_m K[r, m] P[m, r]
+            KPd = (Kl * Ptt.T).sum(axis=1) + (Kl * Ptt).sum(axis=0) - np.diagonal(Kl) * np.diagonal(Ptt)
+            D_tail = []
+            start = 0
+            for (l, k) in tail_sizes:
+                seg = slice(start, start + l)
+                D_tail.append((KPd[seg] + Fd[seg]).reshape(l, 1, 1))
+                start += l
         else:
-            F = np.zeros((q_t, q_t))
-        step = max(1, chunk_entries // max(1, q_t * k1))
-        for j0 in range(0, l1, step):
-            j1 = min(l1, j0 + step)
-            cols = slice(j0 * k1, j1 * k1)
-            Y = np.asarray((Pt1_c[:, cols].T @ K).T)  # K P_t1 (chunk)
-            w = W11[j0:j1]
-            if scalar:
-                Y2 = Y * rho[cols]  # K L_t1 (chunk)
-                Lc = Lt1_c[:, cols]
-                LtKL = np.asarray(Lc.multiply(Y2).sum(axis=0)).ravel()
-                LtKP = np.asarray(Lc.multiply(Y).sum(axis=0)).ravel()
-                wv = w.ravel()
-                O11[j0:j1, 0, 0] += wv * wv * LtKL
-                D1[j0:j1, 0, 0] -= wv * LtKP
-                Fd -= np.asarray(P1tT[:, cols].multiply(Y2 * wv).sum(axis=1)).ravel()
-                continue
-            Rb = np.einsum("ij,lkj->lik", T1, w)  # T1 L_11^{-T} per level
-            Y2 = np.einsum("rjc,jcd->rjd", Y.reshape(q_t, j1 - j0, k1), Rb)  # K L_t1 (chunk)
-            Ld = Lt1_c[:, cols].toarray().reshape(q_t, j1 - j0, k1)
-            LtKL = np.einsum("rjc,rjd->jcd", Ld, Y2)
-            LtKP = np.einsum("rjc,rjd->jcd", Ld, Y.reshape(q_t, j1 - j0, k1))
-            O11[j0:j1] += np.einsum("jca,jcd,jdb->jab", w, LtKL, w)
-            D1[j0:j1] -= np.einsum("jca,jcd->jad", w, LtKP)
-            Ot1 = -np.einsum("rjc,jcd->rjd", Y2, w).reshape(q_t, -1)
-            F += np.asarray((P1t[cols].T @ Ot1.T).T)
-        start = 0
-        for (l, k) in tail_sizes:
-            seg = slice(start, start + l * k)
-            KP = np.einsum("jcm,mjd->jcd", K[seg].reshape(l, k, q_t), Ptt[:, seg].reshape(q_t, l, k))
-            Fblk = Fd[seg].reshape(l, 1, 1) if scalar else np.einsum("jcjd->jcd", F[seg, seg].reshape(l, k, l, k))
-            D_tail.append(KP + Fblk)
-            start += l * k
+            K = Kl + np.tril(Kl, -1).T
+            D_tail = _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates,
+                                   l1, k1, q_t, tail_sizes, chunk_entries)
     D1 += np.einsum("jab,jbd->jad", O11, P11)
     D = [D1] + D_tail
 
