@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Fit times of lmmpy against lme4 (and statsmodels MixedLM where it can express the model).
+
+    python bench/benchmark.py [--quick] [--reps N] [--no-lme4] [--no-statsmodels] [--write]
+
+Each lmmpy fit runs in a child process, so its peak memory (max RSS of the child, data
+included) is its own; the time is the median of --reps fits of the formula from the data
+frame (formula parsing included).  lme4 is timed by Rscript on the same data written to CSV
+(median of as many fits), statsmodels likewise, each with a time limit.  --write puts the
+table into bench/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def simulate_crossed(n, la, lb, slope=False, seed=1):
+    """y = 1 + 0.5 x + a_i + b_j (+ s_j x) + e with crossed factors a (la levels), b (lb)."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, la, n)
+    b = rng.integers(0, lb, n)
+    x = rng.normal(size=n)
+    y = (1 + 0.5 * x + rng.normal(0, 0.5, la)[a] + rng.normal(0, 0.3, lb)[b]
+         + (rng.normal(0, 0.2, lb)[b] * x if slope else 0) + rng.normal(size=n))
+    return pd.DataFrame({"y": y, "x": x, "a": pd.Categorical(a), "b": pd.Categorical(b)})
+
+
+def cases(quick):
+    """(name, data spec, formula, REML, statsmodels spec or None)."""
+    out = [
+        ("sleepstudy", ("bundled", "sleepstudy"), "Reaction ~ Days + (Days | Subject)", True,
+         dict(groups="Subject", re_formula="~Days")),
+        ("Penicillin (crossed)", ("bundled", "Penicillin"), "diameter ~ 1 + (1 | plate) + (1 | sample)", True, None),
+        ("Pastes (nested)", ("bundled", "Pastes"), "strength ~ 1 + (1 | batch/cask)", True, None),
+        ("S&B random slope (ML)", ("bundled", "mlbook2"), "langPOST ~ IQ_verb + sch_iqv + (IQ_verb | schoolnr)",
+         False, dict(groups="schoolnr", re_formula="~IQ_verb")),
+        ("InstEval", ("bundled", "InstEval"), "y ~ service + (1 | s) + (1 | d) + (1 | dept)", True, None),
+        ("crossed 50k, 2000 x 500", ("crossed", 50_000, 2000, 500, False), "y ~ x + (1 | a) + (1 | b)", True, None),
+    ]
+    sizes = [(125_000, 12_500), (250_000, 25_000), (500_000, 50_000), (1_000_000, 100_000)]
+    if quick:
+        sizes = sizes[:2]
+    for n, la in sizes:
+        out.append((f"scaling: {n:,} rows, {la:,} x 1,000 + slope", ("crossed", n, la, 1000, True),
+                    "y ~ x + (1 | a) + (x | b)", True, None))
+    for lb in ([250, 500, 1000, 2000] if not quick else [250, 500]):
+        out.append((f"levels: 250,000 rows, 25,000 x {lb:,} + slope", ("crossed", 250_000, 25_000, lb, True),
+                    "y ~ x + (1 | a) + (x | b)", True, None))
+    return out
+
+
+def load(spec):
+    import lmmpy
+    if spec[0] == "bundled":
+        return lmmpy.datasets.load(spec[1])
+    return simulate_crossed(*spec[1:])
+
+
+def _child(spec, formula, reml, reps, queue):
+    import warnings
+
+    import lmmpy
+    d = load(spec)
+    times, fit = [], None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = lmmpy.lmer(formula, d, REML=reml)
+        times.append(time.perf_counter() - t0)
+    queue.put(dict(seconds=float(np.median(times)), evals=fit.optsum.n_evals, criterion=fit.objective,
+                   optimizer=fit.optsum.optimizer,
+                   peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def time_lmmpy(spec, formula, reml, reps):
+    queue = mp.get_context("fork").Queue()
+    proc = mp.get_context("fork").Process(target=_child, args=(spec, formula, reml, reps, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    return out
+
+
+R_SCRIPT = r"""
+suppressPackageStartupMessages(library(lme4))
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1]); for (f in strsplit(args[4], ",")[[1]]) d[[f]] <- factor(d[[f]])
+reps <- as.integer(args[3]); REML <- as.logical(args[5])
+t <- numeric(reps)
+for (i in seq_len(reps)) t[i] <- system.time(m <- lmer(as.formula(args[2]), data = d, REML = REML))[["elapsed"]]
+cat(sprintf("%.6f %.10f\n", median(t), if (REML) REMLcrit(m) else deviance(m)))
+"""
+
+FACTORS = {"sleepstudy": "Subject", "Penicillin": "plate,sample", "Pastes": "batch,cask",
+           "mlbook2": "schoolnr", "InstEval": "s,d,dept,service"}
+
+
+def time_lme4(spec, formula, reml, reps, limit):
+    if not shutil.which("Rscript"):
+        return None
+    d = load(spec)
+    factors = FACTORS.get(spec[1], "a,b") if spec[0] == "bundled" else "a,b"
+    with tempfile.TemporaryDirectory() as tmp:
+        csv, script = os.path.join(tmp, "d.csv"), os.path.join(tmp, "t.R")
+        d.to_csv(csv, index=False)
+        with open(script, "w") as fh:
+            fh.write(R_SCRIPT)
+        try:
+            r = subprocess.run(["Rscript", script, csv, formula, str(reps), factors, str(reml).upper()],
+                               capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            return {"seconds": float("inf")}
+    if r.returncode != 0:
+        return None
+    secs, crit = r.stdout.split()[:2]
+    return {"seconds": float(secs), "criterion": float(crit)}
+
+
+def _sm_child(spec, formula, reml, sm, queue):
+    import warnings
+
+    import statsmodels.formula.api as smf
+    d = load(spec)
+    fixed = formula.split("+ (")[0].strip()
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        smf.mixedlm(fixed, d, groups=d[sm["groups"]], re_formula=sm["re_formula"]).fit(reml=reml)
+    queue.put(time.perf_counter() - t0)
+
+
+def time_statsmodels(spec, formula, reml, sm, limit):
+    if sm is None:
+        return None
+    queue = mp.get_context("fork").Queue()
+    proc = mp.get_context("fork").Process(target=_sm_child, args=(spec, formula, reml, sm, queue))
+    proc.start()
+    proc.join(limit)
+    if proc.is_alive():
+        proc.terminate()
+        return float("inf")
+    return queue.get() if not queue.empty() else None
+
+
+def fmt(x, digits=3):
+    if x is None:
+        return "-"
+    if x == float("inf"):
+        return "timeout"
+    return f"{x:.{digits}g}" if x < 100 else f"{x:.0f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small scaling series only")
+    ap.add_argument("--reps", type=int, default=5, help="fits per small model (1 for large ones)")
+    ap.add_argument("--no-lme4", action="store_true")
+    ap.add_argument("--no-statsmodels", action="store_true")
+    ap.add_argument("--lme4-max-rows", type=int, default=250_000, help="skip lme4 above this many rows")
+    ap.add_argument("--limit", type=float, default=600, help="seconds allowed to lme4 / statsmodels per model")
+    ap.add_argument("--write", action="store_true", help="write the table into bench/README.md")
+    a = ap.parse_args()
+
+    rows = []
+    header = ("| model | rows | lmmpy s | evals | peak MB | lme4 s | lmmpy / lme4 | statsmodels s "
+              "| crit. lmmpy - lme4 |")
+    print(header)
+    print("|" + "---|" * 9)
+    for name, spec, formula, reml, sm in cases(a.quick):
+        n = len(load(spec))
+        reps = a.reps if n < 100_000 else 1
+        ours = time_lmmpy(spec, formula, reml, reps)
+        lme4 = None if (a.no_lme4 or n > a.lme4_max_rows) else time_lme4(spec, formula, reml, min(reps, 3), a.limit)
+        smt = None if a.no_statsmodels else time_statsmodels(spec, formula, reml, sm, a.limit)
+        ratio = ours["seconds"] / lme4["seconds"] if lme4 and np.isfinite(lme4["seconds"]) else None
+        dcrit = ours["criterion"] - lme4["criterion"] if lme4 and "criterion" in lme4 else None
+        line = (f"| {name} | {n:,} | {fmt(ours['seconds'])} | {ours['evals']} | {ours['peak_mb']:.0f} | "
+                f"{fmt(lme4['seconds'] if lme4 else None)} | {fmt(ratio, 2)} | {fmt(smt)} | "
+                f"{'-' if dcrit is None else f'{dcrit:+.1e}'} |")
+        print(line, flush=True)
+        rows.append(line)
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+               f"numpy {np.__version__}")
+    if a.write:
+        write_readme([header, "|" + "---|" * 9, *rows], machine)
+
+
+def write_readme(lines, machine):
+    path = os.path.join(HERE, "README.md")
+    text = open(path).read() if os.path.exists(path) else ""
+    start, end = "<!-- table -->", "<!-- /table -->"
+    table = f"{start}\nMachine: {machine}; {time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(lines) + f"\n{end}"
+    if start in text:
+        text = text[:text.index(start)] + table + text[text.index(end) + len(end):]
+    else:
+        text += "\n" + table + "\n"
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+if __name__ == "__main__":
+    main()
