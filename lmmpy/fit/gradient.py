@@ -78,8 +78,12 @@ def _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates, l1, k
     """The chunked products with K for vector-valued terms (or too many pairs): updates O11
     and D1 in place and returns the tail's diagonal blocks."""
     Lt1_c, Pt1_c = L.Lt1_z.tocsc(), Pt1.tocsc()
-    P1t = _blockwise_right(At1, T1, l1).T.tocsr()  # Lambda_1' A_1t
-    F = np.zeros((q_t, q_t))
+    P1tT = _blockwise_right(At1, T1, l1).tocsc()  # (Lambda_1' A_1t)' = A_t1 Lambda_1
+    # only the tail's diagonal blocks of F = O_t1 (Lambda_1' A_1t) are needed: for a stored
+    # entry (r', c) of A_t1 Lambda_1 and each row r of r''s block, F[r, r'] += O_t1[r, c] v
+    ks = np.concatenate([np.full(l * k, k) for l, k in tail_sizes])
+    offset = np.concatenate([np.tile(np.arange(k), l) for l, k in tail_sizes])
+    Fblocks = np.zeros((q_t, ks.max() if ks.size else 1))  # row r' -> F[block row d, r'] at column d
     step = max(1, chunk_entries // max(1, q_t * k1))
     for j0 in range(0, l1, step):
         j1 = min(l1, j0 + step)
@@ -92,12 +96,19 @@ def _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates, l1, k
         O11[j0:j1] += np.einsum("jca,jcd,jdb->jab", w, np.einsum("rjc,rjd->jcd", Ld, Y2), w)
         D1[j0:j1] -= np.einsum("jca,jcd->jad", w, np.einsum("rjc,rjd->jcd", Ld, Y))
         Ot1 = -np.einsum("rjc,jcd->rjd", Y2, w).reshape(q_t, -1)
-        F += np.asarray((P1t[cols].T @ Ot1.T).T)
+        part = P1tT[:, cols].tocoo()
+        rp, cc, v = part.row, part.col, part.data
+        base = rp - offset[rp]
+        for d in range(Fblocks.shape[1]):
+            ok = d < ks[rp]
+            Fblocks[:, d] += np.bincount(rp[ok], Ot1[base[ok] + d, cc[ok]] * v[ok], minlength=q_t)
     out, start = [], 0
     for (l, k) in tail_sizes:
         seg = slice(start, start + l * k)
         KP = np.einsum("jcm,mjd->jcd", K[seg].reshape(l, k, q_t), Ptt[:, seg].reshape(q_t, l, k))
-        out.append(KP + np.einsum("jcjd->jcd", F[seg, seg].reshape(l, k, l, k)))
+        # Fblocks[(level, c'), d] = F[(level, d), (level, c')]
+        F = np.swapaxes(Fblocks[seg, :k].reshape(l, k, k), 1, 2)
+        out.append(KP + F)
         start += l * k
     return out
 
