@@ -4,10 +4,11 @@ from .errors import DataError, FormulaError, LmmError
 from .fit.checks import LmerControl
 from .formula.design import RankDeficientWarning
 from .lmer import lformula, lmer, mk_lmer_devfun, mk_lmer_fit, optimize_lmer
+from .results.inference import anova, tidy
 from .results.model import ConvergenceWarning, LmerFit, SingularFitWarning
 
 __version__ = "0.1.0"
 
-__all__ = ["LmerControl", "RankDeficientWarning", "lmer", "lformula", "mk_lmer_devfun", "optimize_lmer", "mk_lmer_fit", "LmerFit",
+__all__ = ["anova", "tidy", "LmerControl", "RankDeficientWarning", "lmer", "lformula", "mk_lmer_devfun", "optimize_lmer", "mk_lmer_fit", "LmerFit",
            "LmmError", "FormulaError", "DataError", "SingularFitWarning", "ConvergenceWarning",
            "datasets", "__version__"]

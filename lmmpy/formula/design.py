@@ -154,6 +154,7 @@ class Design:
     weights_name: str = None
     offset_name: str = None
     dropped_columns: list = field(default_factory=list)  # aliased columns of X, dropped
+    x_keep: list = None  # indices of the kept columns among the formula's (for new data)
 
     @property
     def n(self) -> int:
@@ -284,7 +285,7 @@ def build_design(formula, data, factors=(), weights=None, offset=None) -> Design
 
     y = _response(f, frame)
     X, xnames, fixed_spec = _materialise(f.text, f.fixed, frame, "fixed-effects matrix")
-    X, xnames, dropped = drop_aliased_columns(X, xnames)
+    X, xnames, dropped, x_keep = drop_aliased_columns(X, xnames)
     w = frame[".weights"].to_numpy(dtype=float) if "weights" in extra else None
     if w is not None and np.any(w <= 0):
         bad = "negative" if np.any(w < 0) else "zero"
@@ -301,7 +302,7 @@ def build_design(formula, data, factors=(), weights=None, offset=None) -> Design
     terms = _order_terms(terms)
     _check_terms(terms, len(y))
     return Design(f, y, X, xnames, terms, fixed_spec, frame, n_dropped, frame.index, w, off,
-                  extra.get("weights", (None, None))[1], extra.get("offset", (None, None))[1], dropped)
+                  extra.get("weights", (None, None))[1], extra.get("offset", (None, None))[1], dropped, x_keep)
 
 
 def _row_values(role, arg, data):
@@ -341,7 +342,7 @@ def drop_aliased_columns(X, names, tol=1e-7):
         warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {k} column"
                       f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''} ({', '.join(dropped)})",
                       RankDeficientWarning, stacklevel=4)
-    return X[:, keep], [names[j] for j in keep], dropped
+    return X[:, keep], [names[j] for j in keep], dropped, keep
 
 
 class RankDeficientWarning(UserWarning):

@@ -220,6 +220,31 @@ class LmerFit:
         total = sum(taus.values()) + self.sigma ** 2
         return pd.Series({g: v / total for g, v in taus.items()}, name="ICC", dtype=float)
 
+    # -- prediction and inference --------------------------------------------------------------
+    def predict(self, newdata=None, re_form=None, allow_new_levels=False) -> pd.Series:
+        """Predictions for ``newdata`` (default: the fitting data); ``re_form``: None (all
+        random effects), "~0" (none) or a formula of the terms to keep, as in lme4."""
+        from .predict import predict
+        return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels)
+
+    def simulate(self, nsim: int = 1, seed=None) -> pd.DataFrame:
+        """Responses simulated from the fitted model, one column per simulation."""
+        from .predict import simulate
+        return simulate(self, nsim, seed)
+
+    def refit(self, new_response, **kwargs) -> "LmerFit":
+        """The same model fitted to another response."""
+        from .predict import refit
+        return refit(self, new_response, **kwargs)
+
+    def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
+        """Confidence intervals; so far ``method="wald"`` (fixed effects)."""
+        from .inference import confint_wald
+        if method.lower() != "wald":
+            from ..errors import LmmError
+            raise LmmError(f"confint(method={method!r}) is not available yet; method='wald' is")
+        return confint_wald(self, level)
+
     # -- printing --------------------------------------------------------------------------------
     def summary(self):
         from .summary import Summary

@@ -1,0 +1,98 @@
+"""Likelihood-ratio tests between models, Wald intervals, and broom.mixed-style tables."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import LmmError
+
+
+def anova(*fits, refit: bool = True) -> pd.DataFrame:
+    """lme4's ``anova(m0, m1, ...)``: models ordered by their number of parameters, with
+    npar, AIC, BIC, logLik, deviance and the likelihood-ratio Chisq, Df and Pr(>Chisq) of each
+    against the one before.  REML fits are refitted by ML first (as lme4 does, ``refit=False``
+    keeps them), since REML criteria of models with different fixed effects are not comparable."""
+    if len(fits) < 2:
+        raise LmmError("anova() compares two or more fitted models")
+    n = {f.nobs for f in fits}
+    if len(n) > 1:
+        raise LmmError(f"the models were fitted to different numbers of observations: {sorted(n)}")
+    if refit and any(f.REML for f in fits):
+        from .predict import refit as _refit
+        fits = [(_refit(f, f.design.y, REML=False) if f.REML else f) for f in fits]
+    names = [f"m{i}" for i in range(len(fits))]
+    order = sorted(range(len(fits)), key=lambda i: fits[i].npar)
+    rows = []
+    prev = None
+    for i in order:
+        f = fits[i]
+        dev = -2.0 * f.loglik
+        row = dict(model=names[i], formula=f.formula, npar=f.npar, AIC=f.aic, BIC=f.bic, logLik=f.loglik,
+                   deviance=dev, Chisq=np.nan, Df=np.nan, **{"Pr(>Chisq)": np.nan})
+        if prev is not None:
+            chisq = max(0.0, prev["deviance"] - dev)
+            df = f.npar - prev["npar"]
+            row.update(Chisq=chisq, Df=df, **{"Pr(>Chisq)": stats.chi2.sf(chisq, df) if df > 0 else np.nan})
+        rows.append(row)
+        prev = row
+    return pd.DataFrame(rows).set_index("model")
+
+
+def confint_wald(fit, level: float = 0.95) -> pd.DataFrame:
+    """Wald intervals beta +- z se for the fixed effects; the variance parameters get none
+    (NaN), as in lme4's ``confint(method = "Wald")``."""
+    z = stats.norm.ppf(0.5 + level / 2)
+    pct = [f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"]
+    names = [f".sig{i + 1:02d}" for i in range(fit.theta.size)] + [".sigma"]
+    out = pd.DataFrame(np.nan, index=names + list(fit.fixef.index), columns=pct)
+    out.loc[fit.fixef.index, pct[0]] = fit.fixef - z * fit.se
+    out.loc[fit.fixef.index, pct[1]] = fit.fixef + z * fit.se
+    return out
+
+
+def ran_par_names(fit) -> list:
+    """lme4's names (oldNames = FALSE) of the variance parameters: sd_x|g, cor_x.y|g, sigma."""
+    out = []
+    for t in fit.design.reterms:
+        for j in range(t.k):
+            for i in range(j, t.k):
+                out.append(f"sd_{t.cnames[i]}|{t.group}" if i == j
+                           else f"cor_{t.cnames[i]}.{t.cnames[j]}|{t.group}")
+    return out + ["sigma"]
+
+
+def tidy(fit, effects: str = "fixed") -> pd.DataFrame:
+    """broom.mixed's tidy(): effects "fixed" (estimate, std.error, statistic), "ran_pars"
+    (standard deviations and correlations) or "ran_vals" (conditional modes and their SDs)."""
+    if effects == "fixed":
+        return pd.DataFrame({"effect": "fixed", "term": fit.fixef.index, "estimate": fit.fixef.to_numpy(),
+                             "std.error": fit.se.to_numpy(), "statistic": fit.tvalues.to_numpy()})
+    if effects == "ran_pars":
+        rows = []
+        for t, S in zip(fit.design.reterms, fit.covariances):
+            sd = np.sqrt(np.diag(S))
+            for j in range(t.k):
+                for i in range(j, t.k):
+                    if i == j:
+                        rows.append((t.group, f"sd__{t.cnames[i]}", sd[i]))
+                    else:
+                        r = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else math.nan
+                        rows.append((t.group, f"cor__{t.cnames[j]}.{t.cnames[i]}", r))
+        rows.append(("Residual", "sd__Observation", fit.sigma))
+        return pd.DataFrame(rows, columns=["group", "term", "estimate"]).assign(effect="ran_pars")[
+            ["effect", "group", "term", "estimate"]]
+    if effects == "ran_vals":
+        frames = []
+        for g, df in fit.ranef.items():
+            sd = fit.ranef_sd[g]
+            long = df.stack().rename("estimate").reset_index()
+            long.columns = ["level", "term", "estimate"]
+            long["std.error"] = sd.stack().to_numpy()
+            long.insert(0, "group", g)
+            frames.append(long)
+        return pd.concat(frames, ignore_index=True).assign(effect="ran_vals")[
+            ["effect", "group", "level", "term", "estimate", "std.error"]]
+    raise LmmError(f"effects must be 'fixed', 'ran_pars' or 'ran_vals', not {effects!r}")

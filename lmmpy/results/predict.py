@@ -1,0 +1,148 @@
+"""Prediction on new data, simulation and refitting.
+
+New data are materialised through the formula specs kept from fitting (formulaic's
+ModelSpec), so categorical codings and transforms are exactly the training data's.  Levels of
+a grouping factor not seen in fitting are an error naming them, or, with
+``allow_new_levels=True``, get random effects of zero (their expectation), as in lme4.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from formulaic.errors import FormulaicError
+
+from ..errors import DataError, FormulaError
+from ..formula.bars import parse_formula
+from ..formula.design import CONTEXT, _names_in, level_labels
+from ..formula.parser import deparse, parse
+
+
+def _selected_terms(fit, re_form):
+    """Indices of the random-effects terms re_form keeps: all (None), none ("~0", NA), or
+    those whose (lhs | group) appear in a formula such as "~ (1 | Subject)"."""
+    terms = fit.design.reterms
+    if re_form is None:
+        return list(range(len(terms)))
+    if isinstance(re_form, float) and np.isnan(re_form):
+        return []
+    text = str(re_form).strip()
+    if text.replace(" ", "") in ("~0", "~1", "NA", "0"):
+        return []
+    bars = parse_formula("y " + text if text.startswith("~") else "y ~ " + text).bars
+    wanted = {(deparse(b.lhs), b.group_name) for b in bars}
+    keep = [i for i, t in enumerate(terms) if (t.lhs, t.group) in wanted]
+    if len(keep) != len(wanted):
+        known = ", ".join(f"({t.lhs} | {t.group})" for t in terms)
+        raise FormulaError(text, f"re_form names random-effects terms the model does not have ({known})")
+    return keep
+
+
+def _materialise(spec, newdata, what):
+    try:
+        return np.asarray(spec.get_model_matrix(newdata, context=CONTEXT), dtype=float)
+    except FormulaicError as e:
+        raise DataError(f"cannot build the {what} for the new data: {e}") from None
+    except KeyError as e:
+        raise DataError(f"the new data lack column {e}") from None
+
+
+def predict(fit, newdata=None, re_form=None, allow_new_levels=False) -> pd.Series:
+    """Predictions X beta (+ offset) + Z b for ``newdata`` (default: the fitting data)."""
+    if newdata is None:
+        if re_form is None:
+            return fit.fitted.rename("predicted")
+        newdata = fit.design.frame
+    if not isinstance(newdata, pd.DataFrame):
+        raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
+    design = fit.design
+    _check_new_data(fit, newdata, _selected_terms(fit, re_form))
+    X = _materialise(design.fixed_spec, newdata, "fixed-effects matrix")
+    if design.x_keep is not None:
+        X = X[:, design.x_keep]
+    if X.shape[1] != len(design.xnames):
+        raise DataError("the new data give a fixed-effects matrix of another width than the fit's")
+    eta = X @ fit._beta
+    if design.offset_name and design.offset_name in newdata.columns:
+        eta = eta + newdata[design.offset_name].to_numpy(dtype=float)
+    for i in _selected_terms(fit, re_form):
+        t = design.reterms[i]
+        Xr = _materialise(t.spec, newdata, f"random-effects term ({t.lhs} | {t.group})")
+        missing = [g for g in t.group_vars if g not in newdata.columns]
+        if missing:
+            raise DataError(f"the new data lack the grouping column(s) {', '.join(missing)}")
+        labels = _group_labels(newdata, t.group_vars)
+        index = {lv: j for j, lv in enumerate(t.levels)}
+        codes = np.array([index.get(lv, -1) for lv in labels])
+        unseen = sorted({lv for lv, c in zip(labels, codes) if c < 0})
+        if unseen and not allow_new_levels:
+            raise DataError(f"new levels of {t.group!r} not in the fit: {', '.join(unseen[:10])}"
+                            f"{' ...' if len(unseen) > 10 else ''} (allow_new_levels=True predicts "
+                            "them with random effects of zero)")
+        b = fit._b_terms[i]
+        known = codes >= 0
+        eta[known] = eta[known] + np.einsum("nk,nk->n", Xr[known], b[codes[known]])
+    return pd.Series(eta, index=newdata.index, name="predicted")
+
+
+def _check_new_data(fit, newdata, terms):
+    """The columns the predictions need are there, and categorical fixed-effect variables
+    have no levels the fit has not seen."""
+    design = fit.design
+    used = []
+    _names_in(design.formula.fixed, used)
+    for i in terms:
+        _names_in(parse(design.reterms[i].lhs), used)
+        used += [(g, False) for g in design.reterms[i].group_vars]
+    names = [nm for nm, _ in used if nm in design.frame.columns]
+    missing = sorted({nm for nm in names if nm not in newdata.columns})
+    if missing:
+        raise DataError(f"the new data lack column(s): {', '.join(missing)}")
+    fixed = []
+    _names_in(design.formula.fixed, fixed)
+    for nm in {nm for nm, _ in fixed if nm in design.frame.columns}:
+        col = design.frame[nm]
+        if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
+            seen = set(level_labels(col.unique()))
+            unseen = sorted(set(level_labels(newdata[nm].dropna().unique())) - seen)
+            if unseen:
+                raise DataError(f"level(s) {', '.join(map(repr, unseen))} of {nm!r} were not in the data the "
+                                "model was fitted to")
+
+
+def _group_labels(frame, names):
+    """The grouping factor's level label of each row ("a" or "a:b"), as fitting labels them."""
+    cols = [level_labels(frame[nm].to_numpy()) for nm in names]
+    return [":".join(parts) for parts in zip(*cols)]
+
+
+def simulate(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
+    """``nsim`` responses drawn from the fitted model: X beta + offset + Z b* + e*, with
+    b* ~ N(0, Sigma) per level and e* ~ N(0, sigma^2 / w)."""
+    rng = np.random.default_rng(seed)
+    design = fit.design
+    base = design.X @ fit._beta + (design.offset if design.offset is not None else 0.0)
+    sd_e = fit.sigma / np.sqrt(design.weights) if design.weights is not None else fit.sigma
+    out = np.empty((design.n, nsim))
+    for s in range(nsim):
+        y = base + rng.normal(size=design.n) * sd_e
+        for t, T in zip(design.reterms, fit.templates):
+            b = rng.normal(size=(t.nlevels, t.k)) @ (fit.sigma * T).T
+            y = y + np.einsum("nk,nk->n", t.X, b[t.codes])
+        out[:, s] = y
+    return pd.DataFrame(out, index=design.row_index, columns=[f"sim_{s + 1}" for s in range(nsim)])
+
+
+def refit(fit, new_response, **kwargs):
+    """The same model fitted to another response (one value per row used in the fit)."""
+    from ..fit.deviance import LmmModel
+    from ..lmer import mk_lmer_fit, optimize_lmer
+    y = np.asarray(new_response, dtype=float).ravel()
+    if y.size != fit.design.n:
+        raise DataError(f"new_response has {y.size} values; the fit used {fit.design.n} rows")
+    if not np.all(np.isfinite(y)):
+        raise DataError("new_response has NaN or infinite values")
+    import dataclasses
+    design = dataclasses.replace(fit.design, y=y)
+    model = LmmModel(design, REML=kwargs.pop("REML", fit.REML))
+    opt = optimize_lmer(model, start=kwargs.pop("start", fit.theta), **kwargs)
+    return mk_lmer_fit(model, opt, data_name=fit.data_name)

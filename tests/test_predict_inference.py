@@ -1,0 +1,124 @@
+"""predict() on new data (lme4's predict with allow.new.levels and re.form = NA), simulate,
+refit, the likelihood-ratio anova and Wald intervals, against lme4's values in
+tests/reference/inference (lme4_inference_reference.R in ../shared made them)."""
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmmpy
+from lmmpy import DataError
+
+DIR = Path(__file__).parent / "reference" / "inference"
+CASES = {
+    "sleepstudy_slopes_reml": ("sleepstudy", "Subject"),
+    "mlbook2_slope_ml": ("mlbook2", "schoolnr"),
+}
+
+
+def load(mid, at_lme4_theta=False):
+    ref = json.loads((DIR / f"{mid}.json").read_text())
+    dataset, factor = CASES[mid]
+    d = lmmpy.datasets.load(dataset)
+    d[factor] = d[factor].astype(str).astype("category")
+    kw = {}
+    if at_lme4_theta:  # lme4's theta for the same model, from the main reference fits
+        theta = json.loads((DIR.parent / f"{mid}.json").read_text())["theta"]
+        kw = dict(start=theta, optimizer=None, control={"check_conv": False})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lmmpy.lmer(ref["formula"], d, REML=ref["REML"], **kw)
+    return ref, fit
+
+
+@pytest.mark.parametrize("mid", list(CASES))
+@pytest.mark.parametrize("at_lme4_theta, rtol", [(True, 1e-6), (False, 1e-4)])
+def test_predict_new_levels_and_fixed_only(mid, at_lme4_theta, rtol):
+    """1e-6 at lme4's theta; at lmmpy's own optimum (whose criterion is lower, its theta
+    within 2e-5 of lme4's) 1e-4."""
+    ref, fit = load(mid, at_lme4_theta)
+    new = pd.DataFrame(ref["predict_newdata"])
+    full = fit.predict(new, allow_new_levels=True)
+    assert np.allclose(full, ref["predict_full"], rtol=rtol)
+    fixed = fit.predict(new, re_form="~0")
+    assert np.allclose(fixed, ref["predict_fixed_only"], rtol=rtol)
+    with pytest.raises(DataError, match="new levels of"):
+        fit.predict(new)
+
+
+def test_predict_defaults_and_re_form_subset():
+    _, fit = load("sleepstudy_slopes_reml")
+    assert np.allclose(fit.predict(), fit.fitted)
+    d = fit.design.frame
+    assert np.allclose(fit.predict(d), fit.fitted)
+    assert np.allclose(fit.predict(d, re_form="~(Days | Subject)"), fit.fitted)
+    with pytest.raises(lmmpy.FormulaError, match="does not have"):
+        fit.predict(d, re_form="~(1 | Nope)")
+    with pytest.raises(DataError, match="lack"):
+        fit.predict(d.drop(columns="Days"))
+
+
+def test_predict_unseen_categorical_level_is_an_error():
+    d = lmmpy.datasets.load("Pastes")
+    fit = lmmpy.lmer("strength ~ cask + (1 | batch)", d)
+    new = pd.DataFrame({"cask": ["z"], "batch": ["A"]})
+    with pytest.raises(DataError, match="level\\(s\\) 'z' of 'cask' were not in the data"):
+        fit.predict(new)
+
+
+def test_simulate_and_refit():
+    _, fit = load("sleepstudy_slopes_reml")
+    sims = fit.simulate(200, seed=1)
+    assert sims.shape == (180, 200)
+    # the simulated variance matches the model's marginal variance
+    vc = fit.varcorr
+    tau0 = vc.loc[(vc.var1 == "(Intercept)") & vc.var2.isna() & (vc.grp == "Subject"), "vcov"].item()
+    resid_var = fit.sigma ** 2
+    day0 = fit.design.frame["Days"].to_numpy() == 0
+    assert np.var(sims.to_numpy()[day0]) == pytest.approx(tau0 + resid_var, rel=0.15)
+    again = fit.refit(fit.design.y)
+    assert again.objective == pytest.approx(fit.objective, abs=1e-6)
+    other = fit.refit(sims["sim_1"])
+    assert other.objective != pytest.approx(fit.objective)
+    assert np.array_equal(lmmpy.datasets.load("sleepstudy")["Reaction"], fit.design.y)
+
+
+def test_anova_likelihood_ratio_table():
+    ref = json.loads((DIR / "anova_mlbook2.json").read_text())
+    d = lmmpy.datasets.load("mlbook2")
+    fits = [lmmpy.lmer(f, d, REML=True) for f in ref["models"]]
+    tab = lmmpy.anova(*fits)
+    assert list(tab["npar"]) == ref["npar"]
+    for col in ("AIC", "BIC", "logLik", "deviance"):
+        assert np.allclose(tab[col], ref[col], rtol=1e-7)
+    assert np.allclose(tab["Chisq"].to_numpy()[1:], [float(x) for x in ref["Chisq"][1:]], rtol=1e-4)
+    assert list(tab["Df"].to_numpy()[1:]) == [float(x) for x in ref["Df"][1:]]
+    assert np.allclose(tab["Pr(>Chisq)"].to_numpy()[1:], [float(x) for x in ref["p"][1:]], rtol=1e-3)
+
+
+@pytest.mark.parametrize("mid", list(CASES))
+def test_wald_intervals(mid):
+    ref, fit = load(mid, at_lme4_theta=True)
+    ci = fit.confint("wald")
+    w = ref["confint_wald"]
+    for name, lo, hi in zip(w["param"], w["lower"], w["upper"]):
+        if lo == "NA":
+            assert ci.loc[name].isna().all()
+        else:
+            assert ci.loc[name].to_numpy() == pytest.approx([lo, hi], rel=1e-5)
+
+
+def test_tidy():
+    _, fit = load("sleepstudy_slopes_reml")
+    fx = lmmpy.tidy(fit)
+    assert list(fx["term"]) == ["(Intercept)", "Days"]
+    assert np.allclose(fx["std.error"], fit.se)
+    rp = lmmpy.tidy(fit, "ran_pars")
+    assert list(rp["term"]) == ["sd__(Intercept)", "cor__(Intercept).Days", "sd__Days", "sd__Observation"]
+    rv = lmmpy.tidy(fit, "ran_vals")
+    assert len(rv) == 36 and set(rv["term"]) == {"(Intercept)", "Days"}
+    with pytest.raises(lmmpy.LmmError):
+        lmmpy.tidy(fit, "nope")
