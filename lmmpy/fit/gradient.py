@@ -124,10 +124,8 @@ def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000,
     u, beta = L.solve_u_beta()
 
     # --- (3): Z'W r from the stored cross-products, r = y - X beta - Z Lambda u
-    b = np.concatenate([u[:l1 * k1].reshape(l1, k1) @ T1.T, ])
-    b_parts = [b.ravel()]
-    pos = l1 * k1
-    for (l, k), T in zip(tail_sizes, templates[1:]):
+    b_parts, pos = [], 0
+    for (l, k), T in zip(model.sizes, templates):  # b = Lambda u, term by term
         b_parts.append((u[pos:pos + l * k].reshape(l, k) @ T.T).ravel())
         pos += l * k
     bvec = np.concatenate(b_parts)

@@ -57,8 +57,8 @@ class UniformBlockDiagonal:
 
     def to_sparse(self) -> sp.csr_matrix:
         l, k, _ = self.blocks.shape
-        rows = np.repeat(np.arange(l * k), k)
-        cols = (np.arange(l)[:, None, None] * k + np.zeros((1, k, 1), int) + np.arange(k)).ravel()
+        rows = np.repeat(np.arange(l * k), k)  # block j, row a: columns j k .. j k + k - 1
+        cols = (np.repeat(np.arange(l) * k, k * k) + np.tile(np.arange(k), l * k))
         return sp.csr_matrix((self.blocks.ravel(), (rows, cols)), shape=(l * k, l * k))
 
     def right_multiply(self, M: np.ndarray) -> np.ndarray:
