@@ -114,8 +114,9 @@ def _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates, l1, k
 
 
 def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000,
-                      pair_budget: int = 20_000_000) -> np.ndarray:
-    """The gradient of the model's criterion at its current theta (L up to date)."""
+                      pair_budget: int = 20_000_000, parts: bool = False) -> np.ndarray:
+    """The gradient of the model's criterion at its current theta (L up to date); with
+    ``parts``, its two pieces (d log-determinants, d pwrss) instead."""
     L, p, n = model.L, model.p, model.n
     q_t = model.q_tail
     templates = theta_templates(model.theta, model.ks)
@@ -222,7 +223,7 @@ def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000,
 
     # --- assemble
     scale = (n - p if model.REML else n) / L.pwrss
-    grad, start = [], 0
+    g_logdet, g_pwrss, start = [], [], 0
     for (l, k), Di in zip(model.sizes, D):
         zr_i = zr[start:start + l * k].reshape(l, k)
         u_i = u[start:start + l * k].reshape(l, k)
@@ -231,7 +232,9 @@ def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000,
         idx = 0
         for bcol in range(k):
             for arow in range(bcol, k):
-                grad.append(2.0 * g_ld[idx] + scale * dr2[arow, bcol])
+                g_logdet.append(2.0 * g_ld[idx])
+                g_pwrss.append(dr2[arow, bcol])
                 idx += 1
         start += l * k
-    return np.array(grad)
+    g_logdet, g_pwrss = np.array(g_logdet), np.array(g_pwrss)
+    return (g_logdet, g_pwrss) if parts else g_logdet + scale * g_pwrss

@@ -237,6 +237,11 @@ class LmerFit:
         from .predict import refit
         return refit(self, new_response, **kwargs)
 
+    def satterthwaite(self) -> pd.DataFrame:
+        """Fixed effects with Satterthwaite's df and p-values, as lmerTest's summary gives them."""
+        from .satterthwaite import satterthwaite_table
+        return satterthwaite_table(self)
+
     def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
         """Confidence intervals; so far ``method="wald"`` (fixed effects)."""
         from .inference import confint_wald
