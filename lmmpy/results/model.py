@@ -242,13 +242,17 @@ class LmerFit:
         from .satterthwaite import satterthwaite_table
         return satterthwaite_table(self)
 
-    def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
-        """Confidence intervals; so far ``method="wald"`` (fixed effects)."""
-        from .inference import confint_wald
-        if method.lower() != "wald":
-            from ..errors import LmmError
-            raise LmmError(f"confint(method={method!r}) is not available yet; method='wald' is")
-        return confint_wald(self, level)
+    def confint(self, method: str = "wald", level: float = 0.95, **boot) -> pd.DataFrame:
+        """Confidence intervals: ``"wald"`` (fixed effects) or ``"boot"`` (parametric bootstrap,
+        percentile intervals for every parameter; ``nsim``, ``seed``, ``n_jobs``, ``progress``)."""
+        from .inference import confint_boot, confint_wald
+        method = method.lower()
+        if method == "wald":
+            return confint_wald(self, level)
+        if method == "boot":
+            return confint_boot(self, level, **boot)
+        from ..errors import LmmError
+        raise LmmError(f"confint(method={method!r}) is not available yet; 'wald' and 'boot' are")
 
     # -- printing --------------------------------------------------------------------------------
     def summary(self):

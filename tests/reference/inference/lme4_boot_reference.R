@@ -1,0 +1,7 @@
+suppressPackageStartupMessages(library(lme4))
+s <- read.csv("/work/main/data/sleepstudy.csv"); s$Subject <- factor(s$Subject)
+m <- lmer(Reaction ~ Days + (Days | Subject), data = s)
+set.seed(1)
+ci <- confint(m, method = "boot", nsim = 500, oldNames = FALSE)
+write.csv(ci, "/tmp/lme4_boot.csv")
+print(ci)
