@@ -182,3 +182,32 @@ def test_bootstrap_against_lme4_profile_intervals(boot_sleepstudy):
             assert (min(b_hi, hi) - max(b_lo, lo)) >= 0.75 * (hi - lo), name
         else:
             assert abs(b_lo - lo) <= 0.10 * (hi - lo) and abs(b_hi - hi) <= 0.10 * (hi - lo), name
+
+
+@pytest.mark.parametrize("mid", ["sleepstudy_slopes_reml", "mlbook2_slope_ml"])
+def test_type3_anova_at_lme4_theta(mid):
+    ref = json.loads((DIR / f"{mid}.json").read_text())
+    theta = json.loads((DIR.parent / f"{mid}.json").read_text())["theta"]
+    fit = lmmpy.lmer(ref["formula"], lmmpy.datasets.load(SATT[mid]), REML=ref["REML"], start=theta,
+                     optimizer=None, control={"check_conv": False})
+    tab = fit.anova()
+    a = ref["anova_type3"]
+    assert list(tab.index) == list(np.atleast_1d(a["term"]))
+    assert np.allclose(tab["F value"], np.atleast_1d(a["F"]), rtol=1e-7)
+    assert np.allclose(tab["NumDF"], np.atleast_1d(a["NumDF"]))
+    assert np.allclose(tab["DenDF"], np.atleast_1d(a["DenDF"]), rtol=1e-6)
+    assert np.allclose(tab["Pr(>F)"], np.atleast_1d(a["p"]), rtol=1e-5)
+
+
+def test_type3_multi_df_term_equals_its_one_df_pieces_when_orthogonal():
+    """A 2-df term: F is the Wald statistic / 2 and DenDF comes from its eigen-contrasts."""
+    d = lmmpy.datasets.load("Pastes")
+    fit = lmmpy.lmer("strength ~ cask + (1 | batch)", d)
+    tab = fit.anova()
+    b = fit.fixef[["caskb", "caskc"]].to_numpy()
+    V = fit.vcov.loc[["caskb", "caskc"], ["caskb", "caskc"]].to_numpy()
+    assert tab.loc["cask", "F value"] == pytest.approx(b @ np.linalg.solve(V, b) / 2)
+    assert tab.loc["cask", "NumDF"] == 2 and 0 < tab.loc["cask", "DenDF"] < 60
+    with pytest.warns(UserWarning, match="higher-order term contains"):
+        tab2 = lmmpy.lmer("strength ~ cask * sample_x + (1 | batch)", d.assign(sample_x=np.arange(60) % 7)).anova()
+    assert np.isnan(tab2.loc["cask", "F value"]) and np.isfinite(tab2.loc["cask:sample_x", "F value"])

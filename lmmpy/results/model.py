@@ -237,6 +237,14 @@ class LmerFit:
         from .predict import refit
         return refit(self, new_response, **kwargs)
 
+    def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Type III F tests of the fixed-effect terms with Satterthwaite's df (lmerTest's anova)."""
+        from ..errors import LmmError
+        from .satterthwaite import anova_type3
+        if ddf.lower() != "satterthwaite":
+            raise LmmError(f"anova(ddf={ddf!r}) is not available yet; ddf='satterthwaite' is")
+        return anova_type3(self)
+
     def satterthwaite(self) -> pd.DataFrame:
         """Fixed effects with Satterthwaite's df and p-values, as lmerTest's summary gives them."""
         from .satterthwaite import satterthwaite_table

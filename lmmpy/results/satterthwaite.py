@@ -93,17 +93,75 @@ def varpar_covariance(fit):
     return 2 * np.linalg.pinv(H), vp
 
 
-def satterthwaite_table(fit) -> pd.DataFrame:
-    """Estimate, Std. Error, df, t value and Pr(>|t|) of each fixed effect (lmerTest's summary)."""
+def _pieces(fit):
+    """(A, dV/dvarpar, V, beta) at the fit's optimum."""
     A, vp = varpar_covariance(fit)
     J = richardson_jacobian(_cov_beta(fit.model), vp)  # p x p x len(vp)
     fit.model(fit.theta)
-    V = fit.vcov.to_numpy()
+    return A, J, fit.vcov.to_numpy(), fit.fixef.to_numpy()
+
+
+def _contrast_df(c, A, J, V):
+    """Satterthwaite df of the 1-df contrast c'beta."""
+    g = np.einsum("i,ijk,j->k", c, J, c)
+    return 2 * (c @ V @ c) ** 2 / (g @ A @ g)
+
+
+def satterthwaite_table(fit) -> pd.DataFrame:
+    """Estimate, Std. Error, df, t value and Pr(>|t|) of each fixed effect (lmerTest's summary)."""
+    A, J, V, beta = _pieces(fit)
     rows = []
     for i, name in enumerate(fit.design.xnames):
-        var = V[i, i]
-        g = J[i, i, :]
-        df = 2 * var ** 2 / (g @ A @ g)
-        t = fit.fixef.iloc[i] / np.sqrt(var)
-        rows.append((name, fit.fixef.iloc[i], np.sqrt(var), df, t, 2 * stats.t.sf(abs(t), df)))
+        c = np.eye(len(beta))[i]
+        df = _contrast_df(c, A, J, V)
+        t = beta[i] / np.sqrt(V[i, i])
+        rows.append((name, beta[i], np.sqrt(V[i, i]), df, t, 2 * stats.t.sf(abs(t), df)))
     return pd.DataFrame(rows, columns=["term", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]).set_index("term")
+
+
+def anova_type3(fit) -> pd.DataFrame:
+    """lmerTest's type III F tests with Satterthwaite's denominator df, term by term.
+
+    A term's hypothesis is that its coefficients are zero: F = b'L'(LVL')^{-1}Lb / q.  For
+    q > 1, LVL' = P D P' splits it into q independent 1-df contrasts with df nu_m, and
+    DenDF = 2E / (E - q) with E = sum nu_m / (nu_m - 2) (Fai & Cornelius, as lmerTest).
+    That is the type III hypothesis for every term not contained in a higher-order term of
+    the model; for terms that are (a main effect beside its interaction), type III contrasts
+    are not implemented yet and the row is NaN, with a warning."""
+    import warnings
+
+    from ..formula.design import factor_expressions, r_name
+    design = fit.design
+    A, J, V, beta = _pieces(fit)
+    keep = design.x_keep if design.x_keep is not None else list(range(len(beta)))
+    position = {col: i for i, col in enumerate(keep)}
+    order = factor_expressions(design.formula.fixed)
+    terms = [(t, idx) for t, idx in design.fixed_spec.term_indices.items() if str(t) != "1"]
+    sigma2 = fit.sigma ** 2
+    rows = []
+    for term, idx in terms:
+        name = r_name(str(term), order)
+        cols = [position[i] for i in idx if i in position]
+        factors = set(str(term).split(":"))
+        contained = any(factors < set(str(o).split(":")) for o, _ in terms)
+        if contained or not cols:
+            if contained:
+                warnings.warn(f"type III test of {name!r}, which a higher-order term contains, is not "
+                              "implemented yet", UserWarning, stacklevel=2)
+            rows.append((name, np.nan, np.nan, len(cols), np.nan, np.nan, np.nan))
+            continue
+        L = np.eye(len(beta))[cols]
+        M = L @ V @ L.T
+        b = L @ beta
+        q = len(cols)
+        F = float(b @ np.linalg.solve(M, b)) / q
+        d, P = np.linalg.eigh(M)
+        nus = np.array([_contrast_df(P[:, m] @ L, A, J, V) for m in range(q)])
+        if q == 1:
+            ddf = nus[0]
+        else:
+            E = float(np.sum(nus[nus > 2] / (nus[nus > 2] - 2)))
+            ddf = 2 * E / (E - q) if E > q else np.nan
+        rows.append((name, F * q * sigma2, F * sigma2, q, ddf, F, stats.f.sf(F, q, ddf)))
+    return pd.DataFrame(rows, columns=["term", "Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value",
+                                       "Pr(>F)"]).set_index("term")
