@@ -12,6 +12,9 @@ lme4's by more than 1e-5 (mlbook2_interactions_reml, 1.1e-4 lower), the allowanc
 issue's variance-component tolerance, 5e-3 relative.
 """
 import re
+from pathlib import Path
+
+import lmmpy
 
 import pytest
 
@@ -108,3 +111,22 @@ def test_correlation_hidden_beyond_12_fixed_effects():
     s = fitted("mlbook2_interactions_reml").summary()
     assert len(s.coefficients) <= COR_MAX and "Correlation of Fixed Effects" in str(s)
     assert isinstance(s, Summary)
+
+
+LMERTEST = Path(__file__).parent / "reference" / "lmertest"
+
+
+@pytest.mark.parametrize("mid, dataset", [("sleepstudy_slopes_reml", "sleepstudy"), ("mlbook2_slope_ml", "mlbook2"),
+                                          ("pastes_cask_reml", "Pastes")])
+def test_satterthwaite_summary_prints_as_lmertest(mid, dataset):
+    """At lme4's theta, lmerTest's title and fixed-effects block (df, p-values, stars, legend)
+    to the letter; the rest is lme4's summary, tested above.  (R printed its call for the
+    formula here, so that line is left out.)"""
+    import json
+    ref = json.loads((LMERTEST / f"{mid}.json").read_text())
+    fit = lmmpy.lmer(ref["formula"], lmmpy.datasets.load(dataset), REML=ref["REML"], start=ref["theta"],
+                     optimizer=None, control={"check_conv": False}, data_name="d")
+    ours = [ln for ln in str(fit.summary(ddf="satterthwaite")).splitlines()
+            if not ln.startswith(("ICC (", "Formula:"))]
+    theirs = [ln for ln in ref["summary_text"].splitlines() if not ln.startswith("Formula:")]
+    assert ours == theirs

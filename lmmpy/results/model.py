@@ -263,9 +263,11 @@ class LmerFit:
         raise LmmError(f"confint(method={method!r}) is not available yet; 'wald' and 'boot' are")
 
     # -- printing --------------------------------------------------------------------------------
-    def summary(self):
+    def summary(self, ddf=None):
+        """The summary as lme4 prints it; ``ddf="satterthwaite"`` adds lmerTest's df and
+        p-value columns."""
         from .summary import Summary
-        return Summary.from_fit(self)
+        return Summary.from_fit(self, ddf=ddf)
 
     def __str__(self):
         return str(self.summary())

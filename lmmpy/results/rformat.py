@@ -172,16 +172,58 @@ def print_named(names, strings, width: int = WIDTH) -> str:
     return "\n".join(lines)
 
 
-def cat_fill(items, width: int = WIDTH) -> str:
-    """R's ``cat(..., fill = TRUE)``: items joined by spaces, a new line before an item
+def cat_fill(items, width: int = WIDTH, sep: str = " ") -> str:
+    """R's ``cat(..., fill = TRUE)``: items joined by ``sep``, a new line before an item
     that would pass ``width``."""
     out, cur = "", 0
     for k, item in enumerate(items):
         if k:
-            out += " "
-            if cur + len(item) + 1 > width:
+            out += sep
+            if cur + len(item) + len(sep) > width:
                 out += "\n"
                 cur = 0
         out += item
-        cur += len(item) + 1
+        cur += len(item) + len(sep)
     return out + "\n"
+
+
+EPS = 2.220446049250313e-16  # .Machine$double.eps
+
+
+def format_pval(pv, digits: int = 3, eps: float = EPS) -> list:
+    """R's format.pval(): fixed or scientific by size, values below eps as "<2e-16"."""
+    pv = np.asarray(pv, dtype=float)
+    out = [""] * pv.size
+    small = pv < eps
+    rest = np.flatnonzero(~small)
+    if rest.size:
+        expo = np.floor(np.log10(np.where(pv[rest] > 0, pv[rest], 1e-50)))
+        fixp = (expo >= -3) | (pv[rest] == 0)
+        for group in (rest[fixp], rest[~fixp]):
+            if group.size:
+                for i, txt in zip(group, format_real(pv[group], digits)):
+                    out[i] = txt
+    if small.any():
+        d = max(1, digits - 2)
+        if rest.size:
+            nc = max(len(out[i]) for i in rest)
+            if d > 1 and d + 6 > nc:
+                d = max(1, nc - 7)
+            sep = "" if (d == 1 and nc <= 6) else " "
+        else:
+            sep = "" if d == 1 else " "
+        for i in np.flatnonzero(small):
+            out[i] = "<" + sep + format_real([eps], d)[0].strip()
+    return out
+
+
+def signif_stars(pv) -> list:
+    """R's symnum() significance codes, padded to one width as format() does."""
+    codes = []
+    for p in np.asarray(pv, dtype=float):
+        codes.append("***" if p <= 0.001 else "**" if p <= 0.01 else "*" if p <= 0.05 else "." if p <= 0.1 else " ")
+    w = max(map(len, codes))
+    return [c.ljust(w) for c in codes]
+
+
+SIGNIF_LEGEND = "---\nSignif. codes:  0 \u2018***\u2019 0.001 \u2018**\u2019 0.01 \u2018*\u2019 0.05 \u2018.\u2019 0.1 \u2018 \u2019 1"

@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 
 from ..formula.parser import deparse_lines
-from .rformat import (abbreviate, cat_fill, format_num, format_real, print_matrix, print_named,
-                      zapsmall)
+import textwrap
+
+from .rformat import (SIGNIF_LEGEND, abbreviate, cat_fill, format_num, format_pval, format_real,
+                      print_matrix, print_named, signif_stars, zapsmall)
 from .varcorr import make_unique
 
 DIGITS = 4  # lme4: max(3, getOption("digits") - 3)
@@ -44,9 +46,10 @@ class Summary:
     dropped_columns: list = field(default_factory=list)
     weights_name: str = None
     offset_name: str = None
+    ddf: str = None  # "satterthwaite": lmerTest's title, df and p-value columns
 
     @classmethod
-    def from_fit(cls, fit) -> "Summary":
+    def from_fit(cls, fit, ddf=None) -> "Summary":
         groups = make_unique([t.group for t in fit.design.reterms])
         re = []
         for g, t, S in zip(groups, fit.design.reterms, fit.covariances):
@@ -56,7 +59,14 @@ class Summary:
             re.append((g, list(t.cnames), sd, corr))
         V = fit.vcov.to_numpy()
         sd = np.sqrt(np.diag(V))
-        coefs = pd.DataFrame({"Estimate": fit.fixef, "Std. Error": fit.se, "t value": fit.tvalues})
+        if ddf is None:
+            coefs = pd.DataFrame({"Estimate": fit.fixef, "Std. Error": fit.se, "t value": fit.tvalues})
+        elif str(ddf).lower() == "satterthwaite":
+            coefs = fit.satterthwaite()
+            ddf = "satterthwaite"
+        else:
+            from ..errors import LmmError
+            raise LmmError(f"summary(ddf={ddf!r}): use None or 'satterthwaite'")
         opt = fit.optsum
         messages = []
         fallback = [n for n in opt.notes if "refitted by EM" in n]  # restarts are not news
@@ -87,6 +97,7 @@ class Summary:
             dropped_columns=list(fit.design.dropped_columns),
             weights_name=fit.design.weights_name,
             offset_name=fit.design.offset_name,
+            ddf=ddf,
         )
 
     # -- text ----------------------------------------------------------------------------------
@@ -98,6 +109,12 @@ class Summary:
         ])
 
     def _title(self):
+        if self.ddf:  # lmerTest's: strwrap(width 78, exdent 2), then cat(" [", class, "]", sep = "", fill = TRUE)
+            method = "REML" if self.REML else "maximum likelihood "
+            title = f"Linear mixed model fit by {method}. t-tests use Satterthwaite's method"
+            lines = textwrap.wrap(title, width=77, subsequent_indent="  ", break_on_hyphens=False,
+                                  break_long_words=False)
+            return cat_fill([*lines, " [", "lmerModLmerTest", "]"], sep="")
         if self.REML:
             return "Linear mixed model fit by REML ['lmerMod']\n"
         return "Linear mixed model fit by maximum likelihood  ['lmerMod']\n"
@@ -173,8 +190,21 @@ class Summary:
         es = np.array(format_real(np.round(est_se, dec).ravel(order="F"), DIGITS), dtype=object)
         es = es.reshape(est_se.shape, order="F")
         tv = format_real(np.round(cf["t value"].to_numpy(), DIGITS - 1), DIGITS)
-        cells = [[es[i, 0], es[i, 1], tv[i]] for i in range(len(cf))]
-        return "\nFixed effects:\n" + print_matrix(cells, list(cf.index), list(cf.columns), right=True) + "\n"
+        if not self.ddf:
+            cells = [[es[i, 0], es[i, 1], tv[i]] for i in range(len(cf))]
+            return "\nFixed effects:\n" + print_matrix(cells, list(cf.index), list(cf.columns), right=True) + "\n"
+        # printCoefmat with a p-value column: df formatted with the estimates, format.pval, stars
+        cs = cf[["Estimate", "Std. Error", "df"]].to_numpy()
+        acs = np.abs(cs[np.isfinite(cs) & (cs != 0)])
+        dec = int(max(1, DIGITS - (1 + (np.floor(np.log10(acs.min())) if acs.size else 0))))
+        es = np.array(format_real(np.round(cs, dec).ravel(order="F"), DIGITS), dtype=object).reshape(cs.shape, order="F")
+        pv = cf["Pr(>|t|)"].to_numpy()
+        ps = format_pval(pv, DIGITS - 1)
+        stars = signif_stars(pv) if np.any(pv < 0.1) else None
+        cells = [[es[i, 0], es[i, 1], es[i, 2], tv[i], ps[i]] + ([stars[i]] if stars else []) for i in range(len(cf))]
+        header = ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"] + ([""] if stars else [])
+        out = "\nFixed effects:\n" + print_matrix(cells, list(cf.index), header, right=True) + "\n"
+        return out + (SIGNIF_LEGEND + "\n" if stars else "")
 
     def _correlation(self):
         p = len(self.coefficients)
