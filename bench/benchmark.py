@@ -12,7 +12,6 @@ table into bench/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform

@@ -99,7 +99,7 @@ def _term_labels(formula_text, lhs):
     try:
         f = Formula(deparse(lhs))
     except Exception as e:  # noqa: BLE001 - formulaic raises several kinds
-        raise FormulaError(formula_text, f"cannot read random-effects term {deparse(lhs)!r}: {e}")
+        raise FormulaError(formula_text, f"cannot read random-effects term {deparse(lhs)!r}: {e}") from None
     labels = [str(t) for t in f]
     has_intercept = "1" in labels
     return [t for t in labels if t != "1"], has_intercept

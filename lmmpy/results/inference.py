@@ -134,7 +134,7 @@ def bootstrap(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress: bool =
         if n_jobs > 1:
             import multiprocessing as mp
             with mp.get_context("fork").Pool(n_jobs) as pool:
-                for k, part in enumerate(pool.imap(_boot_worker, [(fit, c) for c in chunks])):
+                for part in pool.imap(_boot_worker, [(fit, c) for c in chunks]):
                     rows += part
                     if progress:
                         print(f"\rbootstrap {len(rows)}/{nsim}", end="", file=sys.stderr)

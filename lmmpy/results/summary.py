@@ -8,7 +8,6 @@ numbers of groups, and a line for rows dropped because of missing values.
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -145,7 +144,7 @@ class Summary:
         var_s = format_real(sds ** 2, DIGITS)
         sd_s = format_real(sds, DIGITS)
         rows, names = [], []
-        for g, cn, sd, _ in self.re_groups:
+        for g, cn, _, _ in self.re_groups:
             rows += [g] + [""] * (len(cn) - 1)
             names += cn
         rows.append("Residual")
