@@ -68,9 +68,11 @@ def _column_pairs(A: sp.csr_matrix, budget: int):
     keep = rows[ia] <= rows[ib]  # K is symmetric: each unordered pair once, off-diagonal ones twice
     ia, ib, col = ia[keep], ib[keep], col[keep]
     ra, rb = rows[ia], rows[ib]
+    hi, lo = np.maximum(ra, rb), np.minimum(ra, rb)
+    order = np.lexsort((lo, hi))  # K is read in memory order: far fewer cache misses
+    ia, ib, col, ra, rb, hi, lo = (x[order] for x in (ia, ib, col, ra, rb, hi, lo))
     weight = np.where(ra == rb, 1.0, 2.0)
-    return dict(ia=ia, ib=ib, col=col, ra=ra, rb=rb, hi=np.maximum(ra, rb), lo=np.minimum(ra, rb),
-                weight=weight)
+    return dict(ia=ia, ib=ib, col=col, ra=ra, rb=rb, hi=hi, lo=lo, weight=weight)
 
 
 def _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates, l1, k1, q_t, tail_sizes,
