@@ -211,3 +211,18 @@ def test_type3_multi_df_term_equals_its_one_df_pieces_when_orthogonal():
     with pytest.warns(UserWarning, match="higher-order term contains"):
         tab2 = lmmpy.lmer("strength ~ cask * sample_x + (1 | batch)", d.assign(sample_x=np.arange(60) % 7)).anova()
     assert np.isnan(tab2.loc["cask", "F value"]) and np.isfinite(tab2.loc["cask:sample_x", "F value"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mid", list(SATT))
+def test_profile_intervals(mid):
+    """lme4's confint(method = "profile", oldNames = FALSE): every end within 1e-3 relative
+    (seen: <= 1.5e-4; lme4 interpolates a spline through its profile, lmmpy finds the roots)."""
+    ref = json.loads((DIR / f"{mid}.json").read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lmmpy.lmer(ref["formula"], lmmpy.datasets.load(SATT[mid]), REML=ref["REML"])
+    ci = fit.confint("profile")
+    p = ref["confint_profile"]
+    for name, lo, hi in zip(np.atleast_1d(p["param"]), np.atleast_1d(p["lower"]), np.atleast_1d(p["upper"])):
+        assert ci.loc[name].to_numpy() == pytest.approx([lo, hi], rel=1e-3), name

@@ -251,16 +251,20 @@ class LmerFit:
         return satterthwaite_table(self)
 
     def confint(self, method: str = "wald", level: float = 0.95, **boot) -> pd.DataFrame:
-        """Confidence intervals: ``"wald"`` (fixed effects) or ``"boot"`` (parametric bootstrap,
+        """Confidence intervals: ``"wald"`` (fixed effects), ``"profile"`` (profile likelihood,
+        every parameter, as lme4) or ``"boot"`` (parametric bootstrap,
         percentile intervals for every parameter; ``nsim``, ``seed``, ``n_jobs``, ``progress``)."""
         from .inference import confint_boot, confint_wald
         method = method.lower()
         if method == "wald":
             return confint_wald(self, level)
+        if method == "profile":
+            from .profile import confint_profile
+            return confint_profile(self, level)
         if method == "boot":
             return confint_boot(self, level, **boot)
         from ..errors import LmmError
-        raise LmmError(f"confint(method={method!r}) is not available yet; 'wald' and 'boot' are")
+        raise LmmError(f"confint(method={method!r}): use 'wald', 'profile' or 'boot'")
 
     # -- printing --------------------------------------------------------------------------------
     def summary(self, ddf=None):

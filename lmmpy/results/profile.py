@@ -1,0 +1,188 @@
+r"""Profile-likelihood confidence intervals, as lme4's ``confint(method = "profile")``.
+
+As in lme4, profiles use the ML deviance (a REML fit is refitted by ML first).  With
+base = the ML deviance at the optimum, each parameter's signed root
+
+    zeta(v) = sign(v - v_hat) sqrt(d(v) - base)
+
+takes d(v) = the deviance minimised over all other parameters with this one held at v:
+
+- standard deviations, correlations and sigma (lme4's ``sd_x|g``, ``cor_x.y|g``, ``sigma``): the
+  deviance in those terms, log|L_theta|^2 + pwrss / sigma^2 + n log(2 pi sigma^2), with beta
+  profiled out and theta = chol(Sigma) / sigma;
+- a fixed effect beta_j: its column moved into the offset at value v, the profiled ML deviance
+  of the reduced model minimised over theta.
+
+The interval's ends are where zeta = -/+ z_(1+level)/2, found by root finding (lme4 interpolates a
+spline through a grid of zeta values); a variance parameter whose profile never reaches the
+bound gets its boundary (0 for a standard deviation, -1 or 1 for a correlation).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from ..fit.deviance import LOG2PI, LmmModel
+from .inference import ran_par_names
+
+
+def _psi_hat(fit):
+    out = []
+    for t, S in zip(fit.design.reterms, fit.covariances):
+        sd = np.sqrt(np.diag(S))
+        for j in range(t.k):
+            for i in range(j, t.k):
+                out.append(sd[i] if i == j else S[i, j] / (sd[i] * sd[j]))
+    return np.array(out + [fit.sigma])
+
+
+def _kinds(fit):
+    kinds = []
+    for t in fit.design.reterms:
+        for j in range(t.k):
+            for i in range(j, t.k):
+                kinds.append("sd" if i == j else "cor")
+    return kinds + ["sigma"]
+
+
+def _theta_of(model, psi):
+    """(sd, cor, sigma) -> theta, or None where the correlations are not a valid matrix."""
+    sigma = psi[-1]
+    theta, pos = [], 0
+    for (_, k) in model.sizes:
+        m = k * (k + 1) // 2
+        block = psi[pos:pos + m]
+        pos += m
+        C = np.eye(k)
+        sd = np.zeros(k)
+        idx = 0
+        for j in range(k):
+            for i in range(j, k):
+                if i == j:
+                    sd[i] = block[idx]
+                else:
+                    C[i, j] = C[j, i] = block[idx]
+                idx += 1
+        try:
+            Lc = np.linalg.cholesky(C)
+        except np.linalg.LinAlgError:
+            return None
+        T = (sd[:, None] * Lc) / sigma
+        for j in range(k):
+            theta.extend(T[j:, j])
+    return np.array(theta)
+
+
+def _varpar_deviance(model):
+    def dev(psi):
+        if psi[-1] <= 0 or np.any(~np.isfinite(psi)):
+            return np.inf
+        theta = _theta_of(model, psi)
+        if theta is None:
+            return np.inf
+        try:
+            L = model.set_theta(theta).update().L
+        except np.linalg.LinAlgError:  # theta so extreme the factor breaks down
+            return np.inf
+        s2 = psi[-1] ** 2
+        return L.logdet_L2 + L.pwrss / s2 + model.n * (LOG2PI + np.log(s2)) - model.log_w_sum
+    return dev
+
+
+def _bounds(kinds):
+    return [(0.0, None) if k == "sd" else (-1.0, 1.0) if k == "cor" else (1e-12, None) for k in kinds]
+
+
+def _zeta_varpar(model, psi_hat, base, i, kinds):
+    dev = _varpar_deviance(model)
+    others = [j for j in range(psi_hat.size) if j != i]
+    bnds = [b for j, b in enumerate(_bounds(kinds)) if j != i]
+    start = {"x": psi_hat[others].copy()}
+
+    def zeta(v):
+        def f(x):
+            psi = psi_hat.copy()
+            psi[others] = x
+            psi[i] = v
+            return dev(psi)
+        if others:
+            r = optimize.minimize(f, start["x"], method="L-BFGS-B", jac="3-point", bounds=bnds,
+                                  options={"ftol": 1e-14, "gtol": 1e-9})
+            # L-BFGS-B can stop ~1e-3 short in the deviance on flat ridges: polish
+            r2 = optimize.minimize(f, r.x, method="Nelder-Mead", bounds=bnds,
+                                   options={"xatol": 1e-9, "fatol": 1e-12, "maxfev": 2000})
+            r = r2 if r2.fun < r.fun else r
+            val = r.fun
+            if np.isfinite(val):
+                start["x"] = r.x  # warm start for the next point
+        else:
+            val = f(np.array([]))
+        return np.sign(v - psi_hat[i]) * np.sqrt(max(0.0, val - base))
+    return zeta
+
+
+def _zeta_fixed(fit_ml, j, base):
+    d = fit_ml.design
+    keep = [c for c in range(d.p) if c != j]
+    xj = d.X[:, j]
+    off0 = d.offset if d.offset is not None else np.zeros(d.n)
+    start = {"theta": fit_ml.theta.copy()}
+    from ..fit.optimize import optimize_lmm
+
+    def zeta(v):
+        design = dataclasses.replace(d, X=d.X[:, keep], xnames=[d.xnames[c] for c in keep],
+                                     offset=off0 + xj * v)
+        model = LmmModel(design, REML=False)
+        opt = optimize_lmm(model, theta0=start["theta"], optimizer="l-bfgs-b")
+        start["theta"] = opt.theta
+        return np.sign(v - fit_ml._beta[j]) * np.sqrt(max(0.0, opt.fmin - base))
+    return zeta
+
+
+def _end(zeta, hat, target, step, limit):
+    """The point where zeta = target, searched from hat in steps of ``step`` up to ``limit``."""
+    a, za = hat, 0.0
+    for _ in range(60):
+        b = a + step
+        if limit is not None and ((step > 0 and b >= limit) or (step < 0 and b <= limit)):
+            b = limit
+            zb = zeta(b)
+            if (zb - target) * (za - target) > 0:
+                return limit  # the profile does not reach the bound: the boundary is the end
+            return optimize.brentq(lambda v: zeta(v) - target, a, b, xtol=1e-10, rtol=1e-10)
+        zb = zeta(b)
+        if (zb - target) * (za - target) <= 0:
+            return optimize.brentq(lambda v: zeta(v) - target, a, b, xtol=1e-10, rtol=1e-10)
+        a, za = b, zb
+        step *= 1.6
+    return np.nan
+
+
+def confint_profile(fit, level: float = 0.95) -> pd.DataFrame:
+    """Profile intervals for every parameter, lme4's names (oldNames = FALSE)."""
+    import warnings
+    z = stats.norm.ppf(0.5 + level / 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_ml = fit.refit(fit.design.y, REML=False) if fit.REML else fit
+    base = fit_ml.objective
+    psi_hat = _psi_hat(fit_ml)
+    kinds = _kinds(fit_ml)
+    names = ran_par_names(fit_ml) + list(fit_ml.fixef.index)
+    rows = []
+    for i, kind in enumerate(kinds):
+        zeta = _zeta_varpar(fit_ml.model, psi_hat, base, i, kinds)
+        scale = max(abs(psi_hat[i]), 1e-3) * 0.1 if kind != "cor" else 0.05
+        lo_lim, hi_lim = {"sd": (0.0, None), "cor": (-1.0, 1.0), "sigma": (1e-12, None)}[kind]
+        rows.append((_end(zeta, psi_hat[i], -z, -scale, lo_lim), _end(zeta, psi_hat[i], z, scale, hi_lim)))
+    fit_ml.model(fit_ml.theta)
+    se = fit_ml.se.to_numpy()
+    for j in range(fit_ml.design.p):
+        zeta = _zeta_fixed(fit_ml, j, base)
+        b = fit_ml._beta[j]
+        rows.append((_end(zeta, b, -z, -0.5 * se[j], None), _end(zeta, b, z, 0.5 * se[j], None)))
+    pct = [f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"]
+    return pd.DataFrame(rows, index=names, columns=pct)
