@@ -226,3 +226,15 @@ def test_profile_intervals(mid):
     p = ref["confint_profile"]
     for name, lo, hi in zip(np.atleast_1d(p["param"]), np.atleast_1d(p["lower"]), np.atleast_1d(p["upper"])):
         assert ci.loc[name].to_numpy() == pytest.approx([lo, hi], rel=1e-3), name
+
+
+def test_profile_data_is_monotone_and_crosses_zero():
+    fit = lmmpy.lmer("Yield ~ 1 + (1 | Batch)", lmmpy.datasets.load("Dyestuff"))
+    prof = fit.profile(level=0.95, n=7)
+    assert set(prof[".par"]) == {"sd_(Intercept)|Batch", "sigma", "(Intercept)"}
+    z = __import__("scipy").stats.norm.ppf(0.975)
+    for _, g in prof.groupby(".par"):
+        zeta = g["zeta"].to_numpy()
+        assert np.all(np.diff(zeta) > 0)
+        assert zeta[0] == pytest.approx(-z, abs=1e-4) or g["value"].iloc[0] == 0.0
+        assert zeta[-1] == pytest.approx(z, abs=1e-4)

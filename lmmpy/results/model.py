@@ -245,6 +245,11 @@ class LmerFit:
             raise LmmError(f"anova(ddf={ddf!r}) is not available yet; ddf='satterthwaite' is")
         return anova_type3(self)
 
+    def profile(self, level: float = 0.99, n: int = 9) -> pd.DataFrame:
+        """Profile data (.par, value, zeta) of every parameter across its profile interval."""
+        from .profile import profile
+        return profile(self, level, n)
+
     def satterthwaite(self) -> pd.DataFrame:
         """Fixed effects with Satterthwaite's df and p-values, as lmerTest's summary gives them."""
         from .satterthwaite import satterthwaite_table

@@ -186,3 +186,23 @@ def confint_profile(fit, level: float = 0.95) -> pd.DataFrame:
         rows.append((_end(zeta, b, -z, -0.5 * se[j], None), _end(zeta, b, z, 0.5 * se[j], None)))
     pct = [f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"]
     return pd.DataFrame(rows, index=names, columns=pct)
+
+
+def profile(fit, level: float = 0.99, n: int = 9) -> pd.DataFrame:
+    """The profiles themselves: for every parameter, zeta at ``n`` points across its
+    ``level`` profile interval (long format: .par, value, zeta), as lme4's profile() data."""
+    import warnings
+    ci = confint_profile(fit, level)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_ml = fit.refit(fit.design.y, REML=False) if fit.REML else fit
+    base, psi_hat, kinds = fit_ml.objective, _psi_hat(fit_ml), _kinds(fit_ml)
+    rows = []
+    for i, name in enumerate(ci.index):
+        lo, hi = ci.iloc[i]
+        zeta = (_zeta_varpar(fit_ml.model, psi_hat, base, i, kinds) if i < len(kinds)
+                else _zeta_fixed(fit_ml, i - len(kinds), base))
+        for v in np.linspace(lo, hi, n):
+            rows.append((name, v, zeta(v)))
+    fit_ml.model(fit_ml.theta)
+    return pd.DataFrame(rows, columns=[".par", "value", "zeta"])
