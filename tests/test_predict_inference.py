@@ -89,8 +89,9 @@ def test_simulate_and_refit():
 def test_anova_likelihood_ratio_table():
     ref = json.loads((DIR / "anova_mlbook2.json").read_text())
     d = lmmpy.datasets.load("mlbook2")
-    fits = [lmmpy.lmer(f, d, REML=True) for f in ref["models"]]
+    fits = [lmmpy.lmer(f, d, REML=True, data_name="ml") for f in ref["models"]]
     tab = lmmpy.anova(*fits)
+    assert str(tab) == ref["printed"] + "\n"  # as lme4 prints it
     assert list(tab["npar"]) == ref["npar"]
     for col in ("AIC", "BIC", "logLik", "deviance"):
         assert np.allclose(tab[col], ref[col], rtol=1e-7)
@@ -238,3 +239,39 @@ def test_profile_data_is_monotone_and_crosses_zero():
         assert np.all(np.diff(zeta) > 0)
         assert zeta[0] == pytest.approx(-z, abs=1e-4) or g["value"].iloc[0] == 0.0
         assert zeta[-1] == pytest.approx(z, abs=1e-4)
+
+
+@pytest.mark.parametrize("mid", ["sleepstudy_slopes_reml", "penicillin_crossed_reml"])
+@pytest.mark.parametrize("at_lme4_theta", [True, False])
+def test_kenward_roger(mid, at_lme4_theta):
+    """pbkrtest's adjusted SEs and df (through lmerTest): 1e-9 at lme4's theta; at lmmpy's own
+    optimum df and SE within 1e-3 and p within 1e-3 relative (seen: 2e-4)."""
+    ref = json.loads((DIR / f"{mid}.json").read_text())
+    kw = {}
+    if at_lme4_theta:
+        kw = dict(start=json.loads((DIR.parent / f"{mid}.json").read_text())["theta"], optimizer=None,
+                  control={"check_conv": False})
+    fit = lmmpy.lmer(ref["formula"], lmmpy.datasets.load(SATT[mid]), REML=True, **kw)
+    tab = fit.kenward_roger()
+    kr = ref["kenward_roger"]
+    rel = 1e-9 if at_lme4_theta else 1e-3
+    assert np.allclose(tab["df"], np.atleast_1d(kr["df"]), rtol=rel)
+    assert np.allclose(tab["Std. Error"], np.atleast_1d(kr["se"]), rtol=rel)
+    assert np.allclose(tab["Pr(>|t|)"], np.atleast_1d(kr["p"]), rtol=max(rel, 1e-8))
+    text = str(fit.summary(ddf="kenward-roger"))
+    assert "t-tests use Kenward-Roger's method" in text and "Pr(>|t|)" in text
+
+
+def test_kenward_roger_needs_reml():
+    fit = lmmpy.lmer("Reaction ~ Days + (1 | Subject)", lmmpy.datasets.load("sleepstudy"), REML=False)
+    with pytest.raises(lmmpy.LmmError, match="REML"):
+        fit.kenward_roger()
+
+
+def test_kenward_roger_anova_one_df_equals_t_test():
+    fit = lmmpy.lmer("Reaction ~ Days + (Days | Subject)", lmmpy.datasets.load("sleepstudy"))
+    tab = fit.anova(ddf="kenward-roger")
+    kr = fit.kenward_roger()
+    assert tab.loc["Days", "F value"] == pytest.approx(kr.loc["Days", "t value"] ** 2, rel=1e-10)
+    assert tab.loc["Days", "DenDF"] == pytest.approx(kr.loc["Days", "df"], rel=1e-10)
+    assert tab.loc["Days", "Pr(>F)"] == pytest.approx(kr.loc["Days", "Pr(>|t|)"], rel=1e-8)

@@ -10,6 +10,55 @@ from scipy import stats
 from ..errors import LmmError
 
 
+class AnovaTable(pd.DataFrame):
+    """A DataFrame that prints as lme4 prints ``anova(m0, m1, ...)``."""
+
+    _metadata = ["data_name"]
+
+    @property
+    def _constructor(self):
+        return AnovaTable
+
+    def __str__(self):
+        from .rformat import SIGNIF_LEGEND, format_pval, format_real, print_matrix, signif_stars
+        digits = 5  # print.anova: max(getOption("digits") - 2, 3)
+        cols = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
+        cells = {c: [""] * len(self) for c in cols}
+        for c in ("npar", "AIC", "BIC", "logLik", "deviance", "Df"):
+            v = self[c].to_numpy(dtype=float)
+            ok = np.isfinite(v)
+            if ok.any():
+                for i, txt in zip(np.flatnonzero(ok), format_real(v[ok], digits)):
+                    cells[c][i] = txt
+        chisq = self["Chisq"].to_numpy(dtype=float)
+        ok = np.isfinite(chisq)
+        if ok.any():
+            for i, txt in zip(np.flatnonzero(ok), format_real(np.round(chisq[ok], digits - 1), digits)):
+                cells["Chisq"][i] = txt
+        pv = self["Pr(>Chisq)"].to_numpy(dtype=float)
+        okp = np.isfinite(pv)
+        stars = None
+        if okp.any():
+            for i, txt in zip(np.flatnonzero(okp), format_pval(pv[okp], digits - 1)):
+                cells["Pr(>Chisq)"][i] = txt
+            if np.any(pv[okp] < 0.1):
+                st = signif_stars(pv[okp])
+                stars = [""] * len(self)
+                for i, txt in zip(np.flatnonzero(okp), st):
+                    stars[i] = txt
+                w = max(map(len, st))
+                stars = [x.ljust(w) for x in stars]
+        header = cols + ([""] if stars else [])
+        rows = [[cells[c][i] for c in cols] + ([stars[i]] if stars else []) for i in range(len(self))]
+        head = f"Data: {self.data_name}\nModels:\n" + "".join(
+            f"{m}: {f}\n" for m, f in zip(self.index, self["formula"]))
+        out = head + print_matrix(rows, list(self.index), header, right=True) + "\n"
+        return out + (SIGNIF_LEGEND + "\n" if stars else "")
+
+    def __repr__(self):
+        return str(self)
+
+
 def anova(*fits, refit: bool = True) -> pd.DataFrame:
     """lme4's ``anova(m0, m1, ...)``: models ordered by their number of parameters, with
     npar, AIC, BIC, logLik, deviance and the likelihood-ratio Chisq, Df and Pr(>Chisq) of each
@@ -38,7 +87,10 @@ def anova(*fits, refit: bool = True) -> pd.DataFrame:
             row.update(Chisq=chisq, Df=df, **{"Pr(>Chisq)": stats.chi2.sf(chisq, df) if df > 0 else np.nan})
         rows.append(row)
         prev = row
-    return pd.DataFrame(rows).set_index("model")
+    table = AnovaTable(pd.DataFrame(rows).set_index("model"))
+    table.index.name = None
+    table.data_name = fits[0].data_name
+    return table
 
 
 def confint_wald(fit, level: float = 0.95) -> pd.DataFrame:

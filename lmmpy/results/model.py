@@ -238,17 +238,25 @@ class LmerFit:
         return refit(self, new_response, **kwargs)
 
     def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
-        """Type III F tests of the fixed-effect terms with Satterthwaite's df (lmerTest's anova)."""
+        """Type III F tests of the fixed-effect terms with Satterthwaite's or Kenward-Roger's
+        denominator df (lmerTest's anova)."""
         from ..errors import LmmError
         from .satterthwaite import anova_type3
-        if ddf.lower() != "satterthwaite":
-            raise LmmError(f"anova(ddf={ddf!r}) is not available yet; ddf='satterthwaite' is")
-        return anova_type3(self)
+        key = ddf.lower().replace("_", "-")
+        if key not in ("satterthwaite", "kenward-roger"):
+            raise LmmError(f"anova(ddf={ddf!r}): use 'satterthwaite' or 'kenward-roger'")
+        return anova_type3(self, key)
 
     def profile(self, level: float = 0.99, n: int = 9) -> pd.DataFrame:
         """Profile data (.par, value, zeta) of every parameter across its profile interval."""
         from .profile import profile
         return profile(self, level, n)
+
+    def kenward_roger(self) -> pd.DataFrame:
+        """Fixed effects with Kenward-Roger's adjusted SEs, df and p-values (REML fits), as
+        lmerTest with pbkrtest gives them."""
+        from .kenward_roger import kenward_roger_table
+        return kenward_roger_table(self)
 
     def satterthwaite(self) -> pd.DataFrame:
         """Fixed effects with Satterthwaite's df and p-values, as lmerTest's summary gives them."""
@@ -273,8 +281,8 @@ class LmerFit:
 
     # -- printing --------------------------------------------------------------------------------
     def summary(self, ddf=None):
-        """The summary as lme4 prints it; ``ddf="satterthwaite"`` adds lmerTest's df and
-        p-value columns."""
+        """The summary as lme4 prints it; ``ddf="satterthwaite"`` or ``"kenward-roger"`` adds
+        lmerTest's df and p-value columns."""
         from .summary import Summary
         return Summary.from_fit(self, ddf=ddf)
 

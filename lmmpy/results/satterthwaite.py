@@ -119,7 +119,7 @@ def satterthwaite_table(fit) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["term", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]).set_index("term")
 
 
-def anova_type3(fit) -> pd.DataFrame:
+def anova_type3(fit, ddf: str = "satterthwaite") -> pd.DataFrame:
     """lmerTest's type III F tests with Satterthwaite's denominator df, term by term.
 
     A term's hypothesis is that its coefficients are zero: F = b'L'(LVL')^{-1}Lb / q.  For
@@ -132,7 +132,13 @@ def anova_type3(fit) -> pd.DataFrame:
 
     from ..formula.design import factor_expressions, r_name
     design = fit.design
-    A, J, V, beta = _pieces(fit)
+    kr = ddf == "kenward-roger"
+    if kr:
+        from .kenward_roger import lb_ddf, vcov_adjusted
+        V_adj, Phi, P_kr, W_kr = vcov_adjusted(fit)
+        beta = fit.fixef.to_numpy()
+    else:
+        A, J, V, beta = _pieces(fit)
     keep = design.x_keep if design.x_keep is not None else list(range(len(beta)))
     position = {col: i for i, col in enumerate(keep)}
     order = factor_expressions(design.formula.fixed)
@@ -151,9 +157,14 @@ def anova_type3(fit) -> pd.DataFrame:
             rows.append((name, np.nan, np.nan, len(cols), np.nan, np.nan, np.nan))
             continue
         L = np.eye(len(beta))[cols]
-        M = L @ V @ L.T
         b = L @ beta
         q = len(cols)
+        if kr:  # pbkrtest: F with the adjusted covariance, df from Lb_ddf
+            F = float(b @ np.linalg.solve(L @ V_adj @ L.T, b)) / q
+            ddf_kr = lb_ddf(L, Phi, P_kr, W_kr)
+            rows.append((name, F * q * sigma2, F * sigma2, q, ddf_kr, F, stats.f.sf(F, q, ddf_kr)))
+            continue
+        M = L @ V @ L.T
         F = float(b @ np.linalg.solve(M, b)) / q
         d, P = np.linalg.eigh(M)
         nus = np.array([_contrast_df(P[:, m] @ L, A, J, V) for m in range(q)])

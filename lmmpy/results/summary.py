@@ -63,9 +63,12 @@ class Summary:
         elif str(ddf).lower() == "satterthwaite":
             coefs = fit.satterthwaite()
             ddf = "satterthwaite"
+        elif str(ddf).lower().replace("_", "-") in ("kenward-roger", "kr"):
+            coefs = fit.kenward_roger()
+            ddf = "kenward-roger"
         else:
             from ..errors import LmmError
-            raise LmmError(f"summary(ddf={ddf!r}): use None or 'satterthwaite'")
+            raise LmmError(f"summary(ddf={ddf!r}): use None, 'satterthwaite' or 'kenward-roger'")
         opt = fit.optsum
         messages = []
         fallback = [n for n in opt.notes if "refitted by EM" in n]  # restarts are not news
@@ -110,7 +113,8 @@ class Summary:
     def _title(self):
         if self.ddf:  # lmerTest's: strwrap(width 78, exdent 2), then cat(" [", class, "]", sep = "", fill = TRUE)
             method = "REML" if self.REML else "maximum likelihood "
-            title = f"Linear mixed model fit by {method}. t-tests use Satterthwaite's method"
+            who = "Satterthwaite's" if self.ddf == "satterthwaite" else "Kenward-Roger's"
+            title = f"Linear mixed model fit by {method}. t-tests use {who} method"
             lines = textwrap.wrap(title, width=77, subsequent_indent="  ", break_on_hyphens=False,
                                   break_long_words=False)
             return cat_fill([*lines, " [", "lmerModLmerTest", "]"], sep="")
