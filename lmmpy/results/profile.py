@@ -112,9 +112,9 @@ def _zeta_varpar(model, psi_hat, base, i, kinds):
             with np.errstate(invalid="ignore"):  # differences across an infinite deviance (|cor| -> 1)
                 r = optimize.minimize(f, start["x"], method="L-BFGS-B", jac="3-point", bounds=bnds,
                                       options={"ftol": 1e-14, "gtol": 1e-9})
-            # L-BFGS-B can stop ~1e-3 short in the deviance on flat ridges: polish
-            r2 = optimize.minimize(f, r.x, method="Nelder-Mead", bounds=bnds,
-                                   options={"xatol": 1e-9, "fatol": 1e-12, "maxfev": 2000})
+                # L-BFGS-B can stop ~1e-3 short in the deviance on flat ridges: polish
+                r2 = optimize.minimize(f, r.x, method="Nelder-Mead", bounds=bnds,
+                                       options={"xatol": 1e-9, "fatol": 1e-12, "maxfev": 2000})
             r = r2 if r2.fun < r.fun else r
             val = r.fun
             if np.isfinite(val):
