@@ -119,19 +119,51 @@ def satterthwaite_table(fit) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["term", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]).set_index("term")
 
 
-def anova_type3(fit, ddf: str = "satterthwaite") -> pd.DataFrame:
-    """lmerTest's type III F tests with Satterthwaite's denominator df, term by term.
+def type3_contrasts(fit) -> dict:
+    """lmerTest's type III contrasts, term -> L (rows: the term's hypotheses, columns: beta).
 
-    A term's hypothesis is that its coefficients are zero: F = b'L'(LVL')^{-1}Lb / q.  For
-    q > 1, LVL' = P D P' splits it into q independent 1-df contrasts with df nu_m, and
-    DenDF = 2E / (E - q) with E = sum nu_m / (nu_m - 2) (Fai & Cornelius, as lmerTest).
-    That is the type III hypothesis for every term not contained in a higher-order term of
-    the model; for terms that are (a main effect beside its interaction), type III contrasts
-    are not implemented yet and the row is NaN, with a warning."""
-    import warnings
+    L = t(ginv(X) rdX) with rdX the over-parameterised design (every factor level its own
+    column); going from the highest-order terms down, a term's columns of L are made orthogonal
+    to those of the terms containing it; the rows that are X's own columns are kept."""
+    from formulaic import model_matrix
 
-    from ..formula.design import factor_expressions, r_name
+    from ..formula.design import CONTEXT, factor_expressions, r_name, to_formulaic
     design = fit.design
+    order = factor_expressions(design.formula.fixed)
+    keep = design.x_keep if design.x_keep is not None else list(range(design.p))
+    position = {col: i for i, col in enumerate(keep)}
+    terms = [(t, [position[i] for i in idx if i in position])
+             for t, idx in design.fixed_spec.term_indices.items() if str(t) != "1"]
+    X = design.X
+    rd = model_matrix(to_formulaic(design.formula.fixed), design.frame, context=CONTEXT, ensure_full_rank=False)
+    rd_names = [r_name(c, order) for c in rd.columns]
+    L = np.linalg.pinv(X) @ np.asarray(rd, dtype=float)  # p x r
+    L = L.T  # r x p, rows: rdX's columns
+    L[np.abs(L) < 1e-7 * max(1.0, np.abs(L).max())] = 0.0
+    factors = {str(t): set(str(t).split(":")) for t, _ in terms}
+    for t, cols in sorted(terms, key=lambda tc: -len(factors[str(tc[0])])):
+        containing = [c for o, oc in terms if factors[str(t)] < factors[str(o)] for c in oc]
+        if containing and cols:
+            Xc = L[:, containing]
+            coef, *_ = np.linalg.lstsq(Xc, L[:, cols], rcond=None)
+            L[:, cols] = L[:, cols] - Xc @ coef
+            L[np.abs(L) < 1e-7 * max(1.0, np.abs(L).max())] = 0.0
+    rows = [rd_names.index(nm) for nm in design.xnames]
+    L = L[rows]  # p x p
+    out = {}
+    for t, cols in terms:
+        Lt = L[:, cols].T
+        out[r_name(str(t), order)] = Lt[np.abs(Lt).sum(axis=1) > 1e-8]
+    return out
+
+
+def anova_type3(fit, ddf: str = "satterthwaite") -> pd.DataFrame:
+    """lmerTest's type III F tests, term by term, with Satterthwaite's or Kenward-Roger's df.
+
+    With a term's contrasts L (:func:`type3_contrasts`), F = b'L'(LVL')^{-1}Lb / q.
+    Satterthwaite: LVL' = P D P' splits the test into q independent 1-df contrasts with df nu_m,
+    and DenDF = 2E / (E - q), E = sum nu_m / (nu_m - 2) (Fai & Cornelius, as lmerTest).
+    Kenward-Roger: F with the adjusted covariance, DenDF from pbkrtest's Lb_ddf."""
     kr = ddf == "kenward-roger"
     if kr:
         from .kenward_roger import lb_ddf, vcov_adjusted
@@ -139,26 +171,14 @@ def anova_type3(fit, ddf: str = "satterthwaite") -> pd.DataFrame:
         beta = fit.fixef.to_numpy()
     else:
         A, J, V, beta = _pieces(fit)
-    keep = design.x_keep if design.x_keep is not None else list(range(len(beta)))
-    position = {col: i for i, col in enumerate(keep)}
-    order = factor_expressions(design.formula.fixed)
-    terms = [(t, idx) for t, idx in design.fixed_spec.term_indices.items() if str(t) != "1"]
     sigma2 = fit.sigma ** 2
     rows = []
-    for term, idx in terms:
-        name = r_name(str(term), order)
-        cols = [position[i] for i in idx if i in position]
-        factors = set(str(term).split(":"))
-        contained = any(factors < set(str(o).split(":")) for o, _ in terms)
-        if contained or not cols:
-            if contained:
-                warnings.warn(f"type III test of {name!r}, which a higher-order term contains, is not "
-                              "implemented yet", UserWarning, stacklevel=2)
-            rows.append((name, np.nan, np.nan, len(cols), np.nan, np.nan, np.nan))
+    for name, L in type3_contrasts(fit).items():
+        q = L.shape[0]
+        if q == 0:
+            rows.append((name, np.nan, np.nan, 0, np.nan, np.nan, np.nan))
             continue
-        L = np.eye(len(beta))[cols]
         b = L @ beta
-        q = len(cols)
         if kr:  # pbkrtest: F with the adjusted covariance, df from Lb_ddf
             F = float(b @ np.linalg.solve(L @ V_adj @ L.T, b)) / q
             ddf_kr = lb_ddf(L, Phi, P_kr, W_kr)
