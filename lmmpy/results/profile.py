@@ -26,26 +26,18 @@ import pandas as pd
 from scipy import optimize, stats
 
 from ..fit.deviance import LOG2PI, LmmModel
-from .inference import ran_par_names
+from .inference import parameter_vector, ran_par_names
 
 
 def _psi_hat(fit):
-    out = []
-    for t, S in zip(fit.design.reterms, fit.covariances):
-        sd = np.sqrt(np.diag(S))
-        for j in range(t.k):
-            for i in range(j, t.k):
-                out.append(sd[i] if i == j else S[i, j] / (sd[i] * sd[j]))
-    return np.array(out + [fit.sigma])
+    """sd's, correlations and sigma at the fit (lme4's order): the variance part of
+    :func:`parameter_vector`."""
+    return parameter_vector(fit).to_numpy()[: len(_kinds(fit))]
 
 
 def _kinds(fit):
-    kinds = []
-    for t in fit.design.reterms:
-        for j in range(t.k):
-            for i in range(j, t.k):
-                kinds.append("sd" if i == j else "cor")
-    return kinds + ["sigma"]
+    """"sd", "cor" or "sigma" for each variance parameter, from lme4's names."""
+    return [n.split("_", 1)[0] for n in ran_par_names(fit)]
 
 
 def _theta_of(model, psi):

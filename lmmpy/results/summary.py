@@ -182,25 +182,26 @@ class Summary:
         return "ICC (intercepts): " + "; ".join(
             f"{g}, {format_num(v, DIGITS)}" for g, v in self.icc.items()) + "\n"
 
+    @staticmethod
+    def _format_coefs(values):
+        """printCoefmat's estimate columns: rounded to digits - 1 - floor(log10(smallest |x|))
+        decimals (at least 1), then formatted together."""
+        acs = np.abs(values[np.isfinite(values) & (values != 0)])
+        dec = int(max(1, DIGITS - (1 + (np.floor(np.log10(acs.min())) if acs.size else 0))))
+        strs = format_real(np.round(values, dec).ravel(order="F"), DIGITS)
+        return np.array(strs, dtype=object).reshape(values.shape, order="F")
+
     def _fixed(self):
         cf = self.coefficients
         if cf.empty:
             return ""
-        est_se = cf[["Estimate", "Std. Error"]].to_numpy()
-        acs = np.abs(est_se[np.isfinite(est_se) & (est_se != 0)])
-        digmin = 1 + (np.floor(np.log10(acs.min())) if acs.size else 0)
-        dec = int(max(1, DIGITS - digmin))
-        es = np.array(format_real(np.round(est_se, dec).ravel(order="F"), DIGITS), dtype=object)
-        es = es.reshape(est_se.shape, order="F")
         tv = format_real(np.round(cf["t value"].to_numpy(), DIGITS - 1), DIGITS)
         if not self.ddf:
+            es = self._format_coefs(cf[["Estimate", "Std. Error"]].to_numpy())
             cells = [[es[i, 0], es[i, 1], tv[i]] for i in range(len(cf))]
             return "\nFixed effects:\n" + print_matrix(cells, list(cf.index), list(cf.columns), right=True) + "\n"
         # printCoefmat with a p-value column: df formatted with the estimates, format.pval, stars
-        cs = cf[["Estimate", "Std. Error", "df"]].to_numpy()
-        acs = np.abs(cs[np.isfinite(cs) & (cs != 0)])
-        dec = int(max(1, DIGITS - (1 + (np.floor(np.log10(acs.min())) if acs.size else 0))))
-        es = np.array(format_real(np.round(cs, dec).ravel(order="F"), DIGITS), dtype=object).reshape(cs.shape, order="F")
+        es = self._format_coefs(cf[["Estimate", "Std. Error", "df"]].to_numpy())
         pv = cf["Pr(>|t|)"].to_numpy()
         ps = format_pval(pv, DIGITS - 1)
         stars = signif_stars(pv) if np.any(pv < 0.1) else None
