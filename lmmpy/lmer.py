@@ -58,6 +58,9 @@ def _optimize_once(model, start, optimizer, control, notes):
     return opt
 
 
+COBYQA_FROM_START_MAX = 10  # parameters
+
+
 def _optimize(model, start, optimizer, control, notes):
     if optimizer != "auto":
         return _optimize_once(model, start, optimizer, control, notes)
@@ -65,11 +68,17 @@ def _optimize(model, start, optimizer, control, notes):
     if opt.converged and not np.any(opt.theta[model.lower == 0] < control.singular_tol):
         opt.optimizer = "auto:l-bfgs-b"
         return opt
-    # a boundary (or failed) result of the gradient method: confirm it with COBYQA
-    other = _optimize_once(model, start, "cobyqa", control, notes)
+    # a boundary (or failed) result of the gradient method: confirm it with COBYQA from the
+    # start; for many parameters, where a derivative-free run costs thousands of evaluations,
+    # by the gradient method again from its optimum nudged off the bounds
+    if opt.converged and model.theta.size > COBYQA_FROM_START_MAX:
+        nudged = np.where((model.lower == 0) & (opt.theta < 1e-2), 1e-2, opt.theta)
+        other = _optimize_once(model, nudged, "l-bfgs-b", control, notes)
+    else:
+        other = _optimize_once(model, start, "cobyqa", control, notes)
     best = other if (other.converged and other.fmin < opt.fmin) or not opt.converged else opt
     model(best.theta)
-    best.optimizer = f"auto:{'cobyqa' if best is other else 'l-bfgs-b'}"
+    best.optimizer = f"auto:{other.optimizer if best is other else 'l-bfgs-b'}"
     best.n_evals = opt.n_evals + other.n_evals
     return best
 

@@ -52,12 +52,14 @@ class LmmModel:
         w = design.weights
         sw = np.sqrt(w) if w is not None else None
         self.log_w_sum = float(np.log(w).sum()) if w is not None else 0.0
+        self._sw = sw
         y = design.y - design.offset if design.offset is not None else design.y
         Xy = np.column_stack([design.X, y])
         Zs = [t.Z() for t in terms]
         if sw is not None:
             Xy = Xy * sw[:, None]
             Zs = [(sp.diags(sw) @ Z).tocsc() for Z in Zs]
+        self._Xw, self._Z1 = Xy[:, :-1], Zs[0]
         first = terms[0]
         l1, k1 = first.nlevels, first.k
         # Z_1'Z_1 as l1 blocks of k1 x k1 (weighted)
@@ -87,6 +89,20 @@ class LmmModel:
         self.lower = design.theta_lower()
         self.L = None
         self.n_evals = 0
+
+    def set_response(self, y) -> "LmmModel":
+        """Replace the response (one value per row, before weights and offset): only the
+        products with y are recomputed, the symbolic structure and Z'Z, X'X stay."""
+        y = np.asarray(y, dtype=float)
+        if self.design.offset is not None:
+            y = y - self.design.offset
+        yw = y * self._sw if self._sw is not None else y
+        self.At1_xy[-1] = self._Z1.T @ yw
+        col = np.concatenate([self.Zt.T @ yw if self.Zt is not None else [], self._Xw.T @ yw, [yw @ yw]])
+        self.Att[:, -1] = col
+        self.Att[-1, :] = col
+        self.L = None
+        return self
 
     # -- theta -------------------------------------------------------------------------
     def set_theta(self, theta) -> "LmmModel":

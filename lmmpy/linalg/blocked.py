@@ -119,11 +119,18 @@ class BlockedCholesky:
         cols = [self.L11.solve_transpose(c1[:, j]) for j in range(c1.shape[1])]
         return np.vstack([np.column_stack(cols) if cols else c1, x_tail])
 
-    def solve_u_beta(self):
-        """The penalised least-squares solution: L' [u; beta] = (last row of L)'."""
+    def solve_u_beta(self, beta=None):
+        """The penalised least-squares solution: L' [u; beta] = (last row of L)'; with
+        ``beta`` given, the conditional modes u for that beta instead (beta = 0: the
+        random effects of y with no fixed part)."""
         s, p = self.q_tail, self.p
-        beta = sla.solve_triangular(self.RX, self.Ltt[s + p, s:s + p], lower=True, trans="T",
-                                    check_finite=False) if p else np.zeros(0)
+        if beta is not None:
+            beta = np.asarray(beta, dtype=float)
+        elif p:
+            beta = sla.solve_triangular(self.RX, self.Ltt[s + p, s:s + p], lower=True, trans="T",
+                                        check_finite=False)
+        else:
+            beta = np.zeros(0)
         # L_Z' u = l_yZ' - L_XZ' beta
         rhs = np.concatenate([self.Lt1_xy[-1] - self.Lt1_xy[:-1].T @ beta,
                               self.Ltt[s + p, :s] - self.Ltt[s:s + p, :s].T @ beta])

@@ -49,13 +49,7 @@ class Summary:
 
     @classmethod
     def from_fit(cls, fit, ddf=None) -> "Summary":
-        groups = make_unique([t.group for t in fit.design.reterms])
-        re = []
-        for g, t, S in zip(groups, fit.design.reterms, fit.covariances):
-            sd = np.sqrt(np.diag(S))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                corr = S / np.outer(sd, sd)
-            re.append((g, list(t.cnames), sd, corr))
+        re = re_groups(fit.design.reterms, fit.covariances)
         V = fit.vcov.to_numpy()
         sd = np.sqrt(np.diag(V))
         if ddf is None:
@@ -144,29 +138,7 @@ class Summary:
                 + print_named(["Min", "1Q", "Median", "3Q", "Max"], format_real(q, DIGITS)) + "\n\n")
 
     def _random(self):
-        sds = np.concatenate([sd for _, _, sd, _ in self.re_groups] + [[self.sigma]])
-        var_s = format_real(sds ** 2, DIGITS)
-        sd_s = format_real(sds, DIGITS)
-        rows, names = [], []
-        for g, cn, _, _ in self.re_groups:
-            rows += [g] + [""] * (len(cn) - 1)
-            names += cn
-        rows.append("Residual")
-        names.append("")
-        cells = [[g, nm, v, s] for g, nm, v, s in zip(rows, names, var_s, sd_s)]
-        header = ["Groups", "Name", "Variance", "Std.Dev."]
-        maxlen = max(len(cn) for _, cn, _, _ in self.re_groups)
-        if maxlen > 1:
-            corr_rows = []
-            for _, cn, _, C in self.re_groups:
-                k = len(cn)
-                strs = np.array(format_real(np.round(C, 2).ravel(), DIGITS, nsmall=2), dtype=object).reshape(k, k)
-                for i in range(k):
-                    corr_rows.append([strs[i, j] if j < i else "" for j in range(maxlen - 1)])
-            corr_rows.append([""] * (maxlen - 1))
-            cells = [c + r for c, r in zip(cells, corr_rows)]
-            header += ["Corr"] + [""] * (maxlen - 2)
-        return "Random effects:\n" + print_matrix(cells, [""] * len(cells), header) + "\n"
+        return random_effects_text(self.re_groups, self.sigma)
 
     def _groups(self):
         out = cat_fill([f"Number of obs: {self.nobs}, groups: ",
@@ -233,3 +205,41 @@ class Summary:
     # -- html ------------------------------------------------------------------------------------
     def _repr_html_(self) -> str:
         return f"<pre>{html.escape(str(self))}</pre>"
+
+
+def re_groups(reterms, covariances) -> list:
+    """Per term: (unique group name, column names, standard deviations, correlation matrix)."""
+    out = []
+    for g, t, S in zip(make_unique([t.group for t in reterms]), reterms, covariances):
+        sd = np.sqrt(np.diag(S))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = S / np.outer(sd, sd)
+        out.append((g, list(t.cnames), sd, corr))
+    return out
+
+
+def random_effects_text(groups, sigma) -> str:
+    """lme4's "Random effects:" table: variances, standard deviations, correlations."""
+    sds = np.concatenate([sd for _, _, sd, _ in groups] + [[sigma]])
+    var_s = format_real(sds ** 2, DIGITS)
+    sd_s = format_real(sds, DIGITS)
+    rows, names = [], []
+    for g, cn, _, _ in groups:
+        rows += [g] + [""] * (len(cn) - 1)
+        names += cn
+    rows.append("Residual")
+    names.append("")
+    cells = [[g, nm, v, s] for g, nm, v, s in zip(rows, names, var_s, sd_s)]
+    header = ["Groups", "Name", "Variance", "Std.Dev."]
+    maxlen = max(len(cn) for _, cn, _, _ in groups)
+    if maxlen > 1:
+        corr_rows = []
+        for _, cn, _, C in groups:
+            k = len(cn)
+            strs = np.array(format_real(np.round(C, 2).ravel(), DIGITS, nsmall=2), dtype=object).reshape(k, k)
+            for i in range(k):
+                corr_rows.append([strs[i, j] if j < i else "" for j in range(maxlen - 1)])
+        corr_rows.append([""] * (maxlen - 1))
+        cells = [c + r for c, r in zip(cells, corr_rows)]
+        header += ["Corr"] + [""] * (maxlen - 2)
+    return "Random effects:\n" + print_matrix(cells, [""] * len(cells), header) + "\n"

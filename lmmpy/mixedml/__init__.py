@@ -1,0 +1,4 @@
+"""mixedML: random effects around any regression model (see :mod:`.estimator`)."""
+from .estimator import MixedML
+
+__all__ = ["MixedML"]

@@ -1,0 +1,336 @@
+r"""``MixedML``: random effects around any regression model, y = f(X) + Z nu + eps.
+
+The mixedML framework (the paper "Mixed effects in machine learning -- a flexible mixedML
+framework to add random effects to supervised machine learning regression") alternates
+
+    1. train f on the target y - Z b            (b = 0 at the start)
+    2. update the random part on e = y - f(X)   (one EM step, ML or REML; or, out of the
+                                                 box, a full lmer fit of e)
+
+until the generalized log-likelihood (GLL) settles.  With a linear f the fixed point is the
+linear mixed model's: f is then the GLS fit, and the EM step's fixed point the ML / REML
+estimates (see :mod:`lmmpy.mixedml.random_part`).
+
+Predictions are f(X) + Z b for known groups ("within") and f(X) for new ones ("out").
+The estimator follows scikit-learn's conventions (constructor stores its arguments, learned
+attributes end in ``_``, ``fit`` returns ``self``); scikit-learn itself is optional.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, LmmError
+from ..formula.design import build_design
+from ..results.model import ConvergenceWarning
+from ..results.varcorr import varcorr_frame
+from .fixed_part import FixedPart
+from .random_part import RandomPart, RandomState, _known_level_effects
+
+try:  # scikit-learn's base classes when it is installed (get_params, clone, tags, score)
+    from sklearn.base import BaseEstimator, RegressorMixin
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError:  # pragma: no cover - the same protocol, minimal
+    import inspect
+
+    class BaseEstimator:
+        def get_params(self, deep=True):
+            names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+            return {nm: getattr(self, nm) for nm in names}
+
+        def set_params(self, **params):
+            for k, v in params.items():
+                setattr(self, k, v)
+            return self
+
+    class RegressorMixin:
+        def score(self, X, y):
+            y = np.asarray(y, float)
+            return 1.0 - np.sum((y - self.predict(X)) ** 2) / np.sum((y - y.mean()) ** 2)
+
+    check_is_fitted = validate_data = None
+
+METHODS = ("ml", "reml", "oob")
+OOB_BACKENDS = ("lmer", "statsmodels")
+
+
+class MixedML(RegressorMixin, BaseEstimator):
+    """Random effects around any regression model (mixedML).
+
+    Parameters
+    ----------
+    estimator : the fixed part f: an object with ``fit(X, y)`` and ``predict(X)`` (e.g. a
+        scikit-learn regressor; deep-copied, then refitted every iteration, so a pre-trained
+        model with ``warm_start=True`` is fine-tuned), or a callable ``f(X, target)``
+        returning predictions at X or a fitted object with ``predict``.  Default: least
+        squares with an intercept (the linear mixed model).
+    method : "reml" (default), "ml" -- EM updates of the random part (the paper's Table 1)
+        -- or "oob": each iteration fits the random part by lmer (REML) on the residuals.
+    max_iter : the most EM iterations (each trains f once).
+    tol : convergence when the GLL's relative change is at most ``tol``.
+    accelerate : SQUAREM extrapolation of the EM iterations (ML / REML): the same fixed
+        point in a few times fewer fits of f; False runs the paper's plain iterations.
+    oob_backend : "lmer" (lmmpy) or "statsmodels" (MixedLM, one grouping factor), for
+        ``method="oob"``.
+
+    Learned attributes: ``estimator_`` (the fitted fixed part), ``varcorr_`` (lme4's
+    VarCorr table), ``ranef_`` (conditional modes per grouping factor), ``sigma_``,
+    ``theta_``, ``gll_trace_``, ``n_iter_``, ``converged_``, ``fitted_``, ``fitted_fixed_``.
+    """
+
+    def __init__(self, estimator=None, method="reml", max_iter=500, tol=1e-8, accelerate=True,
+                 oob_backend="lmer"):
+        self.estimator = estimator
+        self.method = method
+        self.max_iter = max_iter
+        self.tol = tol
+        self.accelerate = accelerate
+        self.oob_backend = oob_backend
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, X, y, groups=None, Z=None):
+        """Fit f and the random effects: a random intercept for each grouping factor in
+        ``groups`` (a column; several columns: crossed or nested factors), with random slopes
+        on the columns of ``Z``.  Without ``groups`` only f is fitted."""
+        self._check_settings()
+        features, y = self._validate(X, y, reset=True)
+        self.formula_ = None
+        if groups is None:
+            return self._fit_loop(features, y, None)
+        X_reml = np.column_stack([np.ones(len(y)), _numeric_columns(features)])
+        random = RandomPart.from_arrays(groups, Z, X_reml, len(y))
+        return self._fit_loop(features, y, random)
+
+    @classmethod
+    def from_formula(cls, formula: str, data, estimator=None, method="reml", **kwargs) -> "MixedML":
+        """Fit from an lme4 formula: the fixed-effects columns (without the intercept) are f's
+        features, the random-effects terms the random part; e.g.
+        ``MixedML.from_formula("langPOST ~ IQ_verb + ses + (IQ_verb | schoolnr)", data, SVR())``."""
+        model = cls(estimator=estimator, method=method, **kwargs)
+        model._check_settings()
+        design = build_design(formula, data)
+        if not design.reterms:
+            raise LmmError(f"the formula {formula!r} has no random-effects terms")
+        keep = [i for i, nm in enumerate(design.xnames) if nm != "(Intercept)"]
+        if not keep:
+            raise LmmError(f"the formula {formula!r} gives the fixed part no features")
+        features = pd.DataFrame(design.X[:, keep], columns=[design.xnames[i] for i in keep],
+                                index=design.row_index)
+        model._validate(features, design.y, reset=True)
+        model.formula_, model.design_ = design.formula.text, design
+        random = RandomPart(design, design.X, design.xnames)
+        return model._fit_loop(features, design.y, random)
+
+    def _fit_loop(self, X, y, random):
+        fixed = FixedPart(self.estimator)
+        t0 = time.perf_counter()
+        if random is None:
+            f = fixed.fit_predict(X, y)
+            self.fit_seconds_ = time.perf_counter() - t0
+            self._store(fixed, None, None, f, y - f, [], True, 1)
+            return self
+        reml = self.method == "reml"
+        step = {"ml": lambda e, s: random.em_step(e, s, reml=False),
+                "reml": lambda e, s: random.em_step(e, s, reml=True),
+                "oob": random.lmer_step if self.oob_backend == "lmer" else random.statsmodels_step,
+                }[self.method]
+
+        def iteration(state):
+            """One mixedML iteration: f on y - Z b, then the random part on e = y - f."""
+            f = fixed.fit_predict(X, y - state.zb)
+            e = y - f
+            new = step(e, state)
+            return new, f, e, random.gll(e, new)
+
+        f = fixed.fit_predict(X, y)
+        state = random.start(y - f)
+        trace, converged, it, last = [], False, 0, None
+        while it < self.max_iter:
+            new, f, e, gll = iteration(state)
+            it += 1
+            if self.accelerate and self.method != "oob" and it + 2 <= self.max_iter:
+                new, f, e, gll, used = self._squarem(iteration, random, state, (new, f, e, gll))
+                it += used
+            state = new
+            trace.append(gll)
+            now = (gll, state.criterion, f + state.zb)
+            if last is not None and self._settled(last, now):
+                converged = True
+                break
+            last = now
+        if self.method != "oob":
+            # EM has settled; the optimizer finishes the random part for the last e (EM
+            # crawls along ridges and cannot leave a zero variance's null space)
+            state = random.polish(e, state, reml)
+        self.fit_seconds_ = time.perf_counter() - t0
+        self._store(fixed, random, state, f, e - state.zb, trace, converged, it)
+        if not converged:
+            warnings.warn(f"mixedML did not converge in {self.max_iter} iterations (GLL change "
+                          f"{abs(trace[-1] - trace[-2]):.3g}); raise max_iter", ConvergenceWarning, stacklevel=3)
+        return self
+
+    def _settled(self, last, now) -> bool:
+        """The GLL's relative change is at most tol -- or, since the GLL falls without bound
+        as a covariance matrix nears singularity (log|Sigma| -> -inf), the random part's
+        ML / REML criterion for e changes by at most tol relative and the fitted values by at
+        most tol."""
+        def close(a, b, tol):
+            return np.isfinite(a) and np.isfinite(b) and abs(a - b) <= tol * max(1.0, abs(b))
+        if close(last[0], now[0], self.tol):
+            return True
+        step = np.linalg.norm(now[2] - last[2]) / max(np.linalg.norm(now[2]), 1e-300)
+        return close(last[1], now[1], self.tol) and step <= self.tol
+
+    @staticmethod
+    def _squarem(iteration, random, s0, first):
+        """SQUAREM (Varadhan & Roland 2008, scheme S3) on the iteration's map of (theta,
+        log sigma^2, Z b / sigma): from s0, s1 = F(s0), s2 = F(s1), extrapolate to
+        s0 - 2 a r + a^2 v (r = s1 - s0, v = s2 - 2 s1 + s0, a = min(-1, -|r| / |v|)) and take
+        one iteration from there; kept when its GLL is not above the plain steps'.  EM alone
+        crawls along ridges and towards zero variances; this needs a few times fewer fits of f."""
+        def vec(s):
+            return np.concatenate([s.theta, [np.log(s.sigma2)]])
+
+        s1 = first[0]
+        second = iteration(s1)
+        x0, x1, x2 = vec(s0), vec(s1), vec(second[0])
+        r, v = x1 - x0, x2 - 2 * x1 + x0
+        nv = np.linalg.norm(v)
+        alpha = min(-1.0, -np.linalg.norm(r) / nv) if nv > 0 else -1.0
+        xc = x0 - 2 * alpha * r + alpha ** 2 * v
+        k = s0.theta.size
+        theta = np.maximum(xc[:k], random.model.lower)
+        sigma2 = float(np.exp(xc[k]))
+        cand = RandomState(theta, sigma2, None, second[0].zb)
+        try:
+            third = iteration(cand)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            return (*second, 1)
+        return (*third, 2) if np.isfinite(third[3]) and third[3] <= second[3] else (*second, 1)
+
+    def _store(self, fixed, random, state, f, resid, trace, converged, n_iter):
+        self.fixed_part_, self.random_part_, self.state_ = fixed, random, state
+        self.estimator_ = fixed.model if fixed.model is not None else fixed.fun
+        self.fitted_fixed_ = f
+        self.residuals_ = resid
+        self.fitted_ = f + (state.zb if state is not None else 0.0)
+        self.gll_trace_ = np.asarray(trace, dtype=float)
+        self.n_iter_, self.converged_ = n_iter, converged
+        if state is None:
+            self.sigma_ = float(np.sqrt(np.mean(resid ** 2)))
+            self.theta_ = np.zeros(0)
+            self.varcorr_ = varcorr_frame([], [], [], self.sigma_)
+            self.ranef_ = {}
+            return
+        self.sigma_ = float(np.sqrt(state.sigma2))
+        self.theta_ = state.theta.copy()
+        terms = random.terms
+        self.varcorr_ = varcorr_frame([t.group for t in terms], [t.cnames for t in terms],
+                                      random.covariances(state), self.sigma_)
+        ranef = {}
+        for t, b in zip(terms, state.b_terms):
+            df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group), columns=t.cnames)
+            ranef[t.group] = df if t.group not in ranef else pd.concat([ranef[t.group], df], axis=1)
+        self.ranef_ = ranef
+
+    # -- prediction ------------------------------------------------------------------------
+    def predict(self, X, groups=None, Z=None):
+        """f(X) + Z b where the group is known ("within"), f(X) elsewhere and without
+        ``groups`` ("out").  A model fitted from a formula predicts a DataFrame of the
+        formula's variables (groups and slopes read from it; ``random=False`` via groups=False
+        gives f(X) alone)."""
+        self._check_fitted()
+        if self.formula_ is not None and isinstance(X, pd.DataFrame) and Z is None and \
+                not isinstance(groups, (pd.Series, np.ndarray, list, pd.DataFrame)):
+            return self._predict_frame(X, within=groups is not False)
+        features, _ = self._validate(X, None, reset=False, fitting=False)
+        out = self.fixed_part_.predict(features)
+        if groups is not None and groups is not False and self.state_ is not None:
+            out = out + self.random_part_.zb_new(self.state_.b_terms, groups, Z, len(out))
+        return out
+
+    def _predict_frame(self, newdata, within=True):
+        from ..results.predict import _group_labels, _materialise
+        design = self.design_
+        X = _materialise(design.fixed_spec, newdata, "fixed-effects matrix")
+        if design.x_keep is not None:
+            X = X[:, design.x_keep]
+        keep = [i for i, nm in enumerate(design.xnames) if nm != "(Intercept)"]
+        features = pd.DataFrame(X[:, keep], columns=[design.xnames[i] for i in keep], index=newdata.index)
+        out = self.fixed_part_.predict(features)
+        if within:
+            for t, b in zip(self.random_part_.terms, self.state_.b_terms):
+                missing = [g for g in t.group_vars if g not in newdata.columns]
+                if missing:
+                    raise DataError(f"the new data lack the grouping column(s) {', '.join(missing)}")
+                Xr = _materialise(t.spec, newdata, f"random-effects term ({t.lhs} | {t.group})")
+                labels = np.array(_group_labels(newdata, t.group_vars), dtype=object)
+                out = out + _known_level_effects(t, b, labels, Xr)
+        return out
+
+    # -- reporting ---------------------------------------------------------------------------
+    def summary(self):
+        """What was fitted: the method, iterations, random effects as lme4 prints them, MSEs."""
+        self._check_fitted()
+        from .summary import MixedMLSummary
+        return MixedMLSummary.from_model(self)
+
+    def __str__(self):
+        return str(self.summary()) if hasattr(self, "n_iter_") else repr(self)
+
+    # -- checks ------------------------------------------------------------------------------
+    def _check_settings(self):
+        if self.method not in METHODS:
+            raise LmmError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.oob_backend not in OOB_BACKENDS:
+            raise LmmError(f"oob_backend must be 'lmer' or 'statsmodels', not {self.oob_backend!r}")
+        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
+            raise LmmError(f"max_iter must be a positive integer, not {self.max_iter!r}")
+
+    def _check_fitted(self):
+        if check_is_fitted is not None:
+            check_is_fitted(self, "n_iter_")
+        elif not hasattr(self, "n_iter_"):
+            raise LmmError("this MixedML is not fitted yet; call fit() first")
+
+    def _validate(self, X, y, reset, fitting=True):
+        """X as given (a DataFrame stays one, for estimators that use column names), checked
+        as scikit-learn checks it; y (when fitting) numeric and finite."""
+        if validate_data is not None and (not isinstance(X, pd.DataFrame) or _all_numeric(X)):
+            if fitting:
+                Xc, y = validate_data(self, X, y, reset=reset, y_numeric=True)
+            else:
+                Xc = validate_data(self, X, reset=reset)
+            X = X if isinstance(X, pd.DataFrame) else Xc
+        elif reset:
+            self.n_features_in_ = np.shape(X)[1] if np.ndim(X) == 2 else None
+        if fitting:
+            if y is None:
+                raise DataError("MixedML requires y to be passed, but the target y is None")
+            y = np.asarray(y)
+            if y.dtype == object:
+                try:
+                    y = y.astype(float)
+                except (TypeError, ValueError):
+                    raise DataError("the response must be numeric") from None
+            if y.dtype.kind not in "fiub":
+                raise DataError(f"the response must be numeric, not {y.dtype}")
+            y = y.astype(float).ravel()
+            if not np.all(np.isfinite(y)):
+                raise DataError("the response has NaN or infinite values")
+        return X, y
+
+
+def _all_numeric(frame: pd.DataFrame) -> bool:
+    return all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in frame.dtypes)
+
+
+def _numeric_columns(X) -> np.ndarray:
+    """The numeric columns of X, for the REML projection's design."""
+    if isinstance(X, pd.DataFrame):
+        X = X.select_dtypes("number")
+    arr = np.asarray(X, dtype=float) if np.asarray(X).dtype.kind in "fiub" else np.zeros((len(X), 0))
+    return arr.reshape(len(arr), -1)
