@@ -1,5 +1,5 @@
 """lmmpy: linear mixed-effects models with lme4's formulas and lme4's numbers."""
-from . import datasets
+from . import compare, datasets
 from .errors import DataError, FormulaError, LmmError
 from .fit.checks import LmerControl
 from .formula.design import RankDeficientWarning
@@ -12,4 +12,4 @@ __version__ = "0.1.0"
 
 __all__ = ["anova", "tidy", "LmerControl", "RankDeficientWarning", "lmer", "lformula", "mk_lmer_devfun", "optimize_lmer", "mk_lmer_fit", "LmerFit",
            "LmmError", "FormulaError", "DataError", "SingularFitWarning", "ConvergenceWarning",
-           "datasets", "MixedML", "__version__"]
+           "compare", "datasets", "MixedML", "__version__"]

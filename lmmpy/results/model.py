@@ -280,6 +280,11 @@ class LmerFit:
         raise LmmError(f"confint(method={method!r}): use 'wald', 'profile' or 'boot'")
 
     # -- printing --------------------------------------------------------------------------------
+    def compare_statsmodels(self, **kwargs):
+        """This model fitted by statsmodels' MixedLM too, side by side (see lmmpy.compare)."""
+        from ..compare.bridge import compare_fit
+        return compare_fit(self, **kwargs)
+
     def summary(self, ddf=None):
         """The summary as lme4 prints it; ``ddf="satterthwaite"`` or ``"kenward-roger"`` adds
         lmerTest's df and p-value columns."""
