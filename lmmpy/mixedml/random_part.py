@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -59,8 +60,10 @@ class RandomPart:
     """The random-effects terms of a mixedML model and the updates of their parameters."""
 
     def __init__(self, design, X_reml: np.ndarray, reml_names=None):
-        X_reml, names, _, _ = drop_aliased_columns(np.asarray(X_reml, float),
-                                                   [str(nm) for nm in (reml_names or range(X_reml.shape[1]))])
+        with warnings.catch_warnings():  # an internal design: aliased features are simply left out
+            warnings.simplefilter("ignore")
+            X_reml, names, _, _ = drop_aliased_columns(np.asarray(X_reml, float),
+                                                       [str(nm) for nm in (reml_names or range(X_reml.shape[1]))])
         self.design = dataclasses.replace(design, X=X_reml, xnames=names, weights=None, offset=None,
                                           weights_name=None, offset_name=None)
         self.model = LmmModel(self.design, REML=True)
