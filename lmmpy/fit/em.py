@@ -63,6 +63,15 @@ def theta_from_templates(templates) -> np.ndarray:
     return np.array(out)
 
 
+def squarem_point(x0, x1, x2) -> np.ndarray:
+    """SQUAREM's (scheme S3) extrapolation from x0 and two map steps x1 = F(x0), x2 = F(x1):
+    x0 - 2 a r + a^2 v with r = x1 - x0, v = x2 - 2 x1 + x0, a = min(-1, -|r| / |v|)."""
+    r, v = x1 - x0, x2 - 2 * x1 + x0
+    nv = np.linalg.norm(v)
+    alpha = min(-1.0, -np.linalg.norm(r) / nv) if nv > 0 else -1.0
+    return x0 - 2 * alpha * r + alpha ** 2 * v
+
+
 def em_step(model: LmmModel) -> np.ndarray:
     """One EM update from the model's current theta (with L up to date); returns the new theta."""
     L, n, p = model.L, model.n, model.p
@@ -115,10 +124,7 @@ def fit_em(model: LmmModel, theta0=None, max_iter: int = 10000, tol: float = 1e-
     while steps < max_iter and np.isfinite(f):
         if accelerate:
             f1, F1 = _em_map(model, F)
-            r, v = F - theta, F1 - F - (F - theta)
-            nr, nv = np.linalg.norm(r), np.linalg.norm(v)
-            alpha = min(-1.0, -nr / nv) if nv > 0 else -1.0
-            candidate = np.maximum(theta - 2 * alpha * r + alpha ** 2 * v, model.lower)
+            candidate = np.maximum(squarem_point(theta, F, F1), model.lower)
             fc, Fc = _em_map(model, candidate)
             steps += 3
             if np.isfinite(fc) and fc <= f1:

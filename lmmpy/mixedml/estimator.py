@@ -25,10 +25,12 @@ import pandas as pd
 
 from ..errors import DataError, LmmError
 from ..formula.design import build_design
-from ..results.model import ConvergenceWarning
+from ..fit.em import squarem_point
+from ..results.model import ConvergenceWarning, ranef_frames
 from ..results.varcorr import varcorr_frame
 from .fixed_part import FixedPart
-from .random_part import RandomPart, RandomState, _known_level_effects
+from ..results.predict import known_level_effects
+from .random_part import RandomPart, RandomState
 
 try:  # scikit-learn's base classes when it is installed (get_params, clone, tags, score)
     from sklearn.base import BaseEstimator, RegressorMixin
@@ -186,21 +188,17 @@ class MixedML(RegressorMixin, BaseEstimator):
 
     @staticmethod
     def _squarem(iteration, random, s0, first):
-        """SQUAREM (Varadhan & Roland 2008, scheme S3) on the iteration's map of (theta,
-        log sigma^2, Z b / sigma): from s0, s1 = F(s0), s2 = F(s1), extrapolate to
-        s0 - 2 a r + a^2 v (r = s1 - s0, v = s2 - 2 s1 + s0, a = min(-1, -|r| / |v|)) and take
-        one iteration from there; kept when its GLL is not above the plain steps'.  EM alone
-        crawls along ridges and towards zero variances; this needs a few times fewer fits of f."""
+        """SQUAREM (:func:`lmmpy.fit.em.squarem_point`) on the iterations' map of (theta,
+        log sigma^2): from s0, s1 = F(s0), s2 = F(s1), extrapolate and take one iteration from
+        there, kept when its GLL is not above the plain steps'.  Z b is not extrapolated (f's
+        target stays a genuine y - Z b, safe for a non-smooth f).  EM alone crawls along ridges
+        and towards zero variances; this needs a few times fewer fits of f."""
         def vec(s):
             return np.concatenate([s.theta, [np.log(s.sigma2)]])
 
         s1 = first[0]
         second = iteration(s1)
-        x0, x1, x2 = vec(s0), vec(s1), vec(second[0])
-        r, v = x1 - x0, x2 - 2 * x1 + x0
-        nv = np.linalg.norm(v)
-        alpha = min(-1.0, -np.linalg.norm(r) / nv) if nv > 0 else -1.0
-        xc = x0 - 2 * alpha * r + alpha ** 2 * v
+        xc = squarem_point(vec(s0), vec(s1), vec(second[0]))
         k = s0.theta.size
         theta = np.maximum(xc[:k], random.model.lower)
         sigma2 = float(np.exp(xc[k]))
@@ -230,18 +228,13 @@ class MixedML(RegressorMixin, BaseEstimator):
         terms = random.terms
         self.varcorr_ = varcorr_frame([t.group for t in terms], [t.cnames for t in terms],
                                       random.covariances(state), self.sigma_)
-        ranef = {}
-        for t, b in zip(terms, state.b_terms):
-            df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group), columns=t.cnames)
-            ranef[t.group] = df if t.group not in ranef else pd.concat([ranef[t.group], df], axis=1)
-        self.ranef_ = ranef
+        self.ranef_ = ranef_frames(terms, state.b_terms)
 
     # -- prediction ------------------------------------------------------------------------
     def predict(self, X, groups=None, Z=None):
         """f(X) + Z b where the group is known ("within"), f(X) elsewhere and without
         ``groups`` ("out").  A model fitted from a formula predicts a DataFrame of the
-        formula's variables (groups and slopes read from it; ``random=False`` via groups=False
-        gives f(X) alone)."""
+        formula's variables (groups and slopes read from it; ``groups=False``: f(X) alone)."""
         self._check_fitted()
         if self.formula_ is not None and isinstance(X, pd.DataFrame) and Z is None and \
                 not isinstance(groups, (pd.Series, np.ndarray, list, pd.DataFrame)):
@@ -267,8 +260,7 @@ class MixedML(RegressorMixin, BaseEstimator):
                 if missing:
                     raise DataError(f"the new data lack the grouping column(s) {', '.join(missing)}")
                 Xr = _materialise(t.spec, newdata, f"random-effects term ({t.lhs} | {t.group})")
-                labels = np.array(_group_labels(newdata, t.group_vars), dtype=object)
-                out = out + _known_level_effects(t, b, labels, Xr)
+                out = out + known_level_effects(t, b, _group_labels(newdata, t.group_vars), Xr)[0]
         return out
 
     # -- reporting ---------------------------------------------------------------------------

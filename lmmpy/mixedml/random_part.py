@@ -43,7 +43,8 @@ import pandas as pd
 from ..errors import DataError, LmmError
 from ..fit.deviance import LmmModel, theta_templates
 from ..fit.em import psd_lower_factor, theta_from_templates
-from ..formula.design import build_design, drop_aliased_columns
+from ..formula.design import build_design, drop_aliased_columns, level_labels
+from ..results.predict import known_level_effects
 
 
 @dataclasses.dataclass
@@ -236,18 +237,8 @@ class RandomPart:
         out = np.zeros(n)
         for i, (t, b) in enumerate(zip(self.terms, b_terms)):
             col = by_name.get(t.group, gframe.iloc[:, i % gframe.shape[1]])
-            out += _known_level_effects(t, b, col.to_numpy(), Xr)
+            out += known_level_effects(t, b, level_labels(col.to_numpy()), Xr)[0]
         return out
-
-
-def _known_level_effects(term, b, labels, Xr) -> np.ndarray:
-    from ..formula.design import level_labels
-    index = {lv: j for j, lv in enumerate(term.levels)}
-    codes = np.array([index.get(lv, -1) for lv in level_labels(labels)])
-    out = np.zeros(len(codes))
-    known = codes >= 0
-    out[known] = np.einsum("nk,nk->n", Xr[known], b[codes[known]])
-    return out
 
 
 def _as_frame(values, stem, n, what) -> pd.DataFrame:

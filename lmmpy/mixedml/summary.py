@@ -63,10 +63,8 @@ class MixedMLSummary:
         out = "\n".join(lines) + "\n"
         if self.re_groups:
             out += random_effects_text(self.re_groups, self.sigma)
-            seen = {}
-            for g, n in self.ngrps.items():
-                seen.setdefault(g, n)
-            out += f"Number of obs: {self.nobs}, groups:  " + "; ".join(f"{g}, {n}" for g, n in seen.items()) + "\n"
+            out += (f"Number of obs: {self.nobs}, groups:  "
+                    + "; ".join(f"{g}, {n}" for g, n in self.ngrps.items()) + "\n")
         else:
             out += f"Residual Std.Dev.: {format_num(self.sigma, DIGITS)}\nNumber of obs: {self.nobs}\n"
         out += (f"\nTraining MSE: within {format_num(self.mse_within, DIGITS)} (f(X) + Z b), "

@@ -156,13 +156,7 @@ class LmerFit:
         return [self.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, C, T) for T, C in zip(self.templates, blocks)]
 
     def _by_group(self, arrays) -> dict:
-        """Gather per-term arrays (levels x k) into one DataFrame per grouping factor, as
-        lme4's ranef() does for ``(1 | g) + (0 + x | g)``."""
-        out = {}
-        for t, a in zip(self.design.reterms, arrays):
-            df = pd.DataFrame(a, index=pd.Index(t.levels, name=t.group), columns=t.cnames)
-            out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
-        return out
+        return ranef_frames(self.design.reterms, arrays)
 
     @property
     def ranef(self) -> dict:
@@ -323,3 +317,13 @@ class SingularFitWarning(UserWarning):
 
 class ConvergenceWarning(UserWarning):
     """The optimizer reported a problem."""
+
+
+def ranef_frames(terms, arrays) -> dict:
+    """Gather per-term arrays (levels x k) into one DataFrame per grouping factor, as
+    lme4's ranef() does for ``(1 | g) + (0 + x | g)``."""
+    out = {}
+    for t, a in zip(terms, arrays):
+        df = pd.DataFrame(a, index=pd.Index(t.levels, name=t.group), columns=t.cnames)
+        out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
+    return out

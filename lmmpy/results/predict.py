@@ -71,17 +71,25 @@ def predict(fit, newdata=None, re_form=None, allow_new_levels=False) -> pd.Serie
         if missing:
             raise DataError(f"the new data lack the grouping column(s) {', '.join(missing)}")
         labels = _group_labels(newdata, t.group_vars)
-        index = {lv: j for j, lv in enumerate(t.levels)}
-        codes = np.array([index.get(lv, -1) for lv in labels])
+        zb, codes = known_level_effects(t, fit._b_terms[i], labels, Xr)
         unseen = sorted({lv for lv, c in zip(labels, codes) if c < 0})
         if unseen and not allow_new_levels:
             raise DataError(f"new levels of {t.group!r} not in the fit: {', '.join(unseen[:10])}"
                             f"{' ...' if len(unseen) > 10 else ''} (allow_new_levels=True predicts "
                             "them with random effects of zero)")
-        b = fit._b_terms[i]
-        known = codes >= 0
-        eta[known] = eta[known] + np.einsum("nk,nk->n", Xr[known], b[codes[known]])
+        eta = eta + zb
     return pd.Series(eta, index=newdata.index, name="predicted")
+
+
+def known_level_effects(term, b, labels, Xr):
+    """(Z b for rows whose level label the term knows, zero for the others; the level codes,
+    -1 for unseen levels)."""
+    index = {lv: j for j, lv in enumerate(term.levels)}
+    codes = np.array([index.get(lv, -1) for lv in labels], dtype=int)
+    out = np.zeros(len(codes))
+    known = codes >= 0
+    out[known] = np.einsum("nk,nk->n", Xr[known], b[codes[known]])
+    return out, codes
 
 
 def _check_new_data(fit, newdata, terms):
