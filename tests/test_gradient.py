@@ -1,6 +1,6 @@
 """The analytic gradient of the profiled criteria equals central finite differences, for ML and
-REML, scalar and vector-valued terms, both code paths (pairs and chunked products), on and off
-the boundary."""
+REML, scalar and vector-valued terms, both routes (through the lead's inverse for a scalar first
+term, and the general chunked products), on and off the boundary."""
 import warnings
 
 import numpy as np
@@ -45,14 +45,18 @@ def test_gradient_equals_finite_differences(mid, reml, where):
 
 @pytest.mark.parametrize("mid", ["penicillin_crossed_reml", "pastes_nested_reml", "sleep_minus1_reml",
                                  "mlbook2_vector_tail_reml"])
-def test_pair_path_equals_chunked_path(mid):
-    model = model_at(mid, True)
-    model(np.asarray(reference(mid)["theta"], float) * 1.3)
-    g_pairs = profiled_gradient(model)
-    if hasattr(model, "_grad_pairs"):
-        del model._grad_pairs
-    g_chunks = profiled_gradient(model, pair_budget=0, chunk_entries=50)  # several chunks
-    assert np.allclose(g_pairs, g_chunks, rtol=1e-9, atol=1e-9)
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("boundary", [False, True])
+def test_scalar_first_route_equals_general_route(mid, reml, boundary):
+    model = model_at(mid, reml)
+    theta = np.asarray(reference(mid)["theta"], float) * 1.3 + 0.05
+    if boundary:  # a tail term's variance on its zero bound
+        theta[np.flatnonzero(model.lower == 0)[-1]] = 0.0
+    model(theta)
+    assert model.ks[0] == 1 and model.q_tail
+    g_fast = profiled_gradient(model)
+    g_general = profiled_gradient(model, general=True, chunk_entries=50)  # several chunks
+    assert np.allclose(g_fast, g_general, rtol=1e-8, atol=1e-8), (g_fast, g_general)
 
 
 def test_gradient_vanishes_at_the_optimum():

@@ -21,6 +21,7 @@ from scipy.linalg import lapack
 
 from ..formula.design import Design
 from ..linalg.blocked import BlockedCholesky, UniformBlockDiagonal
+from ..linalg.gram import WeightedGram
 
 LOG2PI = np.log(2.0 * np.pi)
 
@@ -77,14 +78,17 @@ class LmmModel:
         self.At1_xy = np.asarray((Z1.T @ Xy).T)  # (p+1) x q1
         if self.Zt is not None:
             self.At1_z = (self.Zt.T @ Z1).tocsr()
+            self.Att_zz = (self.Zt.T @ self.Zt).tocsr()  # sparse too: for products
             ztxy = np.asarray((self.Zt.T @ Xy))
-            self.Att = np.block([[(self.Zt.T @ self.Zt).toarray(), ztxy], [ztxy.T, Xy.T @ Xy]])
+            self.Att = np.block([[self.Att_zz.toarray(), ztxy], [ztxy.T, Xy.T @ Xy]])
         else:
             self.At1_z = sp.csr_matrix((0, Z1.shape[1]))
+            self.Att_zz = sp.csr_matrix((0, 0))
             self.Att = Xy.T @ Xy
         self.tail_scalar = all(k == 1 for k in self.ks[1:])
         self._at1_rows = np.repeat(np.arange(self.At1_z.shape[0]), np.diff(self.At1_z.indptr))
         self._empty_lt1 = sp.csr_matrix((0, l1 * k1))
+        self._gram = None
         self.theta = design.theta_start()
         self.lower = design.theta_lower()
         self.L = None
@@ -120,16 +124,18 @@ class LmmModel:
         lam[: self.q_tail] = np.repeat([T[0, 0] for T in templates[1:]], [l for l, _ in self.sizes[1:]])
         return lam
 
-    def _lambda_t_rows(self, M, templates):
-        """Lambda_t' M for a dense M whose rows are the tail's (vector-valued terms blockwise)."""
+    def _lambda_t_rows(self, M, templates, transpose: bool = False):
+        """Lambda_t' M (``transpose``: Lambda_t M) for a dense M whose rows are the tail's
+        (vector-valued terms blockwise)."""
         M = M.copy()
         start = 0
+        spec = "ia,lac->lic" if transpose else "ai,lac->lic"
         for (l, k), T in zip(self.sizes[1:], templates[1:]):
             seg = slice(start, start + l * k)
             if k == 1:
                 M[seg] *= T[0, 0]
             else:
-                M[seg] = np.einsum("ai,lac->lic", T, M[seg].reshape(l, k, -1)).reshape(l * k, -1)
+                M[seg] = np.einsum(spec, T, M[seg].reshape(l, k, -1)).reshape(l * k, -1)
             start += l * k
         return M
 
@@ -140,54 +146,95 @@ class LmmModel:
         return sp.block_diag(blocks, format="csr")
 
     # -- the factor ----------------------------------------------------------------------
+    @property
+    def gram(self) -> WeightedGram:
+        """A_t1 diag(v) A_t1' for any v, on its fixed pattern (built on first use)."""
+        if self._gram is None:
+            self._gram = WeightedGram(self.At1_z)
+            if self._gram.S is not None:
+                self._gram.S = self._gram.S.tocsr()  # rows written in order: a faster product
+            self._gram_flat = self._gram.flat_positions(self.Att.shape[0])
+        return self._gram
+
+    def tail_schur(self, r2, full: bool = True) -> np.ndarray:
+        """The tail [Z_t X y]'s Schur complement before Lambda_t, for a scalar first term:
+        A_tt - A_t1 diag(r2) A_t1' with r2 = (t_1 / L_11)^2.  Only the lower triangle is
+        updated unless ``full``."""
+        q = self.q_tail
+        out = self.Att.copy()
+        vals = self.gram.values(r2)
+        lower, upper, off = self._gram_flat
+        flat = out.reshape(-1)
+        flat[lower] -= vals
+        if full:
+            flat[upper] -= vals[off]
+        xy_r2 = self.At1_xy * r2
+        xz = np.asarray(self.At1_z @ xy_r2.T).T  # (p+1) x q
+        out[q:, :q] -= xz
+        if full:
+            out[:q, q:] -= xz.T
+        out[q:, q:] -= xy_r2 @ self.At1_xy.T
+        return out
+
     def update(self) -> "LmmModel":
         """Recompute the blocked Cholesky factor L for the current theta.
 
-        For scalar terms Lambda is a diagonal scaling, applied to the stored data arrays of
-        the fixed sparsity patterns; vector-valued terms go blockwise."""
+        With a scalar first term (the common case) the tail block is
+        Lambda_t' (A_tt - A_t1 diag(r^2) A_t1') Lambda_t + diag(I, 0), the Schur complement
+        taken on A_t1 A_t1''s fixed pattern (:class:`WeightedGram`) and Lambda_t a diagonal
+        scaling for scalar tail terms; vector-valued first terms go blockwise."""
         templates = theta_templates(self.theta, self.ks)
         T1 = templates[0]
         k1 = T1.shape[0]
+        lam = self._tail_lambda(templates) if self.q_tail else None
+        A = self.At1_z
         if k1 == 1:  # Omega_11 = t^2 A11 + 1, L11 = sqrt, Lambda_1 L11^{-T} = t / L11
             t = T1[0, 0]
             L11 = UniformBlockDiagonal(np.sqrt(t * t * self.A11 + 1.0))
             r = t / L11.blocks.ravel()
             Lt1_xy = self.At1_xy * r
+            if self.q_tail:
+                Ott = self.tail_schur(r * r, full=lam is None)
+                if lam is not None:
+                    Ott *= lam[:, None]
+                    Ott *= lam[None, :]
+                    data = A.data * lam[self._at1_rows] * r[A.indices]
+                    Lt1_z = sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape)
+                else:
+                    Ott = self._lambda_t_rows(self._lambda_t_rows(Ott, templates).T, templates)
+                    Lt1_z = (self._lambda_z_sparse(templates).T @ A @ sp.diags(r)).tocsr()
         else:
             O11 = np.einsum("ji,ljk,km->lim", T1, self.A11, T1)
             O11 += np.eye(k1)
             L11 = UniformBlockDiagonal(O11).cholesky()
             Rb = UniformBlockDiagonal(np.einsum("ij,lkj->lik", T1, L11.inverse().blocks))  # T1 L11^{-T}
             Lt1_xy = Rb.right_multiply(self.At1_xy)
+            if self.q_tail:
+                if lam is not None:
+                    data = A.data * lam[self._at1_rows]
+                    Lt1_z = (sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape) @ Rb.to_sparse()).tocsr()
+                    Ott = self.Att * np.outer(lam, lam)
+                else:
+                    Lt1_z = (self._lambda_z_sparse(templates).T @ A @ Rb.to_sparse()).tocsr()
+                    Ott = self._lambda_t_rows(self._lambda_t_rows(self.Att, templates).T, templates)
+                q = self.q_tail
+                Ott[:q, :q] -= (Lt1_z @ Lt1_z.T).toarray()
+                zx = np.asarray(Lt1_z @ Lt1_xy.T)
+                Ott[:q, q:] -= zx
+                Ott[q:, :q] -= zx.T
+                Ott[q:, q:] -= Lt1_xy @ Lt1_xy.T
         if self.q_tail:
-            lam = self._tail_lambda(templates)
-            A = self.At1_z
-            if lam is not None:
-                data = A.data * lam[self._at1_rows]
-                if k1 == 1:
-                    data *= r[A.indices]
-                Lt1_z = sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape)
-                if k1 > 1:
-                    Lt1_z = (Lt1_z @ Rb.to_sparse()).tocsr()
-                Ott = self.Att * np.outer(lam, lam)
-            else:
-                right = sp.diags(r) if k1 == 1 else Rb.to_sparse()
-                Lt1_z = (self._lambda_z_sparse(templates).T @ A @ right).tocsr()
-                Ott = self._lambda_t_rows(self._lambda_t_rows(self.Att, templates).T, templates)
             q = self.q_tail
             Ott[np.arange(q), np.arange(q)] += 1.0
-            Ott[:q, :q] -= (Lt1_z @ Lt1_z.T).toarray()
-            zx = np.asarray(Lt1_z @ Lt1_xy.T)
-            Ott[:q, q:] -= zx
-            Ott[q:, :q] -= zx.T
-            Ott[q:, q:] -= Lt1_xy @ Lt1_xy.T
         else:
             Lt1_z = self._empty_lt1
             Ott = self.Att - Lt1_xy @ Lt1_xy.T
-        Ltt, info = lapack.dpotrf(Ott, lower=1, clean=1, overwrite_a=1)
+        # the lower triangle of the C-ordered Ott is the upper one of its (Fortran-ordered)
+        # transpose: LAPACK factors it in place, U'U = Ott, and U' = L is C-ordered again
+        U, info = lapack.dpotrf(Ott.T, lower=0, clean=1, overwrite_a=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"the tail block is not positive definite (dpotrf info {info})")
-        self.L = BlockedCholesky(L11, Lt1_z, Lt1_xy, Ltt, self.q_tail, self.p)
+        self.L = BlockedCholesky(L11, Lt1_z, Lt1_xy, U.T, self.q_tail, self.p)
         self.n_evals += 1
         return self
 

@@ -21,6 +21,19 @@ K = (L_tt L_tt')^{-1} (the tail's random-effects part):
 Products with K and the sparse L_t1, P_t1 are taken sparse-times-dense, in chunks of the first
 term's levels, so nothing of size q_1 x q_1 is formed.  No Lambda^{-1} appears, so the gradient
 is exact on the boundary too.
+
+With a scalar first term (t = theta_1, a_j its level counts, w_j = 1 / L_11[j] and A_t1 its
+cross-products with the tail) both log-determinants are handled at once through the lead
+M = [Lambda'Z'Z Lambda + I, Lambda'Z'X; X'Z Lambda, X'X] (REML; Omega alone for ML), whose
+inverse's tail block K' = (L_lead L_lead')^{-1} is one LAPACK dpotri, and
+
+    d/dt    = 2 t (sum_j a_j w_j^2 - <Lambda_t K' Lambda_t', A_t1 diag(w^4) A_t1'>)      (4)
+    d/dT_ab = 2 sum_j (K' Lambda_t' A~)_jj[b, a]    over the levels j of a tail term     (5)
+
+with A~ = A_tt - A_t1 diag(t^2 w^2) A_t1' the tail's Schur complement before Lambda_t (the
+product in (4) and A~ on A_t1 A_t1''s fixed pattern, :class:`lmmpy.linalg.gram.WeightedGram`).
+(4) and (5) are the diagonal blocks of M^{-1} D A (D = diag(Lambda, I), A = [Z X]'[Z X]),
+worked out with the blocked inverse; they need no products of K' with sparse matrices.
 """
 from __future__ import annotations
 
@@ -48,31 +61,6 @@ def _blockwise_right(A: sp.csr_matrix, T: np.ndarray, l: int) -> sp.csr_matrix:
     if T.shape[0] == 1:
         return (A * T[0, 0]).tocsr()
     return (A @ sp.kron(sp.identity(l, format="csr"), sp.csr_matrix(T))).tocsr()
-
-
-def _column_pairs(A: sp.csr_matrix, budget: int):
-    """All pairs of stored entries (ia, ib) that share a column of A, with that column:
-    the entries of K that the scalar-term diagonals touch.  None beyond ``budget`` pairs."""
-    counts = np.diff(A.tocsc().indptr)
-    total = int((counts.astype(np.int64) ** 2).sum())
-    if total > budget:
-        return None
-    order = np.argsort(A.indices, kind="stable").astype(np.int64)  # nnz ids grouped by column
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    col = np.repeat(np.arange(counts.size), counts ** 2)
-    within = np.arange(total) - np.repeat(np.concatenate([[0], np.cumsum(counts ** 2)[:-1]]), counts ** 2)
-    c = counts[col]
-    ia = order[starts[col] + within // c]
-    ib = order[starts[col] + within % c]
-    rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
-    keep = rows[ia] <= rows[ib]  # K is symmetric: each unordered pair once, off-diagonal ones twice
-    ia, ib, col = ia[keep], ib[keep], col[keep]
-    ra, rb = rows[ia], rows[ib]
-    hi, lo = np.maximum(ra, rb), np.minimum(ra, rb)
-    order = np.lexsort((lo, hi))  # K is read in memory order: far fewer cache misses
-    ia, ib, col, ra, rb, hi, lo = (x[order] for x in (ia, ib, col, ra, rb, hi, lo))
-    weight = np.where(ra == rb, 1.0, 2.0)
-    return dict(ia=ia, ib=ib, col=col, ra=ra, rb=rb, hi=hi, lo=lo, weight=weight)
 
 
 def _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates, l1, k1, q_t, tail_sizes,
@@ -115,34 +103,98 @@ def _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates, l1, k
     return out
 
 
-def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000,
-                      pair_budget: int = 20_000_000, parts: bool = False) -> np.ndarray:
-    """The gradient of the model's criterion at its current theta (L up to date); with
-    ``parts``, its two pieces (d log-determinants, d pwrss) instead."""
-    L, p, n = model.L, model.p, model.n
+def _pwrss_gradient(model: LmmModel, templates, u, beta) -> np.ndarray:
+    """(3): d pwrss / d theta = -2 (Z'W r)' dLambda u, with Z'W r from the stored cross-products
+    (r = y - X beta - Z Lambda u)."""
+    p, q_t = model.p, model.q_tail
+    (l1, k1) = model.sizes[0]
+    b = np.concatenate([(u[s:s + l * k].reshape(l, k) @ T.T).ravel()  # b = Lambda u, term by term
+                        for (l, k), T, s in zip(model.sizes, templates, _starts(model.sizes))])
+    b1, bt = b[:l1 * k1], b[l1 * k1:]
+    A11, At1 = model.A11, model.At1_z
+    zr = model.At1_xy[-1] - model.At1_xy[:p].T @ beta - np.einsum("jcd,jd->jc", A11, b1.reshape(l1, k1)).ravel()
+    if q_t:
+        zrt = (model.Att[:q_t, -1] - model.Att[:q_t, q_t:q_t + p] @ beta - At1 @ b1
+               - model.Att_zz @ bt)
+        zr = np.concatenate([zr - At1.T @ bt, zrt])
+    out = []
+    for (l, k), s in zip(model.sizes, _starts(model.sizes)):
+        dr2 = -2.0 * zr[s:s + l * k].reshape(l, k).T @ u[s:s + l * k].reshape(l, k)  # d pwrss / d T[a, b]
+        out.extend(dr2[a, bc] for bc in range(k) for a in range(bc, k))
+    return np.array(out)
+
+
+def _starts(sizes):
+    return np.concatenate([[0], np.cumsum([l * k for l, k in sizes])[:-1]]).astype(int)
+
+
+def _lead_inverse(model: LmmModel, m: int, full: bool = True) -> np.ndarray:
+    """K' = (L_lead L_lead')^{-1} for the leading m rows of the tail block: symmetric, or
+    (not ``full``) its lower triangle with zeros above."""
+    U = np.asfortranarray(model.L.Ltt[:m, :m].T)  # upper triangular, Fortran order
+    Ki, info = lapack.dpotri(U, lower=0, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("cannot invert the tail block")
+    K = Ki.T  # lower triangle in C order; the rest is 0
+    if full:
+        K = K + K.T
+        K[np.diag_indices(m)] *= 0.5
+    return K
+
+
+def _scalar_first_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
+    """d(log|L|^2 [+ log|R_X|^2]) by (4) and (5) of the module docstring."""
+    q, p = model.q_tail, model.p
+    m = q + (p if model.REML else 0)
+    t = templates[0][0, 0]
+    a = model.A11.ravel()
+    w2 = 1.0 / (t * t * a + 1.0)
+    lam = model._tail_lambda(templates)
+    scalar = lam is not None
+    K = _lead_inverse(model, m, full=not scalar)
+    At = model.tail_schur(t * t * w2, full=not scalar)[:m, :m]
+    if scalar:  # Lambda_t is diagonal: C = Lambda_t K' Lambda_t' on the lower triangle only
+        lam = lam[:m]
+        C = K * lam[:, None]
+        C *= lam[None, :]
+    else:
+        C = model._lambda_t_rows(model._lambda_t_rows(K, templates, transpose=True).T, templates, transpose=True)
+    # (4): <C, A_t1 diag(w^4) A_t1'> over the lead (random effects, and X for REML)
+    w4 = w2 * w2
+    inner = model.gram.inner(C, w4)
+    if m > q:
+        Ax = model.At1_xy[:p] * w4
+        Bxz = np.asarray(model.At1_z @ Ax.T).T  # p x q
+        Cxx = np.tril(C[q:m, q:m])
+        Cxx = Cxx + np.tril(Cxx, -1).T
+        inner += 2.0 * np.sum(C[q:m, :q] * Bxz) + np.sum(Cxx * (Ax @ model.At1_xy[:p].T))
+    grads = [2.0 * t * (np.dot(a, w2) - inner)]
+    # (5): the diagonal blocks of K' Lambda_t' A~ over each tail term
+    if scalar:  # diag(K' diag(lam) A~) from lower triangles: sum_m K[i,m] lam_m A~[m,i]
+        P = K * At
+        # (einsum, not BLAS gemv: a threaded gemv here slows the next LAPACK call twofold)
+        D_all = np.einsum("ij,j->i", P, lam) + np.einsum("ij,i->j", P, lam) - np.diagonal(P) * lam
+    else:
+        Y = model._lambda_t_rows(At, templates)
+    start = 0
+    for (l, k) in model.sizes[1:]:
+        seg = slice(start, start + l * k)
+        if scalar:
+            D = D_all[seg].reshape(l, 1, 1)
+        else:
+            D = np.einsum("lcm,mld->lcd", K[seg].reshape(l, k, m), Y[:, seg].reshape(m, l, k))
+        grads.extend(2.0 * g for g in _template_grad(D, k))
+        start += l * k
+    return np.array(grads)
+
+
+def _general_logdet_gradient(model: LmmModel, templates, chunk_entries: int) -> np.ndarray:
+    """d(log|L|^2 [+ log|R_X|^2]) by (1) and (2) of the module docstring, any terms."""
+    L, p = model.L, model.p
     q_t = model.q_tail
-    templates = theta_templates(model.theta, model.ks)
     (l1, k1), tail_sizes = model.sizes[0], model.sizes[1:]
     T1 = templates[0]
-    u, beta = L.solve_u_beta()
-
-    # --- (3): Z'W r from the stored cross-products, r = y - X beta - Z Lambda u
-    b_parts, pos = [], 0
-    for (l, k), T in zip(model.sizes, templates):  # b = Lambda u, term by term
-        b_parts.append((u[pos:pos + l * k].reshape(l, k) @ T.T).ravel())
-        pos += l * k
-    bvec = np.concatenate(b_parts)
-    b1, bt = bvec[:l1 * k1], bvec[l1 * k1:]
     A11, At1 = model.A11, model.At1_z
-    zr1 = model.At1_xy[-1] - model.At1_xy[:p].T @ beta - np.einsum("jcd,jd->jc", A11, b1.reshape(l1, k1)).ravel()
-    if q_t:
-        Att_zz = model.Att[:q_t, :q_t]
-        zr1 = zr1 - At1.T @ bt
-        zrt = model.Att[:q_t, -1] - model.Att[:q_t, q_t:q_t + p] @ beta - At1 @ b1 - Att_zz @ bt
-        zr = np.concatenate([zr1, zrt])
-    else:
-        zr = zr1
-
     # --- (1): diagonal blocks of Omega^{-1} P
     W11 = L.L11.inverse().blocks  # (l1, k1, k1)
     P11 = np.einsum("ca,jcd->jad", T1, A11)
@@ -150,50 +202,16 @@ def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000,
     D1 = np.zeros((l1, k1, k1))
     D_tail = []
     if q_t:
-        Lz = np.ascontiguousarray(L.Ltt[:q_t, :q_t])
-        Kl, info = lapack.dpotri(Lz, lower=1)  # lower triangle of K; the upper stays 0
-        if info != 0:
-            raise np.linalg.LinAlgError("cannot invert the tail block")
+        Att_zz = model.Att[:q_t, :q_t]
+        K = _lead_inverse(model, q_t)
         lam = model._tail_lambda(templates)
         if lam is not None:
             Pt1 = sp.csr_matrix((At1.data * lam[model._at1_rows], At1.indices, At1.indptr), shape=At1.shape)
         else:
             Pt1 = (model._lambda_z_sparse(templates).T @ At1).tocsr()
         Ptt = model._lambda_t_rows(Att_zz, templates)
-        scalar = k1 == 1 and lam is not None  # the common crossed/nested random intercepts
-        pairs = None
-        if scalar:
-            if not hasattr(model, "_grad_pairs"):
-                model._grad_pairs = _column_pairs(At1, pair_budget)
-            pairs = model._grad_pairs
-        if pairs is not None:
-            # L_t1 = P_t1 diag(rho), rho = t_1 / L_11; everything below is a sum over pairs
-            # of entries sharing a column: sum_ab L[a,j] K[a,b] L[b,j] and the like
-            rho = T1[0, 0] * W11.ravel()
-            ia, ib, col = pairs["ia"], pairs["ib"], pairs["col"]
-            Kab = Kl[pairs["hi"], pairs["lo"]]
-            pa, pb = Pt1.data[ia], Pt1.data[ib]
-            wv = W11.ravel()
-            LtKP = np.bincount(col, pa * pb * Kab * pairs["weight"], minlength=l1) * rho
-            LtKL = LtKP * rho
-            O11[:, 0, 0] += wv * wv * LtKL
-            D1[:, 0, 0] -= wv * LtKP
-            # F_r = -sum_c A[r,c] t_1 K[r,b] P[b,c] w_c rho_c: each unordered pair feeds both rows
-            cw = T1[0, 0] * (wv * rho)[col] * Kab
-            Fd = -(np.bincount(pairs["ra"], At1.data[ia] * pb * cw, minlength=q_t)
-                   + np.bincount(pairs["rb"], At1.data[ib] * pa * cw * (pairs["weight"] - 1.0), minlength=q_t))
-            # diag(K P_tt) from the lower triangle: sum_m K[r, m] P[m, r]
-            KPd = (Kl * Ptt.T).sum(axis=1) + (Kl * Ptt).sum(axis=0) - np.diagonal(Kl) * np.diagonal(Ptt)
-            D_tail = []
-            start = 0
-            for (l, k) in tail_sizes:
-                seg = slice(start, start + l)
-                D_tail.append((KPd[seg] + Fd[seg]).reshape(l, 1, 1))
-                start += l
-        else:
-            K = Kl + np.tril(Kl, -1).T
-            D_tail = _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates,
-                                   l1, k1, q_t, tail_sizes, chunk_entries)
+        D_tail = _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates,
+                               l1, k1, q_t, tail_sizes, chunk_entries)
     D1 += np.einsum("jab,jbd->jad", O11, P11)
     D = [D1] + D_tail
 
@@ -201,11 +219,9 @@ def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000,
     if model.REML and p:
         G = L.fixed_correction()  # p x q
         GL = np.empty_like(G)
-        start = 0
-        for (l, k), T in zip(model.sizes, templates):
-            seg = slice(start, start + l * k)
+        for (l, k), T, s in zip(model.sizes, templates, _starts(model.sizes)):
+            seg = slice(s, s + l * k)
             GL[:, seg] = np.einsum("pjd,cd->pjc", G[:, seg].reshape(p, l, k), T).reshape(p, l * k)
-            start += l * k
         q1 = l1 * k1
         GS1 = np.einsum("pjc,jcd->pjd", GL[:, :q1].reshape(p, l1, k1), A11).reshape(p, q1)
         XtZ = [model.At1_xy[:p]]
@@ -217,26 +233,24 @@ def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000,
         else:
             GS = GS1
         H = GS - sla.solve_triangular(L.RX, np.hstack(XtZ), lower=True, check_finite=False)
-        start = 0
-        for i, (l, k) in enumerate(model.sizes):
-            seg = slice(start, start + l * k)
+        for i, ((l, k), s) in enumerate(zip(model.sizes, _starts(model.sizes))):
+            seg = slice(s, s + l * k)
             D[i] = D[i] + np.einsum("pjc,pjd->jcd", G[:, seg].reshape(p, l, k), H[:, seg].reshape(p, l, k))
-            start += l * k
+    return np.array([2.0 * g for (l, k), Di in zip(model.sizes, D) for g in _template_grad(Di, k)])
 
-    # --- assemble
-    scale = (n - p if model.REML else n) / L.pwrss
-    g_logdet, g_pwrss, start = [], [], 0
-    for (l, k), Di in zip(model.sizes, D):
-        zr_i = zr[start:start + l * k].reshape(l, k)
-        u_i = u[start:start + l * k].reshape(l, k)
-        dr2 = -2.0 * np.einsum("ja,jb->ab", zr_i, u_i)  # d pwrss / d T[a, b]
-        g_ld = _template_grad(Di, k)
-        idx = 0
-        for bcol in range(k):
-            for arow in range(bcol, k):
-                g_logdet.append(2.0 * g_ld[idx])
-                g_pwrss.append(dr2[arow, bcol])
-                idx += 1
-        start += l * k
-    g_logdet, g_pwrss = np.array(g_logdet), np.array(g_pwrss)
+
+def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000, parts: bool = False,
+                      general: bool = False) -> np.ndarray:
+    """The gradient of the model's criterion at its current theta (L up to date); with
+    ``parts``, its two pieces (d log-determinants, d pwrss) instead.  ``general`` forces
+    route (1)-(2) where (4)-(5) apply (for tests)."""
+    L = model.L
+    templates = theta_templates(model.theta, model.ks)
+    u, beta = L.solve_u_beta()
+    g_pwrss = _pwrss_gradient(model, templates, u, beta)
+    if model.ks[0] == 1 and model.q_tail and not general:
+        g_logdet = _scalar_first_logdet_gradient(model, templates)
+    else:
+        g_logdet = _general_logdet_gradient(model, templates, chunk_entries)
+    scale = (model.n - model.p if model.REML else model.n) / L.pwrss
     return (g_logdet, g_pwrss) if parts else g_logdet + scale * g_pwrss
