@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fit times of lmmpy against lme4 (and statsmodels MixedLM where it can express the model).
 
-    python bench/benchmark.py [--quick] [--reps N] [--no-lme4] [--no-statsmodels] [--write]
+    python bench/benchmark.py [--quick] [--reps N] [--no-lme4] [--no-statsmodels] [--only NAME] [--write]
 
 Each lmmpy fit runs in a child process, so its peak memory (max RSS of the child, data
 included) is its own; the time is the median of --reps fits of the formula from the data
@@ -175,6 +175,7 @@ def main():
     ap.add_argument("--lme4-max-rows", type=int, default=250_000, help="skip lme4 above this many rows")
     ap.add_argument("--limit", type=float, default=600, help="seconds allowed to lme4 / statsmodels per model")
     ap.add_argument("--write", action="store_true", help="write the table into bench/README.md")
+    ap.add_argument("--only", default="", help="run only the models whose name contains this text")
     a = ap.parse_args()
 
     rows = []
@@ -183,6 +184,8 @@ def main():
     print(header)
     print("|" + "---|" * 9)
     for name, spec, formula, reml, sm in cases(a.quick):
+        if a.only not in name:
+            continue
         n = len(load(spec))
         reps = a.reps if n < 100_000 else 1
         ours = time_lmmpy(spec, formula, reml, reps)

@@ -89,9 +89,12 @@ class LmmModel:
         self._at1_rows = np.repeat(np.arange(self.At1_z.shape[0]), np.diff(self.At1_z.indptr))
         self._empty_lt1 = sp.csr_matrix((0, l1 * k1))
         self._gram = None
+        self._schur_values = (None, None)  # (t_1, the gram's values) of the last update
+        self._work = {}
         self.theta = design.theta_start()
         self.lower = design.theta_lower()
         self.L = None
+        self._L_theta = None
         self.n_evals = 0
 
     def set_response(self, y) -> "LmmModel":
@@ -124,20 +127,44 @@ class LmmModel:
         lam[: self.q_tail] = np.repeat([T[0, 0] for T in templates[1:]], [l for l, _ in self.sizes[1:]])
         return lam
 
-    def _lambda_t_rows(self, M, templates, transpose: bool = False):
+    def _lambda_t_rows(self, M, templates, transpose: bool = False, inplace: bool = False):
         """Lambda_t' M (``transpose``: Lambda_t M) for a dense M whose rows are the tail's
-        (vector-valued terms blockwise)."""
-        M = M.copy()
+        (vector-valued terms blockwise); ``inplace`` overwrites M (which may be a view)."""
+        if not inplace:
+            M = M.copy()
         start = 0
-        spec = "ia,lac->lic" if transpose else "ai,lac->lic"
         for (l, k), T in zip(self.sizes[1:], templates[1:]):
             seg = slice(start, start + l * k)
             if k == 1:
                 M[seg] *= T[0, 0]
-            else:
-                M[seg] = np.einsum(spec, T, M[seg].reshape(l, k, -1)).reshape(l * k, -1)
+            else:  # level by level: T' (k x k) times the level's k rows
+                M[seg] = np.matmul(T if transpose else T.T, M[seg].reshape(l, k, -1)).reshape(l * k, -1)
             start += l * k
         return M
+
+    def _lambda_t_cols(self, M, templates, transpose: bool = False):
+        """M Lambda_t (``transpose``: M Lambda_t'), in place."""
+        start = 0
+        for (l, k), T in zip(self.sizes[1:], templates[1:]):
+            seg = slice(start, start + l * k)
+            if k == 1:
+                M[:, seg] *= T[0, 0]
+            else:  # each row's k entries of a level times T: one matrix product
+                M[:, seg] = (M[:, seg].reshape(-1, k) @ (T.T if transpose else T)).reshape(M.shape[0], l * k)
+            start += l * k
+        return M
+
+    def _lambda_t_sandwich(self, M, templates, transpose: bool = False):
+        """Lambda_t' M Lambda_t (``transpose``: Lambda_t M Lambda_t'), in place."""
+        self._lambda_t_rows(M, templates, transpose, inplace=True)
+        return self._lambda_t_cols(M, templates, transpose)
+
+    def _buffer(self, name, shape, order="C") -> np.ndarray:
+        """A work array kept between evaluations (fresh large arrays cost page faults)."""
+        buf = self._work.get(name)
+        if buf is None or buf.shape != shape:
+            buf = self._work[name] = np.empty(shape, order=order)
+        return buf
 
     def _lambda_z_sparse(self, templates) -> sp.csr_matrix:
         """Lambda_t restricted to the tail's random effects, as a sparse matrix."""
@@ -151,18 +178,19 @@ class LmmModel:
         """A_t1 diag(v) A_t1' for any v, on its fixed pattern (built on first use)."""
         if self._gram is None:
             self._gram = WeightedGram(self.At1_z)
-            if self._gram.S is not None:
-                self._gram.S = self._gram.S.tocsr()  # rows written in order: a faster product
             self._gram_flat = self._gram.flat_positions(self.Att.shape[0])
         return self._gram
 
-    def tail_schur(self, r2, full: bool = True) -> np.ndarray:
+    def tail_schur(self, r2, full: bool = True, out=None, values=None) -> np.ndarray:
         """The tail [Z_t X y]'s Schur complement before Lambda_t, for a scalar first term:
         A_tt - A_t1 diag(r2) A_t1' with r2 = (t_1 / L_11)^2.  Only the lower triangle is
-        updated unless ``full``."""
+        updated unless ``full``; ``values`` are the gram's values at r2 if known."""
         q = self.q_tail
-        out = self.Att.copy()
-        vals = self.gram.values(r2)
+        if out is None:
+            out = self.Att.copy()
+        else:
+            np.copyto(out, self.Att)
+        vals = self.gram.values(r2) if values is None else values
         lower, upper, off = self._gram_flat
         flat = out.reshape(-1)
         flat[lower] -= vals
@@ -183,6 +211,8 @@ class LmmModel:
         Lambda_t' (A_tt - A_t1 diag(r^2) A_t1') Lambda_t + diag(I, 0), the Schur complement
         taken on A_t1 A_t1''s fixed pattern (:class:`WeightedGram`) and Lambda_t a diagonal
         scaling for scalar tail terms; vector-valued first terms go blockwise."""
+        if self.L is not None and np.array_equal(self._L_theta, self.theta):
+            return self  # L is that of this theta already
         templates = theta_templates(self.theta, self.ks)
         T1 = templates[0]
         k1 = T1.shape[0]
@@ -194,14 +224,18 @@ class LmmModel:
             r = t / L11.blocks.ravel()
             Lt1_xy = self.At1_xy * r
             if self.q_tail:
-                Ott = self.tail_schur(r * r, full=lam is None)
+                r2 = r * r
+                self._schur_values = (t, self.gram.values(r2))  # the gradient needs them again
+                N = self.Att.shape[0]
+                Ott = self.tail_schur(r2, full=lam is None, out=self._buffer("Ott", (N, N)),
+                                      values=self._schur_values[1])
                 if lam is not None:
                     Ott *= lam[:, None]
                     Ott *= lam[None, :]
                     data = A.data * lam[self._at1_rows] * r[A.indices]
                     Lt1_z = sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape)
                 else:
-                    Ott = self._lambda_t_rows(self._lambda_t_rows(Ott, templates).T, templates)
+                    self._lambda_t_sandwich(Ott, templates)
                     Lt1_z = (self._lambda_z_sparse(templates).T @ A @ sp.diags(r)).tocsr()
         else:
             O11 = np.einsum("ji,ljk,km->lim", T1, self.A11, T1)
@@ -216,7 +250,7 @@ class LmmModel:
                     Ott = self.Att * np.outer(lam, lam)
                 else:
                     Lt1_z = (self._lambda_z_sparse(templates).T @ A @ Rb.to_sparse()).tocsr()
-                    Ott = self._lambda_t_rows(self._lambda_t_rows(self.Att, templates).T, templates)
+                    Ott = self._lambda_t_sandwich(self.Att.copy(), templates)
                 q = self.q_tail
                 Ott[:q, :q] -= (Lt1_z @ Lt1_z.T).toarray()
                 zx = np.asarray(Lt1_z @ Lt1_xy.T)
@@ -235,6 +269,7 @@ class LmmModel:
         if info != 0:
             raise np.linalg.LinAlgError(f"the tail block is not positive definite (dpotrf info {info})")
         self.L = BlockedCholesky(L11, Lt1_z, Lt1_xy, U.T, self.q_tail, self.p)
+        self._L_theta = self.theta.copy()
         self.n_evals += 1
         return self
 

@@ -131,7 +131,8 @@ def _starts(sizes):
 def _lead_inverse(model: LmmModel, m: int, full: bool = True) -> np.ndarray:
     """K' = (L_lead L_lead')^{-1} for the leading m rows of the tail block: symmetric, or
     (not ``full``) its lower triangle with zeros above."""
-    U = np.asfortranarray(model.L.Ltt[:m, :m].T)  # upper triangular, Fortran order
+    U = model._buffer("lead", (m, m), order="F")
+    np.copyto(U, model.L.Ltt[:m, :m].T)  # upper triangular, Fortran order
     Ki, info = lapack.dpotri(U, lower=0, overwrite_c=1)
     if info != 0:
         raise np.linalg.LinAlgError("cannot invert the tail block")
@@ -146,19 +147,24 @@ def _scalar_first_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
     """d(log|L|^2 [+ log|R_X|^2]) by (4) and (5) of the module docstring."""
     q, p = model.q_tail, model.p
     m = q + (p if model.REML else 0)
+    N = model.Att.shape[0]
     t = templates[0][0, 0]
     a = model.A11.ravel()
     w2 = 1.0 / (t * t * a + 1.0)
     lam = model._tail_lambda(templates)
     scalar = lam is not None
     K = _lead_inverse(model, m, full=not scalar)
-    At = model.tail_schur(t * t * w2, full=not scalar)[:m, :m]
+    cached_t, values = model._schur_values
+    At = model.tail_schur(t * t * w2, full=not scalar, out=model._buffer("schur", (N, N)),
+                          values=values if cached_t == t else None)[:m, :m]
+    C = model._buffer("C", (m, m))
     if scalar:  # Lambda_t is diagonal: C = Lambda_t K' Lambda_t' on the lower triangle only
         lam = lam[:m]
-        C = K * lam[:, None]
+        np.multiply(K, lam[:, None], out=C)
         C *= lam[None, :]
     else:
-        C = model._lambda_t_rows(model._lambda_t_rows(K, templates, transpose=True).T, templates, transpose=True)
+        np.copyto(C, K)
+        model._lambda_t_sandwich(C, templates, transpose=True)
     # (4): <C, A_t1 diag(w^4) A_t1'> over the lead (random effects, and X for REML)
     w4 = w2 * w2
     inner = model.gram.inner(C, w4)
@@ -171,11 +177,11 @@ def _scalar_first_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
     grads = [2.0 * t * (np.dot(a, w2) - inner)]
     # (5): the diagonal blocks of K' Lambda_t' A~ over each tail term
     if scalar:  # diag(K' diag(lam) A~) from lower triangles: sum_m K[i,m] lam_m A~[m,i]
-        P = K * At
+        P = np.multiply(K, At, out=C)
         # (einsum, not BLAS gemv: a threaded gemv here slows the next LAPACK call twofold)
         D_all = np.einsum("ij,j->i", P, lam) + np.einsum("ij,i->j", P, lam) - np.diagonal(P) * lam
     else:
-        Y = model._lambda_t_rows(At, templates)
+        Y = model._lambda_t_rows(At, templates, inplace=True)
     start = 0
     for (l, k) in model.sizes[1:]:
         seg = slice(start, start + l * k)
@@ -245,6 +251,12 @@ def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000, parts: bo
     ``parts``, its two pieces (d log-determinants, d pwrss) instead.  ``general`` forces
     route (1)-(2) where (4)-(5) apply (for tests)."""
     L = model.L
+    key = (L, model.REML, general)
+    cached = getattr(model, "_gradient_cache", None)
+    if cached is not None and cached[0] == key:  # the same factor: the same gradient
+        g_logdet, g_pwrss = (x.copy() for x in cached[1])
+        scale = (model.n - model.p if model.REML else model.n) / L.pwrss
+        return (g_logdet, g_pwrss) if parts else g_logdet + scale * g_pwrss
     templates = theta_templates(model.theta, model.ks)
     u, beta = L.solve_u_beta()
     g_pwrss = _pwrss_gradient(model, templates, u, beta)
@@ -252,5 +264,6 @@ def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000, parts: bo
         g_logdet = _scalar_first_logdet_gradient(model, templates)
     else:
         g_logdet = _general_logdet_gradient(model, templates, chunk_entries)
+    model._gradient_cache = (key, (g_logdet.copy(), g_pwrss.copy()))
     scale = (model.n - model.p if model.REML else model.n) / L.pwrss
     return (g_logdet, g_pwrss) if parts else g_logdet + scale * g_pwrss

@@ -37,17 +37,21 @@ class WeightedGram:
             self.rows, self.cols = AAt.row.astype(np.int64), AAt.col.astype(np.int64)
             self._weight = np.where(self.rows == self.cols, 1.0, 2.0)
             return
-        # entry e pairs with itself and every later entry of its column (rows sorted: r_e < r_f)
-        end = np.repeat(A.indptr[1:].astype(np.int64), counts)
-        e = np.arange(A.nnz, dtype=np.int64)
-        partners = end - e
-        first = np.repeat(e, partners)
-        second = first + np.arange(n_pairs, dtype=np.int64) - np.repeat(np.cumsum(partners) - partners, partners)
-        lo, hi = A.indices[first].astype(np.int64), A.indices[second].astype(np.int64)
-        values = A.data[first] * A.data[second]
-        del first, second
-        flat = hi * m + lo
-        del hi, lo
+        # the columns with c entries share one pattern of c (c + 1) / 2 pairs (i <= j within
+        # the column; rows sorted, so row_i <= row_j): enumerate them a count at a time, the
+        # columns taken in the order ``self.order`` (by count)
+        flats, values, order = [], [], []
+        for c in np.unique(counts[counts > 0]):
+            cols_c = np.flatnonzero(counts == c)
+            i, j = np.triu_indices(int(c))
+            first = A.indptr[cols_c][:, None] + i  # (columns, pairs)
+            second = A.indptr[cols_c][:, None] + j
+            flats.append((A.indices[second].astype(np.int64) * m + A.indices[first]).ravel())
+            values.append((A.data[first] * A.data[second]).ravel())
+            order.append(cols_c)
+        self.order = np.concatenate(order)
+        flat = np.concatenate(flats)
+        del flats
         # number the distinct positions (no sort: a dense map over the m x m positions)
         taken = np.zeros(m * m, dtype=bool)
         taken[flat] = True
@@ -59,9 +63,12 @@ class WeightedGram:
         del index, flat
         self.rows, self.cols = positions // m, positions % m
         self._weight = np.where(self.rows == self.cols, 1.0, 2.0)
-        pairs_per_column = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(counts * (counts + 1) // 2, out=pairs_per_column[1:])
-        self.S = sp.csc_matrix((values, row_of_pair, pairs_per_column), shape=(positions.size, n))
+        # built by columns (in self.order) as the pairs come, then stored by rows: the
+        # product S v then writes its output in order
+        c = counts[self.order]
+        indptr = np.concatenate([[0], np.cumsum(c * (c + 1) // 2)])
+        self.S = sp.csc_matrix((np.concatenate(values), row_of_pair, indptr),
+                               shape=(positions.size, self.order.size)).tocsr()
 
     @property
     def diagonal(self) -> np.ndarray:
@@ -71,7 +78,7 @@ class WeightedGram:
     def values(self, v) -> np.ndarray:
         """``(A diag(v) A')[rows, cols]``."""
         if self.S is not None:
-            return self.S @ v
+            return self.S @ v[self.order]
         P = (self.A @ sp.diags(v) @ self.A.T).tocsr()
         return np.asarray(P[self.rows, self.cols]).ravel()
 
