@@ -90,6 +90,7 @@ class LmmModel:
         self._empty_lt1 = sp.csr_matrix((0, l1 * k1))
         self._gram = None
         self._schur_values = (None, None)  # (t_1, the gram's values) of the last update
+        self._gram_flat_lead = (None, None)
         self._work = {}
         self.theta = design.theta_start()
         self.lower = design.theta_lower()
@@ -181,16 +182,22 @@ class LmmModel:
             self._gram_flat = self._gram.flat_positions(self.Att.shape[0])
         return self._gram
 
-    def tail_schur(self, r2, full: bool = True, out=None, values=None) -> np.ndarray:
+    def tail_schur(self, r2, full: bool = True, out=None, values=None, scale=None) -> np.ndarray:
         """The tail [Z_t X y]'s Schur complement before Lambda_t, for a scalar first term:
-        A_tt - A_t1 diag(r2) A_t1' with r2 = (t_1 / L_11)^2.  Only the lower triangle is
-        updated unless ``full``; ``values`` are the gram's values at r2 if known."""
+        A~ = A_tt - A_t1 diag(r2) A_t1' with r2 = (t_1 / L_11)^2 (with ``scale`` s, the
+        rows and columns scaled: diag(s) A~ diag(s)).  Only the lower triangle is updated
+        unless ``full``; ``values`` are the gram's values at r2 if known."""
         q = self.q_tail
         if out is None:
-            out = self.Att.copy()
-        else:
+            out = np.empty_like(self.Att)
+        if scale is None:
             np.copyto(out, self.Att)
+        else:
+            np.multiply(self.Att, scale[:, None], out=out)
+            out *= scale[None, :]
         vals = self.gram.values(r2) if values is None else values
+        if scale is not None:
+            vals = vals * scale[self.gram.rows] * scale[self.gram.cols]
         lower, upper, off = self._gram_flat
         flat = out.reshape(-1)
         flat[lower] -= vals
@@ -198,10 +205,28 @@ class LmmModel:
             flat[upper] -= vals[off]
         xy_r2 = self.At1_xy * r2
         xz = np.asarray(self.At1_z @ xy_r2.T).T  # (p+1) x q
+        if scale is not None:
+            xz *= scale[None, :q]
         out[q:, :q] -= xz
         if full:
             out[:q, q:] -= xz.T
         out[q:, q:] -= xy_r2 @ self.At1_xy.T
+        return out
+
+    def weighted_tail_schur(self, r2, W, values, out) -> np.ndarray:
+        """W o A~ (elementwise) on the lower triangle of the lead's m x m block, for a lower
+        triangular W (m x m): A~ as in :meth:`tail_schur`, never formed."""
+        m, q = W.shape[0], self.q_tail
+        np.multiply(W, self.Att[:m, :m], out=out)
+        if self._gram_flat_lead[0] != m:
+            self._gram_flat_lead = (m, self.gram.flat_positions(m)[0])
+        lower = self._gram_flat_lead[1]
+        flat = out.reshape(-1)
+        flat[lower] -= W.reshape(-1)[lower] * values
+        if m > q:
+            xy_r2 = self.At1_xy[:m - q] * r2
+            out[q:, :q] -= W[q:, :q] * np.asarray(self.At1_z @ xy_r2.T).T
+            out[q:, q:] -= W[q:, q:] * (xy_r2 @ self.At1_xy[:m - q].T)
         return out
 
     def update(self) -> "LmmModel":
@@ -228,10 +253,8 @@ class LmmModel:
                 self._schur_values = (t, self.gram.values(r2))  # the gradient needs them again
                 N = self.Att.shape[0]
                 Ott = self.tail_schur(r2, full=lam is None, out=self._buffer("Ott", (N, N)),
-                                      values=self._schur_values[1])
+                                      values=self._schur_values[1], scale=lam)
                 if lam is not None:
-                    Ott *= lam[:, None]
-                    Ott *= lam[None, :]
                     data = A.data * lam[self._at1_rows] * r[A.indices]
                     Lt1_z = sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape)
                 else:

@@ -155,8 +155,10 @@ def _scalar_first_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
     scalar = lam is not None
     K = _lead_inverse(model, m, full=not scalar)
     cached_t, values = model._schur_values
-    At = model.tail_schur(t * t * w2, full=not scalar, out=model._buffer("schur", (N, N)),
-                          values=values if cached_t == t else None)[:m, :m]
+    if cached_t != t:
+        values = model.gram.values(t * t * w2)
+    if not scalar:
+        At = model.tail_schur(t * t * w2, full=True, out=model._buffer("schur", (N, N)), values=values)[:m, :m]
     C = model._buffer("C", (m, m))
     if scalar:  # Lambda_t is diagonal: C = Lambda_t K' Lambda_t' on the lower triangle only
         lam = lam[:m]
@@ -177,7 +179,7 @@ def _scalar_first_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
     grads = [2.0 * t * (np.dot(a, w2) - inner)]
     # (5): the diagonal blocks of K' Lambda_t' A~ over each tail term
     if scalar:  # diag(K' diag(lam) A~) from lower triangles: sum_m K[i,m] lam_m A~[m,i]
-        P = np.multiply(K, At, out=C)
+        P = model.weighted_tail_schur(t * t * w2, K, values, out=C)
         # (einsum, not BLAS gemv: a threaded gemv here slows the next LAPACK call twofold)
         D_all = np.einsum("ij,j->i", P, lam) + np.einsum("ij,i->j", P, lam) - np.diagonal(P) * lam
     else:
