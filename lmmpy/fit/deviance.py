@@ -40,6 +40,19 @@ def theta_templates(theta, ks):
     return out
 
 
+def mirror_lower(M: np.ndarray, block: int = 256) -> np.ndarray:
+    """Copy the lower triangle of the square M onto its upper one, in place (blockwise
+    transposed copies: fast, unlike a fancy-indexed scatter)."""
+    n = M.shape[0]
+    for j0 in range(0, n, block):
+        j1 = min(n, j0 + block)
+        M[j0:j1, j1:] = M[j1:, j0:j1].T
+        D = M[j0:j1, j0:j1]
+        iu = np.triu_indices(j1 - j0, 1)
+        D[iu] = D.T[iu]
+    return M
+
+
 class LmmModel:
     """Everything about a model that does not change with theta, and its evaluation at theta."""
 
@@ -198,20 +211,14 @@ class LmmModel:
         vals = self.gram.values(r2) if values is None else values
         if scale is not None:
             vals = vals * scale[self.gram.rows] * scale[self.gram.cols]
-        lower, upper, off = self._gram_flat
-        flat = out.reshape(-1)
-        flat[lower] -= vals
-        if full:
-            flat[upper] -= vals[off]
+        out.reshape(-1)[self._gram_flat[0]] -= vals
         xy_r2 = self.At1_xy * r2
         xz = np.asarray(self.At1_z @ xy_r2.T).T  # (p+1) x q
         if scale is not None:
             xz *= scale[None, :q]
         out[q:, :q] -= xz
-        if full:
-            out[:q, q:] -= xz.T
         out[q:, q:] -= xy_r2 @ self.At1_xy.T
-        return out
+        return mirror_lower(out) if full else out
 
     def weighted_tail_schur(self, r2, W, values, out) -> np.ndarray:
         """W o A~ (elementwise) on the lower triangle of the lead's m x m block, for a lower

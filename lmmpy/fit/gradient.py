@@ -19,8 +19,8 @@ K = (L_tt L_tt')^{-1} (the tail's random-effects part):
     (Omega^{-1})_tt = K
 
 Products with K and the sparse L_t1, P_t1 are taken sparse-times-dense, in chunks of the first
-term's levels, so nothing of size q_1 x q_1 is formed.  No Lambda^{-1} appears, so the gradient
-is exact on the boundary too.
+term's levels, so nothing of size q_1 x q_1 is formed.  This route serves a vector-valued first
+term; the common scalar one goes the cheaper way below.
 
 With a scalar first term (t = theta_1, a_j its level counts, w_j = 1 / L_11[j] and A_t1 its
 cross-products with the tail) both log-determinants are handled at once through the lead
@@ -34,6 +34,7 @@ with A~ = A_tt - A_t1 diag(t^2 w^2) A_t1' the tail's Schur complement before Lam
 product in (4) and A~ on A_t1 A_t1''s fixed pattern, :class:`lmmpy.linalg.gram.WeightedGram`).
 (4) and (5) are the diagonal blocks of M^{-1} D A (D = diag(Lambda, I), A = [Z X]'[Z X]),
 worked out with the blocked inverse; they need no products of K' with sparse matrices.
+Neither route has a Lambda^{-1}, so the gradient is exact on the boundary too.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from .deviance import LmmModel, theta_templates
+from .deviance import LmmModel, mirror_lower, theta_templates
 
 
 def _template_grad(D, T_shape):
@@ -137,10 +138,7 @@ def _lead_inverse(model: LmmModel, m: int, full: bool = True) -> np.ndarray:
     if info != 0:
         raise np.linalg.LinAlgError("cannot invert the tail block")
     K = Ki.T  # lower triangle in C order; the rest is 0
-    if full:
-        K = K + K.T
-        K[np.diag_indices(m)] *= 0.5
-    return K
+    return mirror_lower(K) if full else K
 
 
 def _scalar_first_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
@@ -182,15 +180,15 @@ def _scalar_first_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
         P = model.weighted_tail_schur(t * t * w2, K, values, out=C)
         # (einsum, not BLAS gemv: a threaded gemv here slows the next LAPACK call twofold)
         D_all = np.einsum("ij,j->i", P, lam) + np.einsum("ij,i->j", P, lam) - np.diagonal(P) * lam
-    else:
-        Y = model._lambda_t_rows(At, templates, inplace=True)
+    else:  # (K' Lambda_t' A~)[i, j] = sum_m K'[i, m] (A~ Lambda_t)[j, m]: rows with rows
+        Yt = model._lambda_t_cols(At, templates)
     start = 0
     for (l, k) in model.sizes[1:]:
         seg = slice(start, start + l * k)
         if scalar:
             D = D_all[seg].reshape(l, 1, 1)
         else:
-            D = np.einsum("lcm,mld->lcd", K[seg].reshape(l, k, m), Y[:, seg].reshape(m, l, k))
+            D = np.einsum("lcm,ldm->lcd", K[seg].reshape(l, k, m), Yt[seg].reshape(l, k, m))
         grads.extend(2.0 * g for g in _template_grad(D, k))
         start += l * k
     return np.array(grads)
