@@ -24,6 +24,7 @@ from ..linalg.blocked import BlockedCholesky, UniformBlockDiagonal
 from ..linalg.gram import WeightedGram
 
 LOG2PI = np.log(2.0 * np.pi)
+ROW_BLOCK = 128  # rows of a dense tail block transformed at a time (temporaries stay small)
 
 
 def theta_templates(theta, ks):
@@ -148,11 +149,13 @@ class LmmModel:
             M = M.copy()
         start = 0
         for (l, k), T in zip(self.sizes[1:], templates[1:]):
-            seg = slice(start, start + l * k)
             if k == 1:
-                M[seg] *= T[0, 0]
-            else:  # level by level: T' (k x k) times the level's k rows
-                M[seg] = np.matmul(T if transpose else T.T, M[seg].reshape(l, k, -1)).reshape(l * k, -1)
+                M[start:start + l] *= T[0, 0]
+            else:  # level by level: T' (k x k) times the level's k rows, a few levels at a time
+                Tm = T if transpose else T.T
+                for j0 in range(0, l, ROW_BLOCK):
+                    rows = slice(start + j0 * k, start + min(l, j0 + ROW_BLOCK) * k)
+                    M[rows] = np.matmul(Tm, M[rows].reshape(-1, k, M.shape[1])).reshape(-1, M.shape[1])
             start += l * k
         return M
 
@@ -163,8 +166,11 @@ class LmmModel:
             seg = slice(start, start + l * k)
             if k == 1:
                 M[:, seg] *= T[0, 0]
-            else:  # each row's k entries of a level times T: one matrix product
-                M[:, seg] = (M[:, seg].reshape(-1, k) @ (T.T if transpose else T)).reshape(M.shape[0], l * k)
+            else:  # each row's k entries of a level times T: a matrix product, rows in blocks
+                Tm = T.T if transpose else T
+                for r0 in range(0, M.shape[0], ROW_BLOCK):
+                    block = M[r0:r0 + ROW_BLOCK, seg]
+                    block[...] = (block.reshape(-1, k) @ Tm).reshape(block.shape)
             start += l * k
         return M
 
@@ -180,9 +186,9 @@ class LmmModel:
             buf = self._work[name] = np.empty(shape, order=order)
         return buf
 
-    def _lambda_z_sparse(self, templates) -> sp.csr_matrix:
-        """Lambda_t restricted to the tail's random effects, as a sparse matrix."""
-        blocks = [sp.kron(sp.identity(l, format="csr"), sp.csr_matrix(T))
+    def _lambda_z_sparse(self, templates, transpose: bool = False) -> sp.csr_matrix:
+        """Lambda_t (``transpose``: Lambda_t') restricted to the tail's random effects, sparse."""
+        blocks = [sp.kron(sp.identity(l, format="csr"), sp.csr_matrix(T.T if transpose else T))
                   for (l, _), T in zip(self.sizes[1:], templates[1:])]
         return sp.block_diag(blocks, format="csr")
 
@@ -266,7 +272,8 @@ class LmmModel:
                     Lt1_z = sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape)
                 else:
                     self._lambda_t_sandwich(Ott, templates)
-                    Lt1_z = (self._lambda_z_sparse(templates).T @ A @ sp.diags(r)).tocsr()
+                    Lt1_z = self._lambda_z_sparse(templates, transpose=True) @ A
+                    Lt1_z.data *= r[Lt1_z.indices]
         else:
             O11 = np.einsum("ji,ljk,km->lim", T1, self.A11, T1)
             O11 += np.eye(k1)

@@ -1,0 +1,71 @@
+"""The pieces of the blocked factorisation: weighted Gram matrices on a fixed pattern, the
+in-place symmetrisation, and the factor against a dense Cholesky of the same matrix."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import lmmpy
+from lmmpy.fit.deviance import mirror_lower
+from lmmpy.lmer import lformula, mk_lmer_devfun
+from lmmpy.linalg.gram import WeightedGram
+
+
+def random_sparse(m, n, density, seed):
+    rng = np.random.default_rng(seed)
+    return sp.random(m, n, density=density, random_state=rng, format="csr") + sp.random(
+        m, n, density=density / 4, random_state=rng, format="csr")
+
+
+@pytest.mark.parametrize("budget", [None, 0])  # stored pairs, and the product formed each time
+def test_weighted_gram_equals_the_dense_product(budget):
+    A = random_sparse(40, 300, 0.05, 1)
+    gram = WeightedGram(A) if budget is None else WeightedGram(A, budget=budget)
+    v = np.random.default_rng(2).random(300)
+    dense = (A @ sp.diags(v) @ A.T).toarray()
+    assert np.all(gram.rows >= gram.cols)
+    assert np.allclose(gram.values(v), dense[gram.rows, gram.cols], rtol=1e-12, atol=1e-12)
+    # every nonzero of the lower triangle is one of the positions
+    lower = np.tril(dense)
+    covered = np.zeros_like(lower, dtype=bool)
+    covered[gram.rows, gram.cols] = True
+    assert not np.any(lower[~covered])
+    C = np.random.default_rng(3).random((40, 40))
+    C = C + C.T
+    assert np.isclose(gram.inner(C, v), np.sum(C * dense), rtol=1e-12)
+
+
+def test_weighted_gram_with_empty_columns_and_one_entry_columns():
+    A = sp.csr_matrix(np.array([[1.0, 0, 2, 0], [0, 0, 3, 0], [4, 0, 0, 5]]))
+    gram = WeightedGram(A)
+    v = np.array([1.0, 2.0, 3.0, 4.0])
+    dense = A.toarray() @ np.diag(v) @ A.toarray().T
+    assert np.allclose(gram.values(v), dense[gram.rows, gram.cols])
+
+
+def test_mirror_lower_makes_the_lower_triangle_symmetric():
+    rng = np.random.default_rng(4)
+    M = rng.random((600, 600))  # more than one block of 256
+    expected = np.tril(M) + np.tril(M, -1).T
+    assert np.array_equal(mirror_lower(M.copy(), block=256), expected)
+
+
+@pytest.mark.parametrize("formula", ["y ~ service + (1 | s) + (1 | d) + (1 | dept)",  # scalar tail
+                                     "y ~ service + (1 | s) + (service | dept)"])  # vector tail
+def test_blocked_factor_reproduces_the_dense_matrix(formula):
+    d = lmmpy.datasets.load("InstEval").iloc[:4000]
+    model = mk_lmer_devfun(lformula(formula, d), REML=True)
+    theta = np.linspace(0.3, 0.9, model.theta.size)
+    model(theta)
+    L = model.L
+    # Omega = [Z Lambda  X  y]'[Z Lambda  X  y] + diag(I, 0, 0) from the model's own matrices
+    q = sum(l * k for l, k in model.sizes)
+    Lam = sp.block_diag([sp.kron(sp.identity(l), T) for (l, _), T in
+                         zip(model.sizes, lmmpy.fit.deviance.theta_templates(theta, model.ks))])
+    Z = sp.hstack([t.Z() for t in model.design.reterms]).tocsr()
+    M = sp.hstack([Z @ Lam, sp.csr_matrix(np.column_stack([model.design.X, model.design.y]))]).toarray()
+    Omega = M.T @ M + np.diag(np.r_[np.ones(q), np.zeros(model.p + 1)])
+    Ld = np.linalg.cholesky(Omega)
+    assert np.isclose(L.logdet_L2, 2 * np.log(np.diag(Ld)[:q]).sum(), rtol=1e-10)
+    assert np.isclose(L.pwrss, Ld[-1, -1] ** 2, rtol=1e-9)
+    q1 = model.sizes[0][0] * model.sizes[0][1]
+    assert np.allclose(np.tril(L.Ltt), Ld[q1:, q1:], rtol=1e-8, atol=1e-10)
