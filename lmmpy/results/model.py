@@ -40,6 +40,12 @@ class LmerFit:
         self.sigma = math.sqrt(L.pwrss / (n - p if self.REML else n))
         self.theta = np.asarray(opt.theta, dtype=float)
 
+    @property
+    def _factor(self):
+        """The model's factor at the estimates (free when the model is there already: other
+        computations, profiles and the like, may have moved it)."""
+        return self.model.set_theta(self.theta).update().L
+
     # -- sizes -------------------------------------------------------------------------------
     @property
     def formula(self) -> str:
@@ -77,7 +83,7 @@ class LmerFit:
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
-        RX = self.model.L.RX
+        RX = self._factor.RX
         inv = sla.solve_triangular(RX, np.eye(RX.shape[0]), lower=True)
         V = self.sigma ** 2 * inv.T @ inv
         return pd.DataFrame(V, index=self.design.xnames, columns=self.design.xnames)
@@ -114,7 +120,7 @@ class LmerFit:
     def deviance(self) -> float:
         """-2 log-likelihood (ML); for a REML fit, evaluated at the REML estimates
         (lme4's ``deviance(fit, REML = FALSE)``)."""
-        L, n = self.model.L, self.nobs
+        L, n = self._factor, self.nobs
         return L.logdet_L2 + n * (1.0 + LOG2PI + math.log(L.pwrss / n)) - self.model.log_w_sum
 
     # -- random effects ------------------------------------------------------------------------
@@ -152,7 +158,7 @@ class LmerFit:
     @cached_property
     def _condvar_terms(self) -> list:
         """sigma^2 T C_j T' for each level j, with C_j the diagonal blocks of (L L')^{-1}."""
-        blocks = self.model.L.cond_cov_blocks(self.model.sizes)
+        blocks = self._factor.cond_cov_blocks(self.model.sizes)
         return [self.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, C, T) for T, C in zip(self.templates, blocks)]
 
     def _by_group(self, arrays) -> dict:
