@@ -47,13 +47,13 @@ def test_gradient_equals_finite_differences(mid, reml, where):
                                  "mlbook2_vector_tail_reml"])
 @pytest.mark.parametrize("reml", [True, False])
 @pytest.mark.parametrize("boundary", [False, True])
-def test_scalar_first_route_equals_general_route(mid, reml, boundary):
+def test_lead_route_equals_general_route(mid, reml, boundary):
     model = model_at(mid, reml)
     theta = np.asarray(reference(mid)["theta"], float) * 1.3 + 0.05
     if boundary:  # a tail term's variance on its zero bound
         theta[np.flatnonzero(model.lower == 0)[-1]] = 0.0
     model(theta)
-    assert model.ks[0] == 1 and model.q_tail
+    assert model.q_tail
     g_fast = profiled_gradient(model)
     g_general = profiled_gradient(model, general=True, chunk_entries=50)  # several chunks
     assert np.allclose(g_fast, g_general, rtol=1e-8, atol=1e-8), (g_fast, g_general)
@@ -63,3 +63,26 @@ def test_gradient_vanishes_at_the_optimum():
     fit = lmmpy.lmer("Reaction ~ Days + (Days | Subject)", lmmpy.datasets.load("sleepstudy"))
     fit.model(fit.theta)
     assert np.max(np.abs(profiled_gradient(fit.model))) < 1e-3
+
+
+@pytest.mark.parametrize("data, formula", [
+    ("mlbook2", "langPOST ~ IQ_verb + (IQ_verb | schoolnr) + (1 | denomina)"),  # vector first, scalar tail
+    ("mlbook2", "langPOST ~ IQ_verb + (IQ_verb | schoolnr) + (IQ_verb | denomina)"),  # vector first and tail
+    ("mlbook2", "langPOST ~ IQ_verb + (IQ_verb + ses | schoolnr) + (1 | denomina)"),  # a 3 x 3 first term
+])
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("boundary", [False, True])
+def test_vector_first_term_routes_and_finite_differences(data, formula, reml, boundary):
+    d = lmmpy.datasets.load(data)
+    d["denomina"] = d["denomina"].astype(str)
+    model = lmmpy.mk_lmer_devfun(lmmpy.lformula(formula, d), REML=reml)
+    assert model.ks[0] > 1 and model.q_tail
+    rng = np.random.default_rng(3)
+    theta = np.where(model.lower == 0, 0.3, 0.05) + 0.2 * rng.random(model.theta.size)
+    if boundary:  # the first term's slope variance, then a tail variance, on the zero bound
+        theta[np.flatnonzero(model.lower == 0)[[1, -1]]] = 0.0
+    model(theta)
+    g = profiled_gradient(model)
+    assert np.allclose(g, profiled_gradient(model, general=True, chunk_entries=50), rtol=1e-8, atol=1e-8)
+    fd = fd_gradient(model, theta)
+    assert np.max(np.abs(g - fd)) <= 2e-4 * max(1.0, np.max(np.abs(fd))), (g, fd)

@@ -30,8 +30,8 @@ def test_weighted_gram_equals_the_dense_product(budget):
     covered[gram.rows, gram.cols] = True
     assert not np.any(lower[~covered])
     C = np.random.default_rng(3).random((40, 40))
-    C = C + C.T
-    assert np.isclose(gram.inner(C, v), np.sum(C * dense), rtol=1e-12)
+    C = C + C.T  # <C, A diag(v) A'> = sum_j v_j a_j' C a_j
+    assert np.isclose(v @ gram.level_products(C), np.sum(C * dense), rtol=1e-12)
 
 
 def test_weighted_gram_with_empty_columns_and_one_entry_columns():
@@ -69,3 +69,23 @@ def test_blocked_factor_reproduces_the_dense_matrix(formula):
     assert np.isclose(L.pwrss, Ld[-1, -1] ** 2, rtol=1e-9)
     q1 = model.sizes[0][0] * model.sizes[0][1]
     assert np.allclose(np.tril(L.Ltt), Ld[q1:, q1:], rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.parametrize("budget", [None, 0])
+def test_grouped_gram_and_level_products(k, budget):
+    """Columns in groups of k (one per level) with symmetric k x k weights, and A_j' C A_j."""
+    A = random_sparse(30, 40 * k, 0.08, 5)
+    gram = WeightedGram(A, group=k) if budget is None else WeightedGram(A, group=k, budget=budget)
+    rng = np.random.default_rng(6)
+    V = rng.random((40, k, k))
+    V = V + np.swapaxes(V, 1, 2)
+    B = sp.block_diag(list(V))
+    dense = (A @ B @ A.T).toarray()
+    assert np.allclose(gram.values(V[:, 0, 0] if k == 1 else V), dense[gram.rows, gram.cols], rtol=1e-12)
+    C = rng.random((30, 30))
+    C = C + C.T
+    Ad = A.toarray()
+    expected = np.array([Ad[:, j * k:(j + 1) * k].T @ C @ Ad[:, j * k:(j + 1) * k] for j in range(40)])
+    got = gram.level_products(np.tril(C) + np.triu(rng.random((30, 30)), 1))  # only the lower triangle is read
+    assert np.allclose(got, expected[:, 0, 0] if k == 1 else expected, rtol=1e-10, atol=1e-12)

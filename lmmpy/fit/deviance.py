@@ -103,7 +103,7 @@ class LmmModel:
         self._at1_rows = np.repeat(np.arange(self.At1_z.shape[0]), np.diff(self.At1_z.indptr))
         self._empty_lt1 = sp.csr_matrix((0, l1 * k1))
         self._gram = None
-        self._schur_values = (None, None)  # (t_1, the gram's values) of the last update
+        self._schur_values = (None, None)  # (T_1's bytes, the gram's values) of the last update
         self._gram_flat_lead = (None, None)
         self._work = {}
         self.theta = design.theta_start()
@@ -195,17 +195,26 @@ class LmmModel:
     # -- the factor ----------------------------------------------------------------------
     @property
     def gram(self) -> WeightedGram:
-        """A_t1 diag(v) A_t1' for any v, on its fixed pattern (built on first use)."""
+        """A_t1 blockdiag(V) A_t1' for any V, on its fixed pattern (built on first use)."""
         if self._gram is None:
-            self._gram = WeightedGram(self.At1_z)
+            self._gram = WeightedGram(self.At1_z, group=self.ks[0])
             self._gram_flat = self._gram.flat_positions(self.Att.shape[0])
         return self._gram
 
-    def tail_schur(self, r2, full: bool = True, out=None, values=None, scale=None) -> np.ndarray:
-        """The tail [Z_t X y]'s Schur complement before Lambda_t, for a scalar first term:
-        A~ = A_tt - A_t1 diag(r2) A_t1' with r2 = (t_1 / L_11)^2 (with ``scale`` s, the
-        rows and columns scaled: diag(s) A~ diag(s)).  Only the lower triangle is updated
-        unless ``full``; ``values`` are the gram's values at r2 if known."""
+    def _xy_weighted(self, V, rows=None) -> np.ndarray:
+        """[X y]'s cross-products with the first term, times blockdiag(V) (V: one weight per
+        level, or one k x k block per level); ``rows`` of them only."""
+        A = self.At1_xy if rows is None else self.At1_xy[:rows]
+        if V.ndim == 1:
+            return A * V
+        l, k, _ = V.shape
+        return np.einsum("plc,lcd->pld", A.reshape(A.shape[0], l, k), V).reshape(A.shape[0], l * k)
+
+    def tail_schur(self, V, full: bool = True, out=None, values=None, scale=None) -> np.ndarray:
+        """The tail [Z_t X y]'s Schur complement before Lambda_t:
+        A~ = A_tt - A_t1 blockdiag(V) A_t1' with V_j = T_1 Omega_11j^{-1} T_1' (for a scalar
+        first term the vector (t_1 / L_11)^2); with ``scale`` s, diag(s) A~ diag(s).  Only the
+        lower triangle is updated unless ``full``; ``values`` are the gram's at V if known."""
         q = self.q_tail
         if out is None:
             out = np.empty_like(self.Att)
@@ -214,19 +223,19 @@ class LmmModel:
         else:
             np.multiply(self.Att, scale[:, None], out=out)
             out *= scale[None, :]
-        vals = self.gram.values(r2) if values is None else values
+        vals = self.gram.values(V) if values is None else values
         if scale is not None:
             vals = vals * scale[self.gram.rows] * scale[self.gram.cols]
         out.reshape(-1)[self._gram_flat[0]] -= vals
-        xy_r2 = self.At1_xy * r2
-        xz = np.asarray(self.At1_z @ xy_r2.T).T  # (p+1) x q
+        xy_V = self._xy_weighted(V)
+        xz = np.asarray(self.At1_z @ xy_V.T).T  # (p+1) x q
         if scale is not None:
             xz *= scale[None, :q]
         out[q:, :q] -= xz
-        out[q:, q:] -= xy_r2 @ self.At1_xy.T
+        out[q:, q:] -= xy_V @ self.At1_xy.T
         return mirror_lower(out) if full else out
 
-    def weighted_tail_schur(self, r2, W, values, out) -> np.ndarray:
+    def weighted_tail_schur(self, V, W, values, out) -> np.ndarray:
         """W o A~ (elementwise) on the lower triangle of the lead's m x m block, for a lower
         triangular W (m x m): A~ as in :meth:`tail_schur`, never formed."""
         m, q = W.shape[0], self.q_tail
@@ -237,18 +246,18 @@ class LmmModel:
         flat = out.reshape(-1)
         flat[lower] -= W.reshape(-1)[lower] * values
         if m > q:
-            xy_r2 = self.At1_xy[:m - q] * r2
-            out[q:, :q] -= W[q:, :q] * np.asarray(self.At1_z @ xy_r2.T).T
-            out[q:, q:] -= W[q:, q:] * (xy_r2 @ self.At1_xy[:m - q].T)
+            xy_V = self._xy_weighted(V, rows=m - q)
+            out[q:, :q] -= W[q:, :q] * np.asarray(self.At1_z @ xy_V.T).T
+            out[q:, q:] -= W[q:, q:] * (xy_V @ self.At1_xy[:m - q].T)
         return out
 
     def update(self) -> "LmmModel":
         """Recompute the blocked Cholesky factor L for the current theta.
 
-        With a scalar first term (the common case) the tail block is
-        Lambda_t' (A_tt - A_t1 diag(r^2) A_t1') Lambda_t + diag(I, 0), the Schur complement
-        taken on A_t1 A_t1''s fixed pattern (:class:`WeightedGram`) and Lambda_t a diagonal
-        scaling for scalar tail terms; vector-valued first terms go blockwise."""
+        The tail block is Lambda_t' (A_tt - A_t1 blockdiag(V) A_t1') Lambda_t + diag(I, 0)
+        with V_j = T_1 Omega_11j^{-1} T_1' (for a scalar first term r^2, r = t_1 / L_11), the
+        Schur complement taken on A_t1's fixed pattern of pairs (:class:`WeightedGram`), and
+        Lambda_t a diagonal scaling for scalar tail terms, blockwise otherwise."""
         if self.L is not None and np.array_equal(self._L_theta, self.theta):
             return self  # L is that of this theta already
         templates = theta_templates(self.theta, self.ks)
@@ -263,7 +272,7 @@ class LmmModel:
             Lt1_xy = self.At1_xy * r
             if self.q_tail:
                 r2 = r * r
-                self._schur_values = (t, self.gram.values(r2))  # the gradient needs them again
+                self._schur_values = (T1.tobytes(), self.gram.values(r2))  # the gradient needs them again
                 N = self.Att.shape[0]
                 Ott = self.tail_schur(r2, full=lam is None, out=self._buffer("Ott", (N, N)),
                                       values=self._schur_values[1], scale=lam)
@@ -281,19 +290,18 @@ class LmmModel:
             Rb = UniformBlockDiagonal(np.einsum("ij,lkj->lik", T1, L11.inverse().blocks))  # T1 L11^{-T}
             Lt1_xy = Rb.right_multiply(self.At1_xy)
             if self.q_tail:
+                V = np.einsum("lij,lkj->lik", Rb.blocks, Rb.blocks)  # T1 Omega_11j^{-1} T1'
+                self._schur_values = (T1.tobytes(), self.gram.values(V))
+                N = self.Att.shape[0]
+                Ott = self.tail_schur(V, full=lam is None, out=self._buffer("Ott", (N, N)),
+                                      values=self._schur_values[1], scale=lam)
+                A_r = A @ Rb.to_sparse()
                 if lam is not None:
-                    data = A.data * lam[self._at1_rows]
-                    Lt1_z = (sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape) @ Rb.to_sparse()).tocsr()
-                    Ott = self.Att * np.outer(lam, lam)
+                    A_r.data *= lam[np.repeat(np.arange(A_r.shape[0]), np.diff(A_r.indptr))]
+                    Lt1_z = A_r
                 else:
-                    Lt1_z = (self._lambda_z_sparse(templates).T @ A @ Rb.to_sparse()).tocsr()
-                    Ott = self._lambda_t_sandwich(self.Att.copy(), templates)
-                q = self.q_tail
-                Ott[:q, :q] -= (Lt1_z @ Lt1_z.T).toarray()
-                zx = np.asarray(Lt1_z @ Lt1_xy.T)
-                Ott[:q, q:] -= zx
-                Ott[q:, :q] -= zx.T
-                Ott[q:, q:] -= Lt1_xy @ Lt1_xy.T
+                    self._lambda_t_sandwich(Ott, templates)
+                    Lt1_z = self._lambda_z_sparse(templates, transpose=True) @ A_r
         if self.q_tail:
             q = self.q_tail
             Ott[np.arange(q), np.arange(q)] += 1.0

@@ -19,21 +19,24 @@ K = (L_tt L_tt')^{-1} (the tail's random-effects part):
     (Omega^{-1})_tt = K
 
 Products with K and the sparse L_t1, P_t1 are taken sparse-times-dense, in chunks of the first
-term's levels, so nothing of size q_1 x q_1 is formed.  This route serves a vector-valued first
-term; the common scalar one goes the cheaper way below.
+term's levels, so nothing of size q_1 x q_1 is formed.  This route serves models without a
+tail (one term) and checks the cheaper one below.
 
-With a scalar first term (t = theta_1, a_j its level counts, w_j = 1 / L_11[j] and A_t1 its
-cross-products with the tail) both log-determinants are handled at once through the lead
+The lead route, for models with a tail: both log-determinants at once through the lead
 M = [Lambda'Z'Z Lambda + I, Lambda'Z'X; X'Z Lambda, X'X] (REML; Omega alone for ML), whose
-inverse's tail block K' = (L_lead L_lead')^{-1} is one LAPACK dpotri, and
+inverse's tail block K' = (L_lead L_lead')^{-1} is one LAPACK dpotri.  With T_1 the first
+term's template, A_11j its cross-product block for level j, O_j = T_1'A_11j T_1 + I,
+V_j = T_1 O_j^{-1} T_1', A_t1j the tail's cross-products with level j and C = Lambda_t K' Lambda_t',
 
-    d/dt    = 2 t (sum_j a_j w_j^2 - <Lambda_t K' Lambda_t', A_t1 diag(w^4) A_t1'>)      (4)
-    d/dT_ab = 2 sum_j (K' Lambda_t' A~)_jj[b, a]    over the levels j of a tail term     (5)
+    d/dT_1[a,b] = 2 sum_j X_j[b, a],
+        X_j = O_j^{-1} T_1' A_11j + O_j^{-1} T_1' Q_j (V_j A_11j - I),  Q_j = A_t1j' C A_t1j   (4)
+    d/dT_ab     = 2 sum_j (K' Lambda_t' A~)_jj[b, a]    over the levels j of a tail term   (5)
 
-with A~ = A_tt - A_t1 diag(t^2 w^2) A_t1' the tail's Schur complement before Lambda_t (the
-product in (4) and A~ on A_t1 A_t1''s fixed pattern, :class:`lmmpy.linalg.gram.WeightedGram`).
-(4) and (5) are the diagonal blocks of M^{-1} D A (D = diag(Lambda, I), A = [Z X]'[Z X]),
-worked out with the blocked inverse; they need no products of K' with sparse matrices.
+with A~ = A_tt - A_t1 blockdiag(V) A_t1' the tail's Schur complement before Lambda_t (Q and
+A~ on A_t1's fixed pattern of pairs, :class:`lmmpy.linalg.gram.WeightedGram`).  (4) and (5) are
+the diagonal blocks of M^{-1} D A (D = diag(Lambda, I), A = [Z X]'[Z X]) worked out with the
+blocked inverse; they need no products of K' with sparse matrices.  For a scalar first term
+(4) is 2 t (sum_j a_j w_j^2 - sum_j w_j^4 Q_j) with w_j = 1 / L_11[j].
 Neither route has a Lambda^{-1}, so the gradient is exact on the boundary too.
 """
 from __future__ import annotations
@@ -141,22 +144,27 @@ def _lead_inverse(model: LmmModel, m: int, full: bool = True) -> np.ndarray:
     return mirror_lower(K) if full else K
 
 
-def _scalar_first_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
+def _lead_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
     """d(log|L|^2 [+ log|R_X|^2]) by (4) and (5) of the module docstring."""
     q, p = model.q_tail, model.p
     m = q + (p if model.REML else 0)
     N = model.Att.shape[0]
-    t = templates[0][0, 0]
-    a = model.A11.ravel()
-    w2 = 1.0 / (t * t * a + 1.0)
+    (l1, k1) = model.sizes[0]
+    T1 = templates[0]
+    A11 = model.A11
+    W = model.L.L11.inverse().blocks
+    O_inv = np.einsum("lji,ljk->lik", W, W)  # Omega_11j^{-1}
+    V = np.einsum("ij,ljk,mk->lim", T1, O_inv, T1)  # T1 Omega_11j^{-1} T1'
+    if k1 == 1:
+        V = V.reshape(l1)
+    key, values = model._schur_values
+    if key != T1.tobytes():
+        values = model.gram.values(V)
     lam = model._tail_lambda(templates)
     scalar = lam is not None
     K = _lead_inverse(model, m, full=not scalar)
-    cached_t, values = model._schur_values
-    if cached_t != t:
-        values = model.gram.values(t * t * w2)
     if not scalar:
-        At = model.tail_schur(t * t * w2, full=True, out=model._buffer("schur", (N, N)), values=values)[:m, :m]
+        At = model.tail_schur(V, full=True, out=model._buffer("schur", (N, N)), values=values)[:m, :m]
     C = model._buffer("C", (m, m))
     if scalar:  # Lambda_t is diagonal: C = Lambda_t K' Lambda_t' on the lower triangle only
         lam = lam[:m]
@@ -165,19 +173,23 @@ def _scalar_first_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
     else:
         np.copyto(C, K)
         model._lambda_t_sandwich(C, templates, transpose=True)
-    # (4): <C, A_t1 diag(w^4) A_t1'> over the lead (random effects, and X for REML)
-    w4 = w2 * w2
-    inner = model.gram.inner(C, w4)
+    # (4): Q_j = A_t1j' C A_t1j over the lead (random effects, and X for REML), then
+    # X_j = O_j^{-1} T1' A_11j + O_j^{-1} T1' Q_j (V_j A_11j - I)
+    Q = model.gram.level_products(C).reshape(l1, k1, k1)
     if m > q:
-        Ax = model.At1_xy[:p] * w4
-        Bxz = np.asarray(model.At1_z @ Ax.T).T  # p x q
+        Ax = model.At1_xy[:p].reshape(p, l1, k1)
+        G = np.asarray(model.At1_z.T @ C[q:m, :q].T).T.reshape(p, l1, k1)  # C_xz A_z
         Cxx = np.tril(C[q:m, q:m])
         Cxx = Cxx + np.tril(Cxx, -1).T
-        inner += 2.0 * np.sum(C[q:m, :q] * Bxz) + np.sum(Cxx * (Ax @ model.At1_xy[:p].T))
-    grads = [2.0 * t * (np.dot(a, w2) - inner)]
+        cross = np.einsum("plc,pld->lcd", Ax, G)
+        Q += cross + np.swapaxes(cross, 1, 2) + np.einsum("plc,pr,rld->lcd", Ax, Cxx, Ax)
+    OT = np.einsum("lij,kj->lik", O_inv, T1)  # O_j^{-1} T1'
+    VA = np.einsum("lij,ljk->lik", V.reshape(l1, k1, k1), A11) - np.eye(k1)
+    X = np.einsum("lij,ljk->lik", OT, A11) + np.einsum("lij,ljk,lkm->lim", OT, Q, VA)
+    grads = [2.0 * g for g in _template_grad(X, k1)]
     # (5): the diagonal blocks of K' Lambda_t' A~ over each tail term
     if scalar:  # diag(K' diag(lam) A~) from lower triangles: sum_m K[i,m] lam_m A~[m,i]
-        P = model.weighted_tail_schur(t * t * w2, K, values, out=C)
+        P = model.weighted_tail_schur(V, K, values, out=C)
         # (einsum, not BLAS gemv: a threaded gemv here slows the next LAPACK call twofold)
         D_all = np.einsum("ij,j->i", P, lam) + np.einsum("ij,i->j", P, lam) - np.diagonal(P) * lam
     else:  # (K' Lambda_t' A~)[i, j] = sum_m K'[i, m] (A~ Lambda_t)[j, m]: rows with rows
@@ -260,8 +272,8 @@ def profiled_gradient(model: LmmModel, chunk_entries: int = 4_000_000, parts: bo
     templates = theta_templates(model.theta, model.ks)
     u, beta = L.solve_u_beta()
     g_pwrss = _pwrss_gradient(model, templates, u, beta)
-    if model.ks[0] == 1 and model.q_tail and not general:
-        g_logdet = _scalar_first_logdet_gradient(model, templates)
+    if model.q_tail and not general:
+        g_logdet = _lead_logdet_gradient(model, templates)
     else:
         g_logdet = _general_logdet_gradient(model, templates, chunk_entries)
     model._gradient_cache = (key, (g_logdet.copy(), g_pwrss.copy()))

@@ -1,16 +1,19 @@
-r"""Weighted Gram matrices ``A diag(v) A'`` of one sparse A for many weight vectors v.
+r"""Weighted Gram matrices ``A blockdiag(V_j) A'`` of one sparse A for many weights V.
 
 Eliminating the first random-effects term (one level at a time) leaves, in the tail block,
-the Schur complement ``A_tt - A_t1 diag(v) A_t1'`` with new weights v for every theta.  Its
-entries are
+the Schur complement ``A_tt - A_t1 blockdiag(V_j) A_t1'`` with new symmetric k x k weights
+V_j for every theta (k the first term's size; for k = 1 a vector v).  With the columns of A in
+groups of k (one group per level j),
 
-    (A diag(v) A')[r, s] = sum over columns c holding both rows r and s of  A[r, c] A[s, c] v_c
+    (A blockdiag(V) A')[r, s] = sum_j sum_{c, d} A[r, (j, c)] V_j[c, d] A[s, (j, d)]
 
-so with the pairs (r, s, c), r >= s, enumerated once, the products ``A[r, c] A[s, c]`` form a
-sparse matrix S with one row per position (r, s) of the lower triangle and one column per
-column c of A, and every product is the matrix-vector product ``S v``: no symbolic work, no
-sparse-sparse product and no sorting per theta.  The pairs come out grouped by column, so S
-is built directly in compressed-column form.
+is a sum over pairs of entries of one group.  Enumerated once, with r >= s, the products
+``A[r, (j, c)] A[s, (j, d)]`` form a sparse matrix S with one row per position (r, s) of the
+lower triangle and one column per weight (j, c, d), and every product is the matrix-vector
+product ``S vec(V)``: no symbolic work, no sparse-sparse product and no sorting per theta.
+The transposed product ``S' x`` gives, per level, ``A_j' C A_j`` for a symmetric C read at the
+positions (what the gradient needs).  For k = 1 the pairs come out grouped by column, so S is
+built directly in compressed-column form.
 """
 from __future__ import annotations
 
@@ -21,34 +24,47 @@ PAIR_BUDGET = 60_000_000  # pairs (12 bytes each in S); beyond it, products go t
 
 
 class WeightedGram:
-    """``A diag(v) A'`` at the fixed lower-triangle positions ``(rows, cols)`` of A A'."""
+    """``A blockdiag(V) A'`` at the fixed lower-triangle positions ``(rows, cols)`` of A A'."""
 
-    def __init__(self, A, budget: int = PAIR_BUDGET):
+    def __init__(self, A, group: int = 1, budget: int = PAIR_BUDGET):
         A = sp.csc_matrix(A, dtype=float)
         A.sort_indices()
-        self.shape = (A.shape[0], A.shape[0])
-        m, n = A.shape
-        counts = np.diff(A.indptr).astype(np.int64)
-        n_pairs = int((counts * (counts + 1) // 2).sum())
+        m, ncols = A.shape
+        k = self.k = int(group)
+        n = self.nlevels = ncols // k
         self.A = A
+        ptr = A.indptr[::k].astype(np.int64)  # where each level's entries start
+        counts = np.diff(ptr)
+        n_pairs = int((counts * (counts + 1) // 2).sum())
         if n_pairs > budget:  # too many pairs to store: the product is formed each time
             self.S = None
             AAt = sp.tril(A @ A.T).tocoo()
             self.rows, self.cols = AAt.row.astype(np.int64), AAt.col.astype(np.int64)
             self._weight = np.where(self.rows == self.cols, 1.0, 2.0)
             return
-        # the columns with c entries share one pattern of c (c + 1) / 2 pairs (i <= j within
-        # the column; rows sorted, so row_i <= row_j): enumerate them a count at a time, the
-        # columns taken in the order ``self.order`` (by count)
-        flats, values, order = [], [], []
+        rows, data = A.indices.astype(np.int64), A.data
+        sub = np.repeat(np.arange(ncols) % k, np.diff(A.indptr))  # column within the level
+        if k > 1:  # a level's entries by row
+            level = np.repeat(np.arange(n), counts)
+            order = np.lexsort((rows, level))
+            rows, data, sub = rows[order], data[order], sub[order]
+        # the levels with c entries share one pattern of c (c + 1) / 2 pairs (i <= j in the
+        # level, rows sorted: row_i <= row_j): enumerate them a count at a time, the levels
+        # taken in the order ``self.order`` (by count)
+        flats, values, weights, order = [], [], [], []
         for c in np.unique(counts[counts > 0]):
-            cols_c = np.flatnonzero(counts == c)
+            lev = np.flatnonzero(counts == c)
             i, j = np.triu_indices(int(c))
-            first = A.indptr[cols_c][:, None] + i  # (columns, pairs)
-            second = A.indptr[cols_c][:, None] + j
-            flats.append((A.indices[second].astype(np.int64) * m + A.indices[first]).ravel())
-            values.append((A.data[first] * A.data[second]).ravel())
-            order.append(cols_c)
+            first = ptr[lev][:, None] + i  # (levels, pairs)
+            second = ptr[lev][:, None] + j
+            lo, hi = rows[first], rows[second]
+            flats.append((hi * m + lo).ravel())
+            value = data[first] * data[second]
+            if k > 1:  # two columns of one row: both orders of the pair, V symmetric
+                value *= np.where((lo == hi) & (i != j), 2.0, 1.0)
+                weights.append((lev[:, None] * k * k + sub[second] * k + sub[first]).ravel())
+            values.append(value.ravel())
+            order.append(lev)
         self.order = np.concatenate(order)
         flat = np.concatenate(flats)
         del flats
@@ -63,34 +79,54 @@ class WeightedGram:
         del index, flat
         self.rows, self.cols = positions // m, positions % m
         self._weight = np.where(self.rows == self.cols, 1.0, 2.0)
-        # built by columns (in self.order) as the pairs come, then stored by rows: the
-        # product S v then writes its output in order
-        c = counts[self.order]
-        indptr = np.concatenate([[0], np.cumsum(c * (c + 1) // 2)])
-        self.S = sp.csc_matrix((np.concatenate(values), row_of_pair, indptr),
-                               shape=(positions.size, self.order.size)).tocsr()
+        if k == 1:  # built by columns (levels in self.order) as the pairs come, stored by rows:
+            c = counts[self.order]  # the product S v then writes its output in order
+            indptr = np.concatenate([[0], np.cumsum(c * (c + 1) // 2)])
+            self.S = sp.csc_matrix((np.concatenate(values), row_of_pair, indptr),
+                                   shape=(positions.size, self.order.size)).tocsr()
+        else:
+            self.S = sp.csr_matrix((np.concatenate(values), (row_of_pair, np.concatenate(weights))),
+                                   shape=(positions.size, n * k * k))
 
-    @property
-    def diagonal(self) -> np.ndarray:
-        """Which of the positions lie on the diagonal."""
-        return self.rows == self.cols
+    def _weights(self, V) -> np.ndarray:
+        """The weights as S's columns take them."""
+        V = np.asarray(V, dtype=float)
+        return V[self.order] if self.k == 1 else V.reshape(-1)
 
-    def values(self, v) -> np.ndarray:
-        """``(A diag(v) A')[rows, cols]``."""
+    def values(self, V) -> np.ndarray:
+        """``(A blockdiag(V) A')[rows, cols]`` for V of shape (levels,) (k = 1) or
+        (levels, k, k), symmetric blocks."""
         if self.S is not None:
-            return self.S @ v[self.order]
-        P = (self.A @ sp.diags(v) @ self.A.T).tocsr()
+            return self.S @ self._weights(V)
+        V = np.asarray(V, dtype=float)
+        B = sp.diags(V) if self.k == 1 else sp.block_diag(list(V), format="csr")
+        P = (self.A @ B @ self.A.T).tocsr()
         return np.asarray(P[self.rows, self.cols]).ravel()
 
-    def inner(self, C, v) -> float:
-        """``<C, A diag(v) A'>`` (Frobenius) for a symmetric C (C-ordered; its lower triangle
-        is read)."""
-        C_at = C.reshape(-1)[self.rows * C.shape[1] + self.cols]
-        # (einsum, not BLAS ddot: a threaded level-1 call slows the next LAPACK call twofold)
-        return float(np.einsum("i,i,i->", self._weight, C_at, self.values(v)))
+    def level_products(self, C) -> np.ndarray:
+        """``A_j' C A_j`` for each level j (A_j its k columns) and a symmetric C (C-ordered;
+        its lower triangle is read): shape (levels,) for k = 1, else (levels, k, k)."""
+        k = self.k
+        if self.S is None:  # a few levels at a time: A_J' (C A_J), diagonal blocks kept
+            full = np.tril(C) + np.tril(C, -1).T
+            out = np.empty((self.nlevels, k, k))
+            for j0 in range(0, self.nlevels, 256):
+                j1 = min(self.nlevels, j0 + 256)
+                AJ = self.A[:, j0 * k:j1 * k]
+                P = np.asarray(AJ.T @ np.asarray(AJ.T @ full).T).reshape(j1 - j0, k, j1 - j0, k)
+                out[j0:j1] = P[np.arange(j1 - j0), :, np.arange(j1 - j0), :]
+            return out[:, 0, 0] if k == 1 else out
+        C_at = C.reshape(-1)[self.rows * C.shape[1] + self.cols] * self._weight
+        u = self.S.T @ C_at
+        if self.k == 1:
+            out = np.zeros(self.nlevels)  # a level with no entries: 0
+            out[self.order] = u
+            return out
+        U = u.reshape(-1, self.k, self.k)  # each unordered pair once: split it between (c, d), (d, c)
+        return 0.5 * (U + np.swapaxes(U, 1, 2))
 
     def flat_positions(self, ld: int):
         """Flat indices of the lower positions, and of the mirrored upper ones (off the
         diagonal), in a C-ordered array with leading dimension ``ld``."""
-        off = ~self.diagonal
+        off = self.rows != self.cols
         return self.rows * ld + self.cols, self.cols[off] * ld + self.rows[off], off
