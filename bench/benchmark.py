@@ -50,6 +50,7 @@ def cases(quick):
         ("S&B random slope (ML)", ("bundled", "mlbook2"), "langPOST ~ IQ_verb + sch_iqv + (IQ_verb | schoolnr)",
          False, dict(groups="schoolnr", re_formula="~IQ_verb")),
         ("InstEval", ("bundled", "InstEval"), "y ~ service + (1 | s) + (1 | d) + (1 | dept)", True, None),
+        ("InstEval, slope on s", ("bundled", "InstEval"), "y ~ service + (service | s) + (1 | d)", True, None),
         ("crossed 50k, 2000 x 500", ("crossed", 50_000, 2000, 500, False), "y ~ x + (1 | a) + (1 | b)", True, None),
     ]
     sizes = [(125_000, 12_500), (250_000, 25_000), (500_000, 50_000), (1_000_000, 100_000)]

@@ -59,26 +59,30 @@ def _optimize_once(model, start, optimizer, control, notes):
 
 
 COBYQA_FROM_START_MAX = 10  # parameters
+# a dense tail block this wide makes a gradient cost two or three evaluations: projected BFGS,
+# which takes gradients only at accepted points, instead of L-BFGS-B
+BFGS_MIN_TAIL = 100
 
 
 def _optimize(model, start, optimizer, control, notes):
     if optimizer != "auto":
         return _optimize_once(model, start, optimizer, control, notes)
-    opt = _optimize_once(model, start, "l-bfgs-b", control, notes)
+    gradient_method = "bfgs" if model.q_tail + model.p >= BFGS_MIN_TAIL else "l-bfgs-b"
+    opt = _optimize_once(model, start, gradient_method, control, notes)
     if opt.converged and not np.any(opt.theta[model.lower == 0] < control.singular_tol):
-        opt.optimizer = "auto:l-bfgs-b"
+        opt.optimizer = f"auto:{gradient_method}"
         return opt
     # a boundary (or failed) result of the gradient method: confirm it with COBYQA from the
     # start; for many parameters, where a derivative-free run costs thousands of evaluations,
     # by the gradient method again from its optimum nudged off the bounds
     if opt.converged and model.theta.size > COBYQA_FROM_START_MAX:
         nudged = np.where((model.lower == 0) & (opt.theta < 1e-2), 1e-2, opt.theta)
-        other = _optimize_once(model, nudged, "l-bfgs-b", control, notes)
+        other = _optimize_once(model, nudged, gradient_method, control, notes)
     else:
         other = _optimize_once(model, start, "cobyqa", control, notes)
     best = other if (other.converged and other.fmin < opt.fmin) or not opt.converged else opt
     model(best.theta)
-    best.optimizer = f"auto:{other.optimizer if best is other else 'l-bfgs-b'}"
+    best.optimizer = f"auto:{other.optimizer if best is other else gradient_method}"
     best.n_evals = opt.n_evals + other.n_evals
     return best
 
@@ -154,9 +158,9 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, fa
     start : starting theta (default: lme4's, 1 on the diagonals and 0 elsewhere), or "em"
         to start the optimizer from a few EM steps.
     method : "optimizer" (default) or "em" (the EM algorithm alone, ML or REML as ``REML``).
-    optimizer : "auto" (default: L-BFGS-B, confirmed by COBYQA on boundary results),
-        "cobyqa", "l-bfgs-b", "nelder-mead" or "powell"; None evaluates the model at
-        ``start`` without optimising.
+    optimizer : "auto" (default: L-BFGS-B, or projected BFGS for a wide dense tail block,
+        confirmed by COBYQA on boundary results), "cobyqa", "l-bfgs-b", "bfgs", "nelder-mead"
+        or "powell"; None evaluates the model at ``start`` without optimising.
     control : :class:`lmmpy.LmerControl` or a dict of its fields: convergence checks and
         their tolerances, restart_edge, the EM fallback, options for the optimizer.
     data_name : how the summary names the data.
