@@ -104,7 +104,7 @@ class LmmModel:
         self._empty_lt1 = sp.csr_matrix((0, l1 * k1))
         self._gram = None
         self._schur_values = (None, None)  # (T_1's bytes, the gram's values) of the last update
-        self._gram_flat_lead = (None, None)
+        self._gram_flat = {}  # leading dimension -> flat positions of the gram's entries
         self._work = {}
         self.theta = design.theta_start()
         self.lower = design.theta_lower()
@@ -198,8 +198,13 @@ class LmmModel:
         """A_t1 blockdiag(V) A_t1' for any V, on its fixed pattern (built on first use)."""
         if self._gram is None:
             self._gram = WeightedGram(self.At1_z, group=self.ks[0])
-            self._gram_flat = self._gram.flat_positions(self.Att.shape[0])
         return self._gram
+
+    def _gram_positions(self, ld: int) -> np.ndarray:
+        """The gram's positions as flat indices into a C-ordered array of leading dimension ld."""
+        if ld not in self._gram_flat:
+            self._gram_flat[ld] = self.gram.rows * ld + self.gram.cols
+        return self._gram_flat[ld]
 
     def _xy_weighted(self, V, rows=None) -> np.ndarray:
         """[X y]'s cross-products with the first term, times blockdiag(V) (V: one weight per
@@ -226,7 +231,7 @@ class LmmModel:
         vals = self.gram.values(V) if values is None else values
         if scale is not None:
             vals = vals * scale[self.gram.rows] * scale[self.gram.cols]
-        out.reshape(-1)[self._gram_flat[0]] -= vals
+        out.reshape(-1)[self._gram_positions(out.shape[1])] -= vals
         xy_V = self._xy_weighted(V)
         xz = np.asarray(self.At1_z @ xy_V.T).T  # (p+1) x q
         if scale is not None:
@@ -240,9 +245,7 @@ class LmmModel:
         triangular W (m x m): A~ as in :meth:`tail_schur`, never formed."""
         m, q = W.shape[0], self.q_tail
         np.multiply(W, self.Att[:m, :m], out=out)
-        if self._gram_flat_lead[0] != m:
-            self._gram_flat_lead = (m, self.gram.flat_positions(m)[0])
-        lower = self._gram_flat_lead[1]
+        lower = self._gram_positions(m)
         flat = out.reshape(-1)
         flat[lower] -= W.reshape(-1)[lower] * values
         if m > q:
@@ -263,48 +266,36 @@ class LmmModel:
         templates = theta_templates(self.theta, self.ks)
         T1 = templates[0]
         k1 = T1.shape[0]
-        lam = self._tail_lambda(templates) if self.q_tail else None
         A = self.At1_z
-        if k1 == 1:  # Omega_11 = t^2 A11 + 1, L11 = sqrt, Lambda_1 L11^{-T} = t / L11
-            t = T1[0, 0]
-            L11 = UniformBlockDiagonal(np.sqrt(t * t * self.A11 + 1.0))
-            r = t / L11.blocks.ravel()
-            Lt1_xy = self.At1_xy * r
-            if self.q_tail:
-                r2 = r * r
-                self._schur_values = (T1.tobytes(), self.gram.values(r2))  # the gradient needs them again
-                N = self.Att.shape[0]
-                Ott = self.tail_schur(r2, full=lam is None, out=self._buffer("Ott", (N, N)),
-                                      values=self._schur_values[1], scale=lam)
-                if lam is not None:
-                    data = A.data * lam[self._at1_rows] * r[A.indices]
-                    Lt1_z = sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape)
-                else:
-                    self._lambda_t_sandwich(Ott, templates)
-                    Lt1_z = self._lambda_z_sparse(templates, transpose=True) @ A
-                    Lt1_z.data *= r[Lt1_z.indices]
+        # the first term: L_11, R = Lambda_1 L_11^{-T} per level (a vector for k1 = 1), V = R R'
+        if k1 == 1:  # Omega_11 = t^2 A11 + 1, L11 = sqrt, R = t / L11
+            L11 = UniformBlockDiagonal(np.sqrt(T1[0, 0] ** 2 * self.A11 + 1.0))
+            R = T1[0, 0] / L11.blocks.ravel()
+            V = R * R
+            Lt1_xy = self.At1_xy * R
+            A_R = sp.csr_matrix((A.data * R[A.indices], A.indices, A.indptr), shape=A.shape) if self.q_tail else None
         else:
             O11 = np.einsum("ji,ljk,km->lim", T1, self.A11, T1)
             O11 += np.eye(k1)
             L11 = UniformBlockDiagonal(O11).cholesky()
-            Rb = UniformBlockDiagonal(np.einsum("ij,lkj->lik", T1, L11.inverse().blocks))  # T1 L11^{-T}
-            Lt1_xy = Rb.right_multiply(self.At1_xy)
-            if self.q_tail:
-                V = np.einsum("lij,lkj->lik", Rb.blocks, Rb.blocks)  # T1 Omega_11j^{-1} T1'
-                self._schur_values = (T1.tobytes(), self.gram.values(V))
-                N = self.Att.shape[0]
-                Ott = self.tail_schur(V, full=lam is None, out=self._buffer("Ott", (N, N)),
-                                      values=self._schur_values[1], scale=lam)
-                A_r = A @ Rb.to_sparse()
-                if lam is not None:
-                    A_r.data *= lam[np.repeat(np.arange(A_r.shape[0]), np.diff(A_r.indptr))]
-                    Lt1_z = A_r
-                else:
-                    self._lambda_t_sandwich(Ott, templates)
-                    Lt1_z = self._lambda_z_sparse(templates, transpose=True) @ A_r
+            R = UniformBlockDiagonal(np.einsum("ij,lkj->lik", T1, L11.inverse().blocks))
+            V = np.einsum("lij,lkj->lik", R.blocks, R.blocks)  # T1 Omega_11j^{-1} T1'
+            Lt1_xy = R.right_multiply(self.At1_xy)
+            A_R = (A @ R.to_sparse()).tocsr() if self.q_tail else None
         if self.q_tail:
-            q = self.q_tail
-            Ott[np.arange(q), np.arange(q)] += 1.0
+            lam = self._tail_lambda(templates)
+            self._schur_values = (T1.tobytes(), self.gram.values(V))  # the gradient needs them again
+            N = self.Att.shape[0]
+            Ott = self.tail_schur(V, full=lam is None, out=self._buffer("Ott", (N, N)),
+                                  values=self._schur_values[1], scale=lam)
+            if lam is not None:  # L_t1 = Lambda_t' A_t1 R
+                rows = self._at1_rows if k1 == 1 else np.repeat(np.arange(A_R.shape[0]), np.diff(A_R.indptr))
+                A_R.data *= lam[rows]
+                Lt1_z = A_R
+            else:
+                self._lambda_t_sandwich(Ott, templates)
+                Lt1_z = self._lambda_z_sparse(templates, transpose=True) @ A_R
+            Ott[np.arange(self.q_tail), np.arange(self.q_tail)] += 1.0
         else:
             Lt1_z = self._empty_lt1
             Ott = self.Att - Lt1_xy @ Lt1_xy.T

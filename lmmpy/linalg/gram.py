@@ -124,9 +124,3 @@ class WeightedGram:
             return out
         U = u.reshape(-1, self.k, self.k)  # each unordered pair once: split it between (c, d), (d, c)
         return 0.5 * (U + np.swapaxes(U, 1, 2))
-
-    def flat_positions(self, ld: int):
-        """Flat indices of the lower positions, and of the mirrored upper ones (off the
-        diagonal), in a C-ordered array with leading dimension ``ld``."""
-        off = self.rows != self.cols
-        return self.rows * ld + self.cols, self.cols[off] * ld + self.rows[off], off
