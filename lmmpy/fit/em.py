@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 from .deviance import LmmModel, theta_templates
+from .gradient import lead_cond_cov_sums
 from .optimize import OptSummary
 
 
@@ -72,6 +73,15 @@ def squarem_point(x0, x1, x2) -> np.ndarray:
     return x0 - 2 * alpha * r + alpha ** 2 * v
 
 
+def cond_cov_sums(model: LmmModel) -> list:
+    """Per term, the sum over its levels of the diagonal blocks of u's conditional covariance
+    over sigma^2 (for REML with beta integrated out): through the lead's inverse when the model
+    has a tail, else from the blocked factor."""
+    if model.q_tail:
+        return lead_cond_cov_sums(model)
+    return [C.sum(axis=0) for C in model.L.cond_cov_blocks(model.sizes, reml=model.REML)]
+
+
 def em_step(model: LmmModel) -> np.ndarray:
     """One EM update from the model's current theta (with L up to date); returns the new theta."""
     L, n, p = model.L, model.n, model.p
@@ -79,16 +89,16 @@ def em_step(model: LmmModel) -> np.ndarray:
     sigma2 = L.pwrss / (n - p if reml else n)
     templates = theta_templates(model.theta, model.ks)
     u, _ = L.solve_u_beta()
-    blocks = L.cond_cov_blocks(model.sizes, reml=reml)
-    tr_c = sum(float(np.trace(b, axis1=1, axis2=2).sum()) for b in blocks)
+    sums = cond_cov_sums(model)
+    tr_c = sum(float(np.trace(C)) for C in sums)
     q = u.size
     rss = L.pwrss - float(u @ u)  # ||y - X beta - Z b||^2 (weighted)
     sigma2_new = (rss + sigma2 * (q + (p if reml else 0) - tr_c)) / n
     new_templates, pos = [], 0
-    for (l, k), T, C in zip(model.sizes, templates, blocks):
+    for (l, k), T, C in zip(model.sizes, templates, sums):
         b = u[pos:pos + l * k].reshape(l, k) @ T.T
         pos += l * k
-        S = (b.T @ b + sigma2 * T @ C.sum(axis=0) @ T.T) / l
+        S = (b.T @ b + sigma2 * T @ C @ T.T) / l
         new_templates.append(psd_lower_factor(S / sigma2_new))
     return np.maximum(theta_from_templates(new_templates), model.lower)
 

@@ -144,14 +144,14 @@ def _lead_inverse(model: LmmModel, m: int, full: bool = True) -> np.ndarray:
     return mirror_lower(K) if full else K
 
 
-def _lead_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
-    """d(log|L|^2 [+ log|R_X|^2]) by (4) and (5) of the module docstring."""
+def _lead_parts(model: LmmModel, templates) -> dict:
+    """What the lead route needs: K' (lower triangle, or symmetric for vector-valued tail terms),
+    C = Lambda_t K' Lambda_t' (lower triangle), Q_j = A_t1j' C A_t1j, O_j^{-1}, V and the gram's
+    values at V (see the module docstring)."""
     q, p = model.q_tail, model.p
     m = q + (p if model.REML else 0)
-    N = model.Att.shape[0]
     (l1, k1) = model.sizes[0]
     T1 = templates[0]
-    A11 = model.A11
     W = model.L.L11.inverse().blocks
     O_inv = np.einsum("lji,ljk->lik", W, W)  # Omega_11j^{-1}
     V = np.einsum("ij,ljk,mk->lim", T1, O_inv, T1)  # T1 Omega_11j^{-1} T1'
@@ -161,20 +161,15 @@ def _lead_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
     if key != T1.tobytes():
         values = model.gram.values(V)
     lam = model._tail_lambda(templates)
-    scalar = lam is not None
-    K = _lead_inverse(model, m, full=not scalar)
-    if not scalar:
-        At = model.tail_schur(V, full=True, out=model._buffer("schur", (N, N)), values=values)[:m, :m]
+    K = _lead_inverse(model, m, full=lam is None)
     C = model._buffer("C", (m, m))
-    if scalar:  # Lambda_t is diagonal: C = Lambda_t K' Lambda_t' on the lower triangle only
-        lam = lam[:m]
-        np.multiply(K, lam[:, None], out=C)
-        C *= lam[None, :]
+    if lam is not None:  # Lambda_t is diagonal: C = Lambda_t K' Lambda_t' on the lower triangle only
+        np.multiply(K, lam[:m, None], out=C)
+        C *= lam[None, :m]
     else:
         np.copyto(C, K)
         model._lambda_t_sandwich(C, templates, transpose=True)
-    # (4): Q_j = A_t1j' C A_t1j over the lead (random effects, and X for REML), then
-    # X_j = O_j^{-1} T1' A_11j + O_j^{-1} T1' Q_j (V_j A_11j - I)
+    # Q_j over the lead: the random effects, and X for REML
     Q = model.gram.level_products(C).reshape(l1, k1, k1)
     if m > q:
         Ax = model.At1_xy[:p].reshape(p, l1, k1)
@@ -183,16 +178,48 @@ def _lead_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
         Cxx = Cxx + np.tril(Cxx, -1).T
         cross = np.einsum("plc,pld->lcd", Ax, G)
         Q += cross + np.swapaxes(cross, 1, 2) + np.einsum("plc,pr,rld->lcd", Ax, Cxx, Ax)
+    return dict(m=m, K=K, C=C, Q=Q, O_inv=O_inv, V=V, values=values, lam=lam)
+
+
+def lead_cond_cov_sums(model: LmmModel) -> list:
+    """For a model with a tail: per term, the sum over its levels of the k x k diagonal blocks
+    of (L_theta L_theta')^{-1} (ML) or of M^{-1}'s random-effects part (REML), what the EM
+    algorithm needs, from the lead's inverse: O_j^{-1} + O_j^{-1} T1' Q_j T1 O_j^{-1} for the
+    first term (the blocked inverse), K's diagonal blocks for the others."""
+    templates = theta_templates(model.theta, model.ks)
+    parts = _lead_parts(model, templates)
+    T1, O_inv, K = templates[0], parts["O_inv"], parts["K"]
+    OT = np.einsum("lij,kj->lik", O_inv, T1)  # O_j^{-1} T1'
+    sums = [(O_inv + np.einsum("lij,ljk,lmk->lim", OT, parts["Q"], OT)).sum(axis=0)]
+    start = 0
+    for (l, k) in model.sizes[1:]:
+        first = start + np.arange(l) * k
+        sums.append(np.array([[K[first + c, first + d].sum() for d in range(k)] for c in range(k)]))
+        start += l * k
+    return sums
+
+
+def _lead_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
+    """d(log|L|^2 [+ log|R_X|^2]) by (4) and (5) of the module docstring."""
+    (l1, k1) = model.sizes[0]
+    T1, A11 = templates[0], model.A11
+    parts = _lead_parts(model, templates)
+    m, K, C, Q, O_inv, V, values, lam = (parts[x] for x in ("m", "K", "C", "Q", "O_inv", "V", "values", "lam"))
+    scalar = lam is not None
+    # (4): X_j = O_j^{-1} T1' A_11j + O_j^{-1} T1' Q_j (V_j A_11j - I)
     OT = np.einsum("lij,kj->lik", O_inv, T1)  # O_j^{-1} T1'
     VA = np.einsum("lij,ljk->lik", V.reshape(l1, k1, k1), A11) - np.eye(k1)
     X = np.einsum("lij,ljk->lik", OT, A11) + np.einsum("lij,ljk,lkm->lim", OT, Q, VA)
     grads = [2.0 * g for g in _template_grad(X, k1)]
     # (5): the diagonal blocks of K' Lambda_t' A~ over each tail term
     if scalar:  # diag(K' diag(lam) A~) from lower triangles: sum_m K[i,m] lam_m A~[m,i]
+        lam = lam[:m]
         P = model.weighted_tail_schur(V, K, values, out=C)
         # (einsum, not BLAS gemv: a threaded gemv here slows the next LAPACK call twofold)
         D_all = np.einsum("ij,j->i", P, lam) + np.einsum("ij,i->j", P, lam) - np.diagonal(P) * lam
     else:  # (K' Lambda_t' A~)[i, j] = sum_m K'[i, m] (A~ Lambda_t)[j, m]: rows with rows
+        N = model.Att.shape[0]
+        At = model.tail_schur(V, full=True, out=model._buffer("schur", (N, N)), values=values)[:m, :m]
         Yt = model._lambda_t_cols(At, templates)
     start = 0
     for (l, k) in model.sizes[1:]:

@@ -42,7 +42,7 @@ import pandas as pd
 
 from ..errors import DataError, LmmError
 from ..fit.deviance import LmmModel, theta_templates
-from ..fit.em import psd_lower_factor, theta_from_templates
+from ..fit.em import cond_cov_sums, psd_lower_factor, theta_from_templates
 from ..formula.design import build_design, drop_aliased_columns, level_labels
 from ..results.predict import known_level_effects
 
@@ -146,14 +146,14 @@ class RandomPart:
         u, _ = L.solve_u_beta()
         b_terms = self._b_terms(u, templates)
         zb = self.zb(b_terms)
-        blocks = L.cond_cov_blocks(model.sizes, reml=reml)
-        tr_c = sum(float(np.trace(C, axis1=1, axis2=2).sum()) for C in blocks)
+        sums = cond_cov_sums(model)
+        tr_c = sum(float(np.trace(C)) for C in sums)
         q = u.size
         rss = L.pwrss - float(u @ u)  # ||e - X gamma - Z b||^2
         sigma2_new = (rss + sigma2 * (q + (self.p if reml else 0) - tr_c)) / self.n
         new = []
-        for (l, _), T, C, b in zip(model.sizes, templates, blocks, b_terms):
-            S = (b.T @ b + sigma2 * T @ C.sum(axis=0) @ T.T) / l
+        for (l, _), T, C, b in zip(model.sizes, templates, sums, b_terms):
+            S = (b.T @ b + sigma2 * T @ C @ T.T) / l
             new.append(psd_lower_factor(S / sigma2_new))
         theta = np.maximum(theta_from_templates(new), model.lower)
         return RandomState(theta, float(sigma2_new), b_terms, zb, criterion)
