@@ -1,6 +1,6 @@
-"""The analytic gradient of the profiled criteria equals central finite differences, for ML and
-REML, scalar and vector-valued terms, both routes (through the lead's inverse for a scalar first
-term, and the general chunked products), on and off the boundary."""
+"""The analytic gradient of the profiled criteria equals central finite differences and the older
+route through Omega^{-1} P (tests/gradient_oracle.py), for ML and REML, scalar and vector-valued
+terms, on and off the boundary."""
 import warnings
 
 import numpy as np
@@ -10,6 +10,7 @@ import lmmpy
 from lmmpy.fit.gradient import profiled_gradient
 
 from conftest import MODEL_IDS, SLOW, model_data, reference, spec
+from gradient_oracle import general_gradient
 
 H = 1e-4  # central differences: truncation O(H^2), rounding ~1e-12 |f| / H
 
@@ -55,7 +56,7 @@ def test_lead_route_equals_general_route(mid, reml, boundary):
     model(theta)
     assert model.q_tail
     g_fast = profiled_gradient(model)
-    g_general = profiled_gradient(model, general=True, chunk_entries=50)  # several chunks
+    g_general = general_gradient(model, chunk_entries=50)  # several chunks
     assert np.allclose(g_fast, g_general, rtol=1e-8, atol=1e-8), (g_fast, g_general)
 
 
@@ -63,6 +64,16 @@ def test_gradient_vanishes_at_the_optimum():
     fit = lmmpy.lmer("Reaction ~ Days + (Days | Subject)", lmmpy.datasets.load("sleepstudy"))
     fit.model(fit.theta)
     assert np.max(np.abs(profiled_gradient(fit.model))) < 1e-3
+
+
+@pytest.mark.parametrize("mid", ["sleepstudy_slopes_reml", "sleepstudy_slopes_ml", "dyestuff_ml", "mlbook2_slope_ml"])
+def test_lead_route_equals_general_route_for_one_term(mid):
+    """One term: the lead is X (REML) or empty (ML)."""
+    model = model_at(mid, bool(spec(mid)["REML"]))
+    assert not model.q_tail
+    for theta in (np.asarray(reference(mid)["theta"], float) * 1.3 + 0.05, np.zeros(model.theta.size) + 0.2):
+        model(theta)
+        assert np.allclose(profiled_gradient(model), general_gradient(model), rtol=1e-8, atol=1e-8)
 
 
 @pytest.mark.parametrize("data, formula", [
@@ -83,12 +94,13 @@ def test_vector_first_term_routes_and_finite_differences(data, formula, reml, bo
         theta[np.flatnonzero(model.lower == 0)[[1, -1]]] = 0.0
     model(theta)
     g = profiled_gradient(model)
-    assert np.allclose(g, profiled_gradient(model, general=True, chunk_entries=50), rtol=1e-8, atol=1e-8)
+    assert np.allclose(g, general_gradient(model, chunk_entries=50), rtol=1e-8, atol=1e-8)
     fd = fd_gradient(model, theta)
     assert np.max(np.abs(g - fd)) <= 2e-4 * max(1.0, np.max(np.abs(fd))), (g, fd)
 
 
 @pytest.mark.parametrize("data, formula", [
+    ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),  # one term
     ("InstEval", "y ~ service + (1 | s) + (1 | d) + (1 | dept)"),  # scalar terms
     ("mlbook2", "langPOST ~ IQ_verb + (IQ_verb | schoolnr) + (1 | denomina)"),  # vector first term
     ("mlbook2", "langPOST ~ IQ_verb + (1 | schoolnr) + (IQ_verb | denomina)"),  # vector tail term
@@ -97,14 +109,14 @@ def test_vector_first_term_routes_and_finite_differences(data, formula, reml, bo
 def test_lead_conditional_covariance_sums_equal_the_blocked_ones(data, formula, reml):
     """The EM algorithm's sums of conditional covariance blocks, through the lead's inverse,
     against the diagonal blocks from triangular solves with the blocked factor."""
-    from lmmpy.fit.gradient import lead_cond_cov_sums
+    from lmmpy.fit.gradient import cond_cov_sums
     d = lmmpy.datasets.load(data)
     if data == "InstEval":
         d = d.iloc[:5000]
-    else:
+    elif data == "mlbook2":
         d["denomina"] = d["denomina"].astype(str)
     model = lmmpy.mk_lmer_devfun(lmmpy.lformula(formula, d), REML=reml)
     model(np.where(model.lower == 0, 0.4, 0.1) + 0.05 * np.arange(model.theta.size))
     blocked = [C.sum(axis=0) for C in model.L.cond_cov_blocks(model.sizes, reml=reml)]
-    for a, b in zip(lead_cond_cov_sums(model), blocked):
+    for a, b in zip(cond_cov_sums(model), blocked):
         assert np.allclose(a, b, rtol=1e-9, atol=1e-10)

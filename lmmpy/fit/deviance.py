@@ -206,14 +206,17 @@ class LmmModel:
             self._gram_flat[ld] = self.gram.rows * ld + self.gram.cols
         return self._gram_flat[ld]
 
-    def _xy_weighted(self, V, rows=None) -> np.ndarray:
-        """[X y]'s cross-products with the first term, times blockdiag(V) (V: one weight per
-        level, or one k x k block per level); ``rows`` of them only."""
-        A = self.At1_xy if rows is None else self.At1_xy[:rows]
+    def _xy_schur(self, V, rows: int):
+        """The Schur complement's rows of [X y] (the first ``rows`` of them): the parts
+        A_xt1 blockdiag(V) A_t1' against the random effects (rows x q) and against [X y]
+        (rows x rows)."""
+        A = self.At1_xy[:rows]
         if V.ndim == 1:
-            return A * V
-        l, k, _ = V.shape
-        return np.einsum("plc,lcd->pld", A.reshape(A.shape[0], l, k), V).reshape(A.shape[0], l * k)
+            AV = A * V
+        else:
+            l, k, _ = V.shape
+            AV = np.einsum("plc,lcd->pld", A.reshape(rows, l, k), V).reshape(rows, l * k)
+        return np.asarray(self.At1_z @ AV.T).T, AV @ A.T
 
     def tail_schur(self, V, full: bool = True, out=None, values=None, scale=None) -> np.ndarray:
         """The tail [Z_t X y]'s Schur complement before Lambda_t:
@@ -232,12 +235,11 @@ class LmmModel:
         if scale is not None:
             vals = vals * scale[self.gram.rows] * scale[self.gram.cols]
         out.reshape(-1)[self._gram_positions(out.shape[1])] -= vals
-        xy_V = self._xy_weighted(V)
-        xz = np.asarray(self.At1_z @ xy_V.T).T  # (p+1) x q
+        xz, xx = self._xy_schur(V, self.p + 1)
         if scale is not None:
             xz *= scale[None, :q]
         out[q:, :q] -= xz
-        out[q:, q:] -= xy_V @ self.At1_xy.T
+        out[q:, q:] -= xx
         return mirror_lower(out) if full else out
 
     def weighted_tail_schur(self, V, W, values, out) -> np.ndarray:
@@ -249,9 +251,9 @@ class LmmModel:
         flat = out.reshape(-1)
         flat[lower] -= W.reshape(-1)[lower] * values
         if m > q:
-            xy_V = self._xy_weighted(V, rows=m - q)
-            out[q:, :q] -= W[q:, :q] * np.asarray(self.At1_z @ xy_V.T).T
-            out[q:, q:] -= W[q:, q:] * (xy_V @ self.At1_xy[:m - q].T)
+            xz, xx = self._xy_schur(V, m - q)
+            out[q:, :q] -= W[q:, :q] * xz
+            out[q:, q:] -= W[q:, q:] * xx
         return out
 
     def update(self) -> "LmmModel":

@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 from .deviance import LmmModel, theta_templates
-from .gradient import lead_cond_cov_sums
+from .gradient import cond_cov_sums
 from .optimize import OptSummary
 
 
@@ -71,15 +71,6 @@ def squarem_point(x0, x1, x2) -> np.ndarray:
     nv = np.linalg.norm(v)
     alpha = min(-1.0, -np.linalg.norm(r) / nv) if nv > 0 else -1.0
     return x0 - 2 * alpha * r + alpha ** 2 * v
-
-
-def cond_cov_sums(model: LmmModel) -> list:
-    """Per term, the sum over its levels of the diagonal blocks of u's conditional covariance
-    over sigma^2 (for REML with beta integrated out): through the lead's inverse when the model
-    has a tail, else from the blocked factor."""
-    if model.q_tail:
-        return lead_cond_cov_sums(model)
-    return [C.sum(axis=0) for C in model.L.cond_cov_blocks(model.sizes, reml=model.REML)]
 
 
 def em_step(model: LmmModel) -> np.ndarray:

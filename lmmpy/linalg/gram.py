@@ -40,7 +40,6 @@ class WeightedGram:
             self.S = None
             AAt = sp.tril(A @ A.T).tocoo()
             self.rows, self.cols = AAt.row.astype(np.int64), AAt.col.astype(np.int64)
-            self._weight = np.where(self.rows == self.cols, 1.0, 2.0)
             return
         rows, data = A.indices.astype(np.int64), A.data
         sub = np.repeat(np.arange(ncols) % k, np.diff(A.indptr))  # column within the level
