@@ -1,5 +1,7 @@
 """lmmpy: linear mixed-effects models with lme4's formulas and lme4's numbers."""
-from . import compare, datasets
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from . import compare, datasets, plot  # plot: matplotlib is imported only when a plot is drawn
 from .errors import DataError, FormulaError, LmmError
 from .fit.checks import LmerControl
 from .formula.design import RankDeficientWarning
@@ -8,8 +10,11 @@ from .lmer import lformula, lmer, mk_lmer_devfun, mk_lmer_fit, optimize_lmer
 from .results.inference import anova, tidy
 from .results.model import ConvergenceWarning, LmerFit, SingularFitWarning
 
-__version__ = "0.1.0"
+try:
+    __version__ = _version("lmmpy")  # the one place the version is written: pyproject.toml
+except PackageNotFoundError:  # pragma: no cover - run from a source tree without installing
+    __version__ = "0+unknown"
 
 __all__ = ["anova", "tidy", "LmerControl", "RankDeficientWarning", "lmer", "lformula", "mk_lmer_devfun", "optimize_lmer", "mk_lmer_fit", "LmerFit",
            "LmmError", "FormulaError", "DataError", "SingularFitWarning", "ConvergenceWarning",
-           "compare", "datasets", "MixedML", "__version__"]
+           "compare", "datasets", "plot", "MixedML", "__version__"]

@@ -84,3 +84,24 @@ def test_profile_plot():
     np.testing.assert_allclose(x, part["value"].to_numpy())
     np.testing.assert_allclose(y, part["zeta"].to_numpy())
     _render(axes)
+
+
+def test_plot_is_reachable_after_import_lmmpy_without_importing_matplotlib():
+    """README: ``import lmmpy; lmmpy.plot.caterpillar(fit)``; matplotlib stays optional, so importing
+    lmmpy must not import it (a fresh interpreter, as a user's script)."""
+    import subprocess
+    import sys
+    code = ("import sys, lmmpy\n"
+            "assert 'matplotlib' not in sys.modules\n"
+            "import matplotlib; matplotlib.use('Agg')\n"
+            "fit = lmmpy.lmer('Reaction ~ Days + (Days | Subject)', lmmpy.datasets.load('sleepstudy'))\n"
+            "ax = lmmpy.plot.caterpillar(fit, 'Subject', 'Days')\n"
+            "assert len(ax.lines[0].get_data()[0]) == 18\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_version_is_written_once_in_pyproject():
+    import pathlib
+    import re
+    pyproject = (pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert lmmpy.__version__ == re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
