@@ -29,6 +29,8 @@ def _canonical(name: str) -> str:
     for n in FACTORS:
         if n.lower() == str(name).lower():
             return n
+    if "/" in str(name) or "\\" in str(name) or str(name).lower().endswith(".csv"):
+        raise LmmError(f"no bundled data set {name!r}: that names a file; read it with pandas.read_csv")
     raise LmmError(f"no bundled data set {name!r}; the bundled ones are: {', '.join(names())}")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import LmmError
+from .errors import LmmError, require_bool
 from .fit.checks import LmerControl, check_convergence, restart_point
 from .fit.deviance import LmmModel
 from .fit.em import fit_em
@@ -25,7 +25,7 @@ def lformula(formula, data, factors=(), weights=None, offset=None) -> Design:
 
 def mk_lmer_devfun(design: Design, REML: bool = True) -> LmmModel:
     """The profiled criterion as a callable of theta (REML criterion or ML deviance)."""
-    return LmmModel(design, REML=REML)
+    return LmmModel(design, REML=require_bool("REML", REML))
 
 
 def _failed(opt: OptSummary) -> bool:
@@ -98,6 +98,8 @@ def optimize_lmer(model: LmmModel, start=None, optimizer: str = "auto", method: 
     the model at ``start``.
     """
     control = LmerControl.coerce(control)
+    for switch in ("check_conv", "restart_edge", "fallback_em"):  # a string such as "no" is truthy
+        require_bool(f"control's {switch}", getattr(control, switch))
     if method not in ("optimizer", "em"):
         raise LmmError(f"method must be 'optimizer' or 'em', not {method!r}")
     if method == "em":
@@ -165,6 +167,7 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, fa
         their tolerances, restart_edge, the EM fallback, options for the optimizer.
     data_name : how the summary names the data.
     """
+    REML = require_bool("REML", REML)  # before the data are read: REML="no" would fit REML
     design = lformula(formula, data, factors=factors, weights=weights, offset=offset)
     model = mk_lmer_devfun(design, REML=REML)
     opt = optimize_lmer(model, start=start, optimizer=optimizer, method=method, control=control)

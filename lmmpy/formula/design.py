@@ -244,12 +244,15 @@ def _order_terms(terms):
 def build_design(formula, data, factors=(), weights=None, offset=None) -> Design:
     """Parse ``formula`` and build the model's matrices from ``data`` (never modified).
 
-    ``weights`` and ``offset`` are column names or arrays with one value per row of ``data``."""
+    ``weights`` and ``offset`` are column names or arrays with one value per row of ``data``
+    (by position), or pandas Series (by the data's index labels)."""
     f = formula if isinstance(formula, LmerFormula) else parse_formula(formula)
     if isinstance(data, dict):
         data = pd.DataFrame(data)
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    if len(data) == 0:
+        raise DataError("the data have no rows")
 
     used = []
     for node in (f.response, f.fixed, *(b.lhs for b in f.bars), *(b.group for b in f.bars)):
@@ -282,6 +285,9 @@ def build_design(formula, data, factors=(), weights=None, offset=None) -> Design
     frame = frame.loc[complete]
     if len(frame) == 0:
         raise DataError("no observations left after dropping rows with missing values")
+    if len(frame) == 1:  # before the response's checks, which one value would fail misleadingly
+        left = " after dropping rows with missing values" if n_dropped else ""
+        raise DataError(f"the data have 1 observation{left}: grouping factors must have > 1 sampled level")
 
     y = _response(f, frame)
     X, xnames, fixed_spec = _materialise(f.text, f.fixed, frame, "fixed-effects matrix")
@@ -301,6 +307,14 @@ def build_design(formula, data, factors=(), weights=None, offset=None) -> Design
         terms.append(ReTerm(b.group_name, deparse(b.lhs), codes, levels, Xr, cn, spec, tuple(b.group_vars)))
     terms = _order_terms(terms)
     _check_terms(terms, len(y))
+    if X.shape[1] >= len(y):
+        # X beta then fits y exactly: no residual degrees of freedom (REML's n - p = 0, ML's
+        # deviance unbounded below as sigma -> 0); lme4 stops with "objective in x0 returns NA",
+        # after the grouping factors' checks, as here
+        aliased = f" of full rank (after dropping {len(dropped)} aliased)" if dropped else ""
+        raise DataError(f"the fixed-effects model matrix has {X.shape[1]} columns{aliased} for {len(y)} "
+                        "observations: there must be fewer fixed effects than observations, or no residual "
+                        "variance is left to estimate")
     return Design(f, y, X, xnames, terms, fixed_spec, frame, n_dropped, frame.index, w, off,
                   extra.get("weights", (None, None))[1], extra.get("offset", (None, None))[1], dropped, x_keep)
 
@@ -311,6 +325,15 @@ def _row_values(role, arg, data):
         if arg not in data.columns:
             raise DataError(f"unknown {role} column {arg!r}")
         values, name = data[arg], arg
+    elif isinstance(arg, pd.Series):  # matched to the data's rows by index label, as pandas does
+        if len(arg) != len(data):
+            raise DataError(f"{role} has {len(arg)} values but the data have {len(data)} rows")
+        if not arg.index.equals(data.index):
+            if not (arg.index.is_unique and data.index.is_unique and data.index.isin(arg.index).all()):
+                raise DataError(f"{role} is a pandas Series whose index does not match the data's index; "
+                                f"give {role} the data's index (or pass an array, matched by position)")
+            arg = arg.reindex(data.index)
+        values, name = arg.set_axis(data.index), role
     else:
         values, name = pd.Series(np.asarray(arg).ravel() if np.ndim(arg) else arg, copy=False), role
         if len(values) != len(data):

@@ -33,7 +33,7 @@ from ..results.predict import known_level_effects
 from .random_part import RandomPart, RandomState
 
 try:  # scikit-learn's base classes when it is installed (get_params, clone, tags, score)
-    from sklearn.base import BaseEstimator, RegressorMixin
+    from sklearn.base import BaseEstimator, RegressorMixin, is_classifier
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError:  # pragma: no cover - the same protocol, minimal
     import inspect
@@ -54,6 +54,9 @@ except ImportError:  # pragma: no cover - the same protocol, minimal
             return 1.0 - np.sum((y - self.predict(X)) ** 2) / np.sum((y - y.mean()) ** 2)
 
     check_is_fitted = validate_data = None
+
+    def is_classifier(estimator):
+        return getattr(estimator, "_estimator_type", None) == "classifier"
 
 METHODS = ("ml", "reml", "oob")
 OOB_BACKENDS = ("lmer", "statsmodels")
@@ -101,6 +104,8 @@ class MixedML(RegressorMixin, BaseEstimator):
         features, y = self._validate(X, y, reset=True)
         self.formula_ = None
         if groups is None:
+            warnings.warn("MixedML.fit() without groups fits no random effects, only the fixed part f; "
+                          "pass groups= (and Z=) for random effects", UserWarning, stacklevel=2)
             return self._fit_loop(features, y, None)
         X_reml = np.column_stack([np.ones(len(y)), _numeric_columns(features)])
         random = RandomPart.from_arrays(groups, Z, X_reml, len(y))
@@ -281,6 +286,10 @@ class MixedML(RegressorMixin, BaseEstimator):
             raise LmmError(f"oob_backend must be 'lmer' or 'statsmodels', not {self.oob_backend!r}")
         if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
             raise LmmError(f"max_iter must be a positive integer, not {self.max_iter!r}")
+        if _is_classifier(self.estimator):
+            # scikit-learn would only say "Unknown label type: continuous" at the first fit
+            raise LmmError(f"the fixed part must be a regressor; {type(self.estimator).__name__} is a classifier "
+                           "(mixedML models a continuous response; use a regressor)")
 
     def _check_fitted(self):
         if check_is_fitted is not None:
@@ -314,6 +323,17 @@ class MixedML(RegressorMixin, BaseEstimator):
             if not np.all(np.isfinite(y)):
                 raise DataError("the response has NaN or infinite values")
         return X, y
+
+
+def _is_classifier(estimator) -> bool:
+    """A scikit-learn classifier (by its tags); False for anything without them (a callable,
+    a hand-written model), which may well be a regressor."""
+    if estimator is None or isinstance(estimator, type) or not hasattr(estimator, "fit"):
+        return False
+    try:
+        return bool(is_classifier(estimator))
+    except (AttributeError, TypeError):
+        return getattr(estimator, "_estimator_type", None) == "classifier"
 
 
 def _all_numeric(frame: pd.DataFrame) -> bool:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import LmmError
+from ..errors import LmmError, require_bool, require_count, require_level
 
 
 class AnovaTable(pd.DataFrame):
@@ -66,9 +66,20 @@ def anova(*fits, refit: bool = True) -> pd.DataFrame:
     keeps them), since REML criteria of models with different fixed effects are not comparable."""
     if len(fits) < 2:
         raise LmmError("anova() compares two or more fitted models")
+    refit = require_bool("refit", refit)
+    for i, f in enumerate(fits):
+        if not hasattr(f, "design") or not hasattr(f, "loglik"):
+            raise LmmError(f"anova() compares models fitted by lmer; argument {i + 1} is a {type(f).__name__}")
     n = {f.nobs for f in fits}
     if len(n) > 1:
-        raise LmmError(f"the models were fitted to different numbers of observations: {sorted(n)}")
+        raise LmmError(f"the models were not all fitted to the same size of dataset: {sorted(n)} observations "
+                       "(lme4 stops here too); fit them to the same rows")
+    for i, f in enumerate(fits[1:], start=1):
+        problem = _different_data(fits[0], f)
+        if problem:
+            raise LmmError(f"models m0 and m{i} were not fitted to the same data ({problem}); a likelihood-ratio "
+                           "test compares models of the same observations (lme4: all models must be fit to the "
+                           "same data object)")
     if refit and any(f.REML for f in fits):
         from .predict import refit as _refit
         fits = [(_refit(f, f.design.y, REML=False) if f.REML else f) for f in fits]
@@ -93,9 +104,24 @@ def anova(*fits, refit: bool = True) -> pd.DataFrame:
     return table
 
 
+def _different_data(a, b) -> str:
+    """How two fits' observations differ ("" if they do not): the rows used (the data's
+    index labels; their order may differ) or the response at those rows."""
+    ia, ib = a.design.row_index, b.design.row_index
+    ya, yb = np.asarray(a.design.y), np.asarray(b.design.y)
+    if ia is not None and ib is not None and ia.is_unique and ib.is_unique and not ia.equals(ib):
+        if len(ia) != len(ib) or not ia.isin(ib).all():
+            return "different rows of the data"
+        yb = pd.Series(yb, index=ib).reindex(ia).to_numpy()  # the same rows in another order
+    if not np.array_equal(ya, yb):
+        return f"the responses differ at {int(np.sum(ya != yb))} of {ya.size} observations"
+    return ""
+
+
 def confint_wald(fit, level: float = 0.95) -> pd.DataFrame:
     """Wald intervals beta +- z se for the fixed effects; the variance parameters get none
     (NaN), as in lme4's ``confint(method = "Wald")``."""
+    level = require_level(level)
     z = stats.norm.ppf(0.5 + level / 2)
     pct = [f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"]
     names = [f".sig{i + 1:02d}" for i in range(fit.theta.size)] + [".sigma"]
@@ -178,6 +204,8 @@ def bootstrap(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress: bool =
     fit's theta); one row of parameters (lme4's names) per simulation."""
     import sys
     import warnings
+    nsim, n_jobs = require_count("nsim", nsim), require_count("n_jobs", n_jobs)
+    progress = require_bool("progress", progress)
     sims = fit.simulate(nsim, seed=seed).to_numpy().T
     chunks = [sims[i:i + 25] for i in range(0, nsim, 25)]
     rows = []
@@ -203,6 +231,7 @@ def bootstrap(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress: bool =
 def confint_boot(fit, level: float = 0.95, nsim: int = 500, seed=None, n_jobs: int = 1,
                  progress: bool = False) -> pd.DataFrame:
     """Percentile intervals from the parametric bootstrap, lme4's names."""
+    level = require_level(level)
     draws = bootstrap(fit, nsim, seed, n_jobs, progress)
     a = (1 - level) / 2
     out = draws.quantile([a, 1 - a]).T

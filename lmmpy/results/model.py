@@ -249,8 +249,9 @@ class LmerFit:
 
     def profile(self, level: float = 0.99, n: int = 9) -> pd.DataFrame:
         """Profile data (.par, value, zeta) of every parameter across its profile interval."""
+        from ..errors import require_count, require_level
         from .profile import profile
-        return profile(self, level, n)
+        return profile(self, require_level(level), require_count("n", n, 2))
 
     def kenward_roger(self) -> pd.DataFrame:
         """Fixed effects with Kenward-Roger's adjusted SEs, df and p-values (REML fits), as
@@ -267,8 +268,15 @@ class LmerFit:
         """Confidence intervals: ``"wald"`` (fixed effects), ``"profile"`` (profile likelihood,
         every parameter, as lme4) or ``"boot"`` (parametric bootstrap,
         percentile intervals for every parameter; ``nsim``, ``seed``, ``n_jobs``, ``progress``)."""
+        from ..errors import LmmError, require_level
         from .inference import confint_boot, confint_wald
-        method = method.lower()
+        level = require_level(level)
+        method = str(method).lower()
+        if boot and method != "boot":
+            raise LmmError(f"confint(method={method!r}) takes no {', '.join(boot)}: they are for method='boot'")
+        unknown = sorted(set(boot) - {"nsim", "seed", "n_jobs", "progress"})
+        if unknown:
+            raise LmmError(f"confint(method='boot') takes nsim, seed, n_jobs and progress, not {', '.join(unknown)}")
         if method == "wald":
             return confint_wald(self, level)
         if method == "profile":
@@ -276,7 +284,6 @@ class LmerFit:
             return confint_profile(self, level)
         if method == "boot":
             return confint_boot(self, level, **boot)
-        from ..errors import LmmError
         raise LmmError(f"confint(method={method!r}): use 'wald', 'profile' or 'boot'")
 
     # -- printing --------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ New data are materialised through the formula specs kept from fitting (formulaic
 ModelSpec), so categorical codings and transforms are exactly the training data's.  Levels of
 a grouping factor not seen in fitting are an error naming them, or, with
 ``allow_new_levels=True``, get random effects of zero (their expectation), as in lme4.
+As in lme4 (its default ``na.action = na.pass``), a row with a missing value in a variable
+of the model predicts NaN, and the other rows are predicted as without it; a missing
+grouping value is a level the fit has not seen.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import numpy as np
 import pandas as pd
 from formulaic.errors import FormulaicError
 
-from ..errors import DataError, FormulaError
+from ..errors import DataError, FormulaError, LmmError, require_bool, require_count
 from ..formula.bars import parse_formula
 from ..formula.design import CONTEXT, _names_in, level_labels
 from ..formula.parser import deparse, parse
@@ -37,9 +40,9 @@ def _selected_terms(fit, re_form):
     return keep
 
 
-def _materialise(spec, newdata, what):
+def _materialise(spec, newdata, what, **overrides):
     try:
-        return np.asarray(spec.get_model_matrix(newdata, context=CONTEXT), dtype=float)
+        return np.asarray(spec.get_model_matrix(newdata, context=CONTEXT, **overrides), dtype=float)
     except FormulaicError as e:
         raise DataError(f"cannot build the {what} for the new data: {e}") from None
     except KeyError as e:
@@ -54,9 +57,58 @@ def predict(fit, newdata=None, re_form=None, allow_new_levels=False) -> pd.Serie
         newdata = fit.design.frame
     if not isinstance(newdata, pd.DataFrame):
         raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
+    allow_new_levels = require_bool("allow_new_levels", allow_new_levels)
     design = fit.design
-    _check_new_data(fit, newdata, _selected_terms(fit, re_form))
-    X = _materialise(design.fixed_spec, newdata, "fixed-effects matrix")
+    terms = _selected_terms(fit, re_form)
+    _check_new_data(fit, newdata, terms)
+    labels = {i: _known_labels(design.reterms[i], newdata, allow_new_levels) for i in terms}
+    # rows with a missing covariate predict NaN (lme4's na.pass); the others are predicted
+    # from the complete rows alone, where NaN can still arise from a transform (log(-1))
+    complete = newdata[_covariates(fit, terms)].notna().all(axis=1).to_numpy()
+    out = np.full(len(newdata), np.nan)
+    if complete.any():
+        rows = np.flatnonzero(complete)
+        out[rows] = _predict_complete(fit, newdata.iloc[rows], {i: [lv[r] for r in rows] for i, lv in labels.items()})
+    return pd.Series(out, index=newdata.index, name="predicted")
+
+
+def _covariates(fit, terms) -> list:
+    """The columns of the fitting data that the fixed part and the kept terms' left-hand
+    sides read (not the grouping columns: a missing level is an unseen one)."""
+    design, used = fit.design, []
+    _names_in(design.formula.fixed, used)
+    for i in terms:
+        _names_in(parse(design.reterms[i].lhs), used)
+    return list(dict.fromkeys(nm for nm, _ in used if nm in design.frame.columns))
+
+
+def _known_labels(term, newdata, allow_new_levels) -> list:
+    """Each row's level label of the term's grouping factor, after checking that the fit knows
+    every level -- unless ``allow_new_levels``; a missing value is a level the fit has not seen."""
+    missing = [g for g in term.group_vars if g not in newdata.columns]
+    if missing:
+        raise DataError(f"the new data lack the grouping column(s) {', '.join(missing)}")
+    labels = _group_labels(newdata, term.group_vars)
+    if not allow_new_levels:
+        na = [g for g in term.group_vars if newdata[g].isna().any()]
+        if na:
+            raise DataError(f"missing values in the grouping column(s) {', '.join(map(repr, na))} of the "
+                            "new data; as in lme4, they are allowed only with allow_new_levels=True, which "
+                            "predicts those rows with random effects of zero")
+        known = set(term.levels)
+        unseen = sorted({lv for lv in labels if lv not in known})
+        if unseen:
+            raise DataError(f"new levels of {term.group!r} not in the fit: {', '.join(unseen[:10])}"
+                            f"{' ...' if len(unseen) > 10 else ''} (allow_new_levels=True predicts "
+                            "them with random effects of zero)")
+    return labels
+
+
+def _predict_complete(fit, newdata, labels) -> np.ndarray:
+    """X beta (+ offset) + Z b for rows without missing covariates; ``labels``: the level
+    labels of these rows for each kept term."""
+    design = fit.design
+    X = _materialise(design.fixed_spec, newdata, "fixed-effects matrix", na_action="ignore")
     if design.x_keep is not None:
         X = X[:, design.x_keep]
     if X.shape[1] != len(design.xnames):
@@ -64,21 +116,11 @@ def predict(fit, newdata=None, re_form=None, allow_new_levels=False) -> pd.Serie
     eta = X @ fit._beta
     if design.offset_name and design.offset_name in newdata.columns:
         eta = eta + newdata[design.offset_name].to_numpy(dtype=float)
-    for i in _selected_terms(fit, re_form):
+    for i, term_labels in labels.items():
         t = design.reterms[i]
-        Xr = _materialise(t.spec, newdata, f"random-effects term ({t.lhs} | {t.group})")
-        missing = [g for g in t.group_vars if g not in newdata.columns]
-        if missing:
-            raise DataError(f"the new data lack the grouping column(s) {', '.join(missing)}")
-        labels = _group_labels(newdata, t.group_vars)
-        zb, codes = known_level_effects(t, fit._b_terms[i], labels, Xr)
-        unseen = sorted({lv for lv, c in zip(labels, codes) if c < 0})
-        if unseen and not allow_new_levels:
-            raise DataError(f"new levels of {t.group!r} not in the fit: {', '.join(unseen[:10])}"
-                            f"{' ...' if len(unseen) > 10 else ''} (allow_new_levels=True predicts "
-                            "them with random effects of zero)")
-        eta = eta + zb
-    return pd.Series(eta, index=newdata.index, name="predicted")
+        Xr = _materialise(t.spec, newdata, f"random-effects term ({t.lhs} | {t.group})", na_action="ignore")
+        eta = eta + known_level_effects(t, fit._b_terms[i], term_labels, Xr)[0]
+    return eta
 
 
 def known_level_effects(term, b, labels, Xr):
@@ -126,7 +168,11 @@ def _group_labels(frame, names):
 def simulate(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
     """``nsim`` responses drawn from the fitted model: X beta + offset + Z b* + e*, with
     b* ~ N(0, Sigma) per level and e* ~ N(0, sigma^2 / w)."""
-    rng = np.random.default_rng(seed)
+    nsim = require_count("nsim", nsim)  # lme4: nsim > 0
+    try:
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise LmmError(f"seed must be None, a non-negative integer or a numpy Generator, not {seed!r} ({e})") from None
     design = fit.design
     base = design.X @ fit._beta + (design.offset if design.offset is not None else 0.0)
     sd_e = fit.sigma / np.sqrt(design.weights) if design.weights is not None else fit.sigma
@@ -151,6 +197,6 @@ def refit(fit, new_response, **kwargs):
         raise DataError("new_response has NaN or infinite values")
     import dataclasses
     design = dataclasses.replace(fit.design, y=y)
-    model = LmmModel(design, REML=kwargs.pop("REML", fit.REML))
+    model = LmmModel(design, REML=require_bool("REML", kwargs.pop("REML", fit.REML)))
     opt = optimize_lmer(model, start=kwargs.pop("start", fit.theta), **kwargs)
     return mk_lmer_fit(model, opt, data_name=fit.data_name)
