@@ -14,6 +14,7 @@ from .fit.checks import LmerControl, check_convergence, restart_point
 from .fit.deviance import LmmModel
 from .fit.em import fit_em
 from .fit.optimize import OptSummary, evaluate_at, optimize_lmm
+from .fit.scaling import on_internal_scale
 from .formula.design import Design, build_design
 from .results.model import LmerFit
 
@@ -95,9 +96,15 @@ def optimize_lmer(model: LmmModel, start=None, optimizer: str = "auto", method: 
     ``start="em"``, from a few EM steps); a theta left on a zero bound is restarted when
     leaving the bound helps (lme4's restart_edge); and if the optimizer fails, EM refits the
     model and the optimizer continues from EM's estimate.  ``optimizer=None`` only evaluates
-    the model at ``start``.
+    the model at ``start``.  A model with badly scaled columns is fitted, and checked, on
+    rescaled ones (:mod:`lmmpy.fit.scaling`); ``start`` and the result are in ``model``'s theta
+    and the model is left at the optimum.
     """
     control = LmerControl.coerce(control)
+    return on_internal_scale(model, lambda m, s: _optimize_lmer(m, s, optimizer, method, control), start)
+
+
+def _optimize_lmer(model, start, optimizer, method, control) -> OptSummary:
     if method not in ("optimizer", "em"):
         raise LmmError(f"method must be 'optimizer' or 'em', not {method!r}")
     if method == "em":
