@@ -39,6 +39,13 @@ def _failed(opt: OptSummary) -> bool:
 
 def _check(model, opt, control):
     opt.messages, opt.gradient, opt.hessian = check_convergence(model, opt.theta, opt.fmin, control)
+    # a non-finite criterion or gradient at the optimum is a failed fit whatever the optimizer
+    # said: its status (and the summary's convergence code) must not read OK
+    finite = np.isfinite(opt.fmin) and (opt.gradient is None or np.all(np.isfinite(opt.gradient)))
+    if opt.converged and not finite:
+        opt.converged = False
+        opt.message = ("the criterion is not finite at the optimum" if not np.isfinite(opt.fmin)
+                       else "the gradient is not finite at the optimum")
     return opt
 
 
