@@ -4,13 +4,14 @@
 # unscaled.json: lme4's REML fit of Reaction ~ Days + (Days | Subject) on the data as they are,
 #   everything the tests transform to the rescaled covariate (criterion, theta, fixef, vcov,
 #   VarCorr, sigma, conditional modes and SDs, fitted values, predictions on new data, the
-#   Satterthwaite table, profile intervals, the ML deviance).
+#   Satterthwaite and Kenward-Roger tables, profile intervals, the ML deviance).
 # slope_only.json: the same for Reaction ~ Days + (0 + Days | Subject) (criterion, theta,
 #   sigma, fixef, profile intervals), a model whose profile is quick to compute.
 # rescaled.json: for Days * 1e8 and Days * 1e-8, what lme4 itself does (its error or its
 #   criterion and warnings) and the criterion of lme4's own deviance function at the unscaled
 #   optimum mapped to the rescaled covariate (theta entries of the Days row divided by the
-#   factor): the attainable criterion, = unscaled + 2 log(factor) (REML's log|R_X|^2 term).
+#   factor): the attainable criterion, = unscaled + 2 log(factor) (REML's log|R_X|^2 term),
+#   and lme4's printed summary of the model at that theta.
 suppressPackageStartupMessages({library(lmerTest); library(jsonlite)})
 args <- commandArgs(trailingOnly = TRUE)
 d <- read.csv(file.path(args[1], "sleepstudy.csv"))
@@ -22,6 +23,7 @@ red <- as.data.frame(ranef(m, condVar = TRUE))
 nd <- data.frame(Days = c(0, 2.5, 7, 12), Subject = factor(c("308", "309", "372", "999")))
 mt <- lmerTest::lmer(f, data = d, REML = TRUE)
 st <- summary(mt)$coefficients
+kr <- summary(mt, ddf = "Kenward-Roger")$coefficients
 ci <- suppressWarnings(confint(m, method = "profile", oldNames = FALSE))
 ml <- update(m, REML = FALSE)
 unscaled <- list(
@@ -37,6 +39,8 @@ unscaled <- list(
   predict_fixed_only = unname(predict(m, newdata = nd, re.form = NA)),
   satterthwaite = list(term = rownames(st), estimate = unname(st[, "Estimate"]), se = unname(st[, "Std. Error"]),
                        df = unname(st[, "df"]), t = unname(st[, "t value"]), p = unname(st[, "Pr(>|t|)"])),
+  kenward_roger = list(term = rownames(kr), estimate = unname(kr[, "Estimate"]), se = unname(kr[, "Std. Error"]),
+                       df = unname(kr[, "df"]), t = unname(kr[, "t value"]), p = unname(kr[, "Pr(>|t|)"])),
   confint_profile = list(param = rownames(ci), lower = unname(ci[, 1]), upper = unname(ci[, 2])),
   ml_deviance = unname(deviance(ml)), ml_theta = unname(getME(ml, "theta")),
   summary_text = paste(capture.output(print(summary(m))), collapse = "\n"),
@@ -82,13 +86,21 @@ for (k in c(1e8, 1e-8)) {
   th <- getME(m, "theta")
   th[2:3] <- th[2:3] / k  # the Days row of the template T: diag(1, 1/k) T
   lf <- lFormula(f, data = dk, REML = TRUE, control = lmerControl(check.scaleX = "ignore"))
+  # lme4's own summary of the model at that theta: a merMod assembled from lFormula's parts
+  # with the deviance function initialised at th (so Days * 1e8 gets past "Downdated VtV")
+  lf$reTrms$theta <- th
+  devfun <- do.call(mkLmerDevfun, lf)
+  at_th <- mkMerMod(environment(devfun), list(par = th, fval = devfun(th), conv = 0, message = ""),
+                    lf$reTrms, fr = lf$fr)
   rescaled[[format(k)]] <- list(
     factor = k,
     lme4_error = if (inherits(res, "error")) conditionMessage(res) else NULL,
     lme4_criterion = if (inherits(res, "error")) NULL else unname(REMLcrit(res)),
     lme4_warnings = as.list(unique(warns)),
     attainable_criterion = reml_dense(lf, th),
-    unscaled_plus_jacobian = unname(REMLcrit(m)) + 2 * log(k))
+    unscaled_plus_jacobian = unname(REMLcrit(m)) + 2 * log(k),
+    theta = th, devfun_at_theta = devfun(th),
+    summary_text = paste(capture.output(print(summary(at_th))), collapse = "\n"))
 }
 writeLines(toJSON(rescaled, auto_unbox = TRUE, digits = NA, null = "null"), file.path(args[2], "rescaled.json"))
 for (r in rescaled) cat(sprintf("x %g: lme4 %s; attainable %.6f = %.6f\n", r$factor,
