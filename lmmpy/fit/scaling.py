@@ -17,8 +17,8 @@ so that Z_i = Z_{i,s} (I_l (x) D_i).  Then
   with the same signs on its diagonal (d > 0): theta's entry in row a of the template is
   multiplied by d_{i,a}, a diagonal map theta_s = c o theta that keeps lme4's bounds;
 - Z Lambda_theta = Z_s Lambda_{theta_s}, hence Lambda'Z'Z Lambda, L_theta, the penalised
-  residual sum of squares and sigma are the same, while the X rows of the factor are
-  R_X = S R_{X,s} (the Schur complement of X is S^{-1}-congruent).  So
+  residual sum of squares and sigma are the same, while X's Schur complement in the factor is
+  S (internal one) S, so R_X = S R_{X,s} and log|R_X|^2 = log|R_{X,s}|^2 + 2 sum_j log s_j.  So
 
       ML deviance:     d(theta)   = d_s(c o theta)
       REML criterion:  d_R(theta) = d_{R,s}(c o theta) + 2 sum_j log s_j
@@ -39,8 +39,9 @@ When.  A column is rescaled only when its largest absolute value lies outside
 [1e-3, 1e3] (SCALE_RANGE), to s = the power of two nearest to it; others keep s = 1 and a model
 with no such column is fitted exactly as before.  Always rescaling would be harmless in
 exact arithmetic but moves the optimizer's path, and with it the last digits of every
-existing match with lme4; the range is lme4's own yardstick (check.scaleX warns at a ratio of
-1e3 between column scales), and all of lme4's reference models lie well inside it.  The
+existing match with lme4; the range is lme4's own yardstick (check.scaleX warns when a
+continuous column's SD, or the ratio of two, is beyond 1e3 or below 1e-3), and every
+reference model's columns lie well inside it (largest 346, smallest 1).  The
 largest absolute value rather than a root mean square, so that a rare 0/1 indicator is not
 inflated.
 """
