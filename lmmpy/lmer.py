@@ -14,6 +14,7 @@ from .fit.checks import LmerControl, check_convergence, restart_point
 from .fit.deviance import LmmModel
 from .fit.em import fit_em
 from .fit.optimize import OptSummary, evaluate_at, optimize_lmm
+from .fit.scaling import on_internal_scale
 from .formula.design import Design, build_design
 from .results.model import LmerFit
 
@@ -38,6 +39,13 @@ def _failed(opt: OptSummary) -> bool:
 
 def _check(model, opt, control):
     opt.messages, opt.gradient, opt.hessian = check_convergence(model, opt.theta, opt.fmin, control)
+    # a non-finite criterion or gradient at the optimum is a failed fit whatever the optimizer
+    # said: its status (and the summary's convergence code) must not read OK
+    finite = np.isfinite(opt.fmin) and (opt.gradient is None or np.all(np.isfinite(opt.gradient)))
+    if opt.converged and not finite:
+        opt.converged = False
+        opt.message = ("the criterion is not finite at the optimum" if not np.isfinite(opt.fmin)
+                       else "the gradient is not finite at the optimum")
     return opt
 
 
@@ -95,11 +103,17 @@ def optimize_lmer(model: LmmModel, start=None, optimizer: str = "auto", method: 
     ``start="em"``, from a few EM steps); a theta left on a zero bound is restarted when
     leaving the bound helps (lme4's restart_edge); and if the optimizer fails, EM refits the
     model and the optimizer continues from EM's estimate.  ``optimizer=None`` only evaluates
-    the model at ``start``.
+    the model at ``start``.  A model with badly scaled columns is fitted, and checked, on
+    rescaled ones (:mod:`lmmpy.fit.scaling`); ``start`` and the result are in ``model``'s theta
+    and the model is left at the optimum.
     """
     control = LmerControl.coerce(control)
     for switch in ("check_conv", "restart_edge", "fallback_em"):  # a string such as "no" is truthy
         require_bool(f"control's {switch}", getattr(control, switch))
+    return on_internal_scale(model, lambda m, s: _optimize_lmer(m, s, optimizer, method, control), start)
+
+
+def _optimize_lmer(model, start, optimizer, method, control) -> OptSummary:
     if method not in ("optimizer", "em"):
         raise LmmError(f"method must be 'optimizer' or 'em', not {method!r}")
     if method == "em":

@@ -53,6 +53,7 @@ class OptSummary:
     gradient: np.ndarray = None  # finite-difference gradient and Hessian at the optimum
     hessian: np.ndarray = None
     notes: list = field(default_factory=list)  # restarts, EM start, EM fallback
+    scaling: object = None  # the ColumnScaling the model was fitted on (lmmpy.fit.scaling), None for none
 
     @property
     def return_code(self) -> int:

@@ -22,12 +22,22 @@ from ..errors import LmmError
 MAX_N = 3000
 
 
-def _G_matrices(fit):
-    """The derivative matrices G_i of V and the parameters gamma_i (pbkrtest's order)."""
+def _column_scales(fit):
+    """The scales of X's and of each term's columns the fit was made on (lmmpy.fit.scaling:
+    user column = internal column * scale), all ones for a model fitted on its own columns."""
+    scaling = fit.optsum.scaling
+    if scaling is None:
+        return np.ones(fit.design.p), [np.ones(t.k) for t in fit.design.reterms]
+    return scaling.x, list(scaling.z)
+
+
+def _G_matrices(fit, zscales):
+    """The derivative matrices G_i of V and the parameters gamma_i (pbkrtest's order), for the
+    term columns divided by ``zscales`` (gamma_i then multiplied by d_a d_b; also returned)."""
     design = fit.design
-    Gs, gammas = [], []
-    for t, S in zip(design.reterms, fit.covariances):
-        Z = t.Z().toarray()
+    Gs, gammas, factors = [], [], []
+    for t, S, d in zip(design.reterms, fit.covariances, zscales):
+        Z = t.Z().toarray() / np.tile(d, t.nlevels)
         for j in range(t.k):
             for i in range(j, t.k):
                 E = np.zeros((t.k, t.k))
@@ -35,21 +45,30 @@ def _G_matrices(fit):
                 Zi = Z.reshape(design.n, t.nlevels, t.k)
                 A = np.einsum("nla,ab,mlb->nm", Zi, E, Zi)
                 Gs.append(A)
-                gammas.append(S[i, j])
+                gammas.append(S[i, j] * d[i] * d[j])
+                factors.append(d[i] * d[j])
     w = design.weights
     Gs.append(np.diag(1.0 / w) if w is not None else np.eye(design.n))
     gammas.append(fit.sigma ** 2)
-    return Gs, np.array(gammas)
+    factors.append(1.0)
+    return Gs, np.array(gammas), np.array(factors)
 
 
 def vcov_adjusted(fit):
-    """(Phi_A, Phi, P list, W)."""
+    """(Phi_A, Phi, P list, W).
+
+    A badly scaled model is worked on the rescaled columns it was fitted on, X_s = X / x and
+    Z_s = Z / d (W's eigenvalue test and inverse are meant there), and mapped back exactly
+    (powers of two): Phi = Phi_s / (x x'), P_i = g_i diag(x) P_i,s diag(x) and
+    W = W_s / (g g') with g_i = d_a d_b the factor of gamma_i; Kenward-Roger's df are
+    invariant under these maps."""
     if not fit.REML:
         raise LmmError("Kenward-Roger is defined for REML fits; refit with REML=True")
     if fit.design.n > MAX_N:
         raise LmmError(f"Kenward-Roger needs dense n x n matrices; n = {fit.design.n} is more than {MAX_N}")
-    X = fit.design.X
-    Gs, gam = _G_matrices(fit)
+    xscale, zscales = _column_scales(fit)
+    X = fit.design.X / xscale
+    Gs, gam, gfac = _G_matrices(fit, zscales)
     V = sum(g * G for g, G in zip(gam, Gs))
     Vinv = np.linalg.inv(V)
     VinvX = Vinv @ X
@@ -70,7 +89,9 @@ def vcov_adjusted(fit):
         for j in range(i, k):
             term = W[i, j] * (Q[i, j] - P[i] @ Phi @ P[j])
             U += term if i == j else term + term.T
-    return Phi + 2 * Phi @ U @ Phi, Phi, P, W
+    xx = np.outer(xscale, xscale)
+    return ((Phi + 2 * Phi @ U @ Phi) / xx, Phi / xx, [g * p * xx for g, p in zip(gfac, P)],
+            W / np.outer(gfac, gfac))
 
 
 def lb_ddf(L, Phi, P, W):

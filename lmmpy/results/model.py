@@ -125,8 +125,16 @@ class LmerFit:
 
     # -- random effects ------------------------------------------------------------------------
     @property
+    def theta_scale(self) -> np.ndarray:
+        """c with theta_internal = c * theta: the theta of the rescaled columns the model was
+        fitted on (:mod:`lmmpy.fit.scaling`), all ones for a model fitted on its own.  Steps and
+        tolerances in theta (the singular tolerance, finite differences) are meant there."""
+        scaling = self.optsum.scaling
+        return np.ones(self.theta.size) if scaling is None else scaling.theta_factor
+
+    @property
     def is_singular(self) -> bool:
-        return is_singular(self.theta, self.model.lower)
+        return is_singular(self.theta * self.theta_scale, self.model.lower)
 
     @cached_property
     def templates(self) -> list:

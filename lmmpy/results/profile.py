@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from ..fit.deviance import LOG2PI, LmmModel
+from ..fit.scaling import on_internal_scale
 from .inference import parameter_vector, ran_par_names
 
 
@@ -68,8 +69,23 @@ def _theta_of(model, psi):
     return np.array(theta)
 
 
-def _varpar_deviance(model):
+def _parameter_scale(fit):
+    """m with internal = m * parameter, for the variance parameters and then the fixed effects:
+    their scales for the rescaled columns a badly scaled model was fitted on
+    (:mod:`lmmpy.fit.scaling`: sd_s = d sd, beta_s = s beta), 1 for correlations and sigma.
+    Profiles are searched there, where the optimizers' steps and the root finder's tolerances
+    are meant."""
+    scaling = fit.optsum.scaling
+    if scaling is None:
+        return np.ones(len(_kinds(fit)) + fit.design.p)
+    sd = [d[i] if i == j else 1.0 for d in scaling.z for j in range(d.size) for i in range(j, d.size)]
+    return np.concatenate([sd, [1.0], scaling.x])
+
+
+def _varpar_deviance(model, scale=1.0):
+    """The deviance in psi_internal = scale * psi."""
     def dev(psi):
+        psi = psi / scale
         if psi[-1] <= 0 or np.any(~np.isfinite(psi)):
             return np.inf
         theta = _theta_of(model, psi)
@@ -88,8 +104,9 @@ def _bounds(kinds):
     return [(0.0, None) if k == "sd" else (-1.0, 1.0) if k == "cor" else (1e-12, None) for k in kinds]
 
 
-def _zeta_varpar(model, psi_hat, base, i, kinds):
-    dev = _varpar_deviance(model)
+def _zeta_varpar(model, psi_hat, base, i, kinds, scale=1.0):
+    """zeta of parameter i, in psi_internal = scale * psi (psi_hat and v too)."""
+    dev = _varpar_deviance(model, scale)
     others = [j for j in range(psi_hat.size) if j != i]
     bnds = [b for j, b in enumerate(_bounds(kinds)) if j != i]
     start = {"x": psi_hat[others].copy()}
@@ -117,7 +134,8 @@ def _zeta_varpar(model, psi_hat, base, i, kinds):
     return zeta
 
 
-def _zeta_fixed(fit_ml, j, base):
+def _zeta_fixed(fit_ml, j, base, scale=1.0):
+    """zeta of beta_j, in beta_j internal = scale * beta_j (v too)."""
     d = fit_ml.design
     keep = [c for c in range(d.p) if c != j]
     xj = d.X[:, j]
@@ -127,11 +145,11 @@ def _zeta_fixed(fit_ml, j, base):
 
     def zeta(v):
         design = dataclasses.replace(d, X=d.X[:, keep], xnames=[d.xnames[c] for c in keep],
-                                     offset=off0 + xj * v)
+                                     offset=off0 + xj * (v / scale))
         model = LmmModel(design, REML=False)
-        opt = optimize_lmm(model, theta0=start["theta"], optimizer="l-bfgs-b")
+        opt = on_internal_scale(model, lambda m, s: optimize_lmm(m, theta0=s, optimizer="l-bfgs-b"), start["theta"])
         start["theta"] = opt.theta
-        return np.sign(v - fit_ml._beta[j]) * np.sqrt(max(0.0, opt.fmin - base))
+        return np.sign(v - fit_ml._beta[j] * scale) * np.sqrt(max(0.0, opt.fmin - base))
     return zeta
 
 
@@ -162,21 +180,23 @@ def confint_profile(fit, level: float = 0.95) -> pd.DataFrame:
         warnings.simplefilter("ignore")
         fit_ml = fit.refit(fit.design.y, REML=False) if fit.REML else fit
     base = fit_ml.objective
-    psi_hat = _psi_hat(fit_ml)
     kinds = _kinds(fit_ml)
+    m = _parameter_scale(fit_ml)  # searched in the internal parameters, the ends mapped back
+    psi_hat = _psi_hat(fit_ml) * m[:len(kinds)]
     names = ran_par_names(fit_ml) + list(fit_ml.fixef.index)
     rows = []
     for i, kind in enumerate(kinds):
-        zeta = _zeta_varpar(fit_ml.model, psi_hat, base, i, kinds)
+        zeta = _zeta_varpar(fit_ml.model, psi_hat, base, i, kinds, m[:len(kinds)])
         scale = max(abs(psi_hat[i]), 1e-3) * 0.1 if kind != "cor" else 0.05
         lo_lim, hi_lim = {"sd": (0.0, None), "cor": (-1.0, 1.0), "sigma": (1e-12, None)}[kind]
-        rows.append((_end(zeta, psi_hat[i], -z, -scale, lo_lim), _end(zeta, psi_hat[i], z, scale, hi_lim)))
+        rows.append((_end(zeta, psi_hat[i], -z, -scale, lo_lim) / m[i], _end(zeta, psi_hat[i], z, scale, hi_lim) / m[i]))
     fit_ml.model(fit_ml.theta)
     se = fit_ml.se.to_numpy()
     for j in range(fit_ml.design.p):
-        zeta = _zeta_fixed(fit_ml, j, base)
-        b = fit_ml._beta[j]
-        rows.append((_end(zeta, b, -z, -0.5 * se[j], None), _end(zeta, b, z, 0.5 * se[j], None)))
+        mj = m[len(kinds) + j]
+        zeta = _zeta_fixed(fit_ml, j, base, mj)
+        b, step = fit_ml._beta[j] * mj, 0.5 * se[j] * mj
+        rows.append((_end(zeta, b, -z, -step, None) / mj, _end(zeta, b, z, step, None) / mj))
     pct = [f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"]
     return pd.DataFrame(rows, index=names, columns=pct)
 
@@ -189,13 +209,14 @@ def profile(fit, level: float = 0.99, n: int = 9) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit_ml = fit.refit(fit.design.y, REML=False) if fit.REML else fit
-    base, psi_hat, kinds = fit_ml.objective, _psi_hat(fit_ml), _kinds(fit_ml)
+    base, m, kinds = fit_ml.objective, _parameter_scale(fit_ml), _kinds(fit_ml)
+    psi_hat = _psi_hat(fit_ml) * m[:len(kinds)]
     rows = []
     for i, name in enumerate(ci.index):
         lo, hi = ci.iloc[i]
-        zeta = (_zeta_varpar(fit_ml.model, psi_hat, base, i, kinds) if i < len(kinds)
-                else _zeta_fixed(fit_ml, i - len(kinds), base))
+        zeta = (_zeta_varpar(fit_ml.model, psi_hat, base, i, kinds, m[:len(kinds)]) if i < len(kinds)
+                else _zeta_fixed(fit_ml, i - len(kinds), base, m[i]))
         for v in np.linspace(lo, hi, n):
-            rows.append((name, v, zeta(v)))
+            rows.append((name, v, zeta(v * m[i])))
     fit_ml.model(fit_ml.theta)
     return pd.DataFrame(rows, columns=[".par", "value", "zeta"])

@@ -84,19 +84,30 @@ def richardson_hessian(f, x):
     return (H + H.T) / 2
 
 
+def _varpar_scale(fit):
+    """m with varpar_internal = m * varpar: theta's scale for the rescaled columns a badly
+    scaled model was fitted on (:mod:`lmmpy.fit.scaling`), sigma's 1.  The differences are
+    taken there, where their steps and pinv's cutoff are meant, and mapped back (exactly:
+    m holds powers of two) by the chain rule."""
+    return np.append(fit.theta_scale, 1.0)
+
+
 def varpar_covariance(fit):
     """A = 2 H^{-1}: the asymptotic covariance of (theta, sigma)."""
+    m = _varpar_scale(fit)
     vp = np.append(fit.theta, fit.sigma)
-    H = richardson_jacobian(_deviance_vp_gradient(fit.model, fit.REML), vp)
+    grad = _deviance_vp_gradient(fit.model, fit.REML)
+    H = richardson_jacobian(lambda v: grad(v / m) / m, vp * m)  # in varpar_internal
     H = (H + H.T) / 2
     fit.model(fit.theta)
-    return 2 * np.linalg.pinv(H), vp
+    return 2 * np.linalg.pinv(H) / np.outer(m, m), vp
 
 
 def _pieces(fit):
     """(A, dV/dvarpar, V, beta) at the fit's optimum."""
     A, vp = varpar_covariance(fit)
-    J = richardson_jacobian(_cov_beta(fit.model), vp)  # p x p x len(vp)
+    m = _varpar_scale(fit)
+    J = richardson_jacobian(lambda v: _cov_beta(fit.model)(v / m), vp * m) * m  # p x p x len(vp)
     fit.model(fit.theta)
     return A, J, fit.vcov.to_numpy(), fit.fixef.to_numpy()
 
