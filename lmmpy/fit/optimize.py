@@ -53,6 +53,7 @@ class OptSummary:
     gradient: np.ndarray = None  # finite-difference gradient and Hessian at the optimum
     hessian: np.ndarray = None
     notes: list = field(default_factory=list)  # restarts, EM start, EM fallback
+    blas_threads: int = None  # the BLAS threads the fit ran with (None: unknown, no BLAS found)
 
     @property
     def return_code(self) -> int:
