@@ -20,19 +20,23 @@ fit, since each change of the limit costs microseconds):
 
   where m = q_tail + p + 1 is the order of the dense tail block (each evaluation factors and
   inverts it: m^3 / 3 flops each), cap the user's limit, cores the CPUs this process may run
-  on (``os.sched_getaffinity``, and a cgroup CPU quota), and idle how many of those were idle
-  over the last IDLE_SAMPLE_SECONDS (``/proc/stat``; ``os.getloadavg`` where there is no
-  /proc/stat; 1 thread where neither exists).  Small models, with their many small calls that
-  more threads only slow down, always get 1 thread and sample nothing.
+  on (``os.sched_getaffinity``, and a cgroup CPU quota), and idle how many of those cores other
+  processes left unused over IDLE_SAMPLE_SECONDS at the start of the fit (``/proc/stat``:
+  idle ticks plus this process's own; ``os.getloadavg`` where there is no /proc/stat; 1
+  thread where neither exists).  Small models, with their many small calls that more threads
+  only slow down, always get 1 thread and sample nothing.
 - :func:`single_blas_thread` makes a worker process (the bootstrap's ``n_jobs``) use 1 thread:
   the workers are the parallelism.
 
-A fit nested in another (a refit inside ``lmer``), or started in another Python thread while
-one fit holds the limit, runs under that limit and changes nothing: the BLAS thread count is
-one setting for the whole process, so only the outermost fit sets it and restores it.
+A fit nested in another (``optimize_lmer`` inside ``lmer``, the bootstrap's refits), or started
+in another Python thread while one fit holds the limit, runs under that limit and changes
+nothing: the BLAS thread count is one setting for the whole process, so only the outermost fit
+sets it, and restores it when it ends (a fit in another thread that is still running then goes
+on with the process's own setting).
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -245,6 +249,17 @@ def blas_threads_for_fit(dense_order: int, request=None):
     finally:
         with _state_lock:
             _holder = None
+
+
+def with_fit_blas_threads(func):
+    """Decorator for a function of a fitted model (first argument ``fit``, with ``fit.model``)
+    that refits or evaluates it many times (profiles): one limit for the whole call, sized to
+    that model by the rule."""
+    @functools.wraps(func)
+    def under_limit(fit, *args, **kwargs):
+        with blas_threads_for_fit(dense_tail_order(fit.model.sizes, fit.model.p)):
+            return func(fit, *args, **kwargs)
+    return under_limit
 
 
 def single_blas_thread():
