@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fit times beside a busy process: lmmpy's BLAS thread rule against the old behaviour.
 
-    python bench/contention.py [--reps N] [--budget SECONDS] [--only NAME] [--write]
+    python bench/contention.py [--reps N] [--budget SECONDS] [--only NAME] [--no-lme4] [--write]
 
 For each model (InstEval's y ~ service + (1|s) + (1|d) + (1|dept), REML, and sleepstudy) and
 each thread mode -- "rule" (lmmpy's default, lmmpy/linalg/threads.py), "old" (BLAS threads
@@ -14,7 +14,9 @@ within each repetition, so a passing load falls on all of them alike; a cell sto
 once its fits took --budget seconds.  "busy/quiet" divides each busy median by the same
 mode's quiet median; the target is InstEval's rule <= 2.5, with its quiet time within noise
 of the old quiet time.  The CPU load other processes put on the machine is sampled before
-each phase and printed, since a "quiet" phase on a shared machine is not quiet.
+each phase and printed, since a "quiet" phase on a shared machine is not quiet.  Where
+Rscript and lme4 are installed, lme4's fits are timed in both phases too (bench/benchmark.py's
+R script: the median of --lme4-reps fits inside R, R's reference BLAS).
 --write puts the table into bench/README.md.
 
 Run it with BLAS at its defaults: OPENBLAS_NUM_THREADS and the like unset (it says so if not).
@@ -33,8 +35,10 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
 import lmmpy  # noqa: E402
+from benchmark import time_lme4  # noqa: E402
 from lmmpy.linalg import threads  # noqa: E402
 
 CASES = [("InstEval", "InstEval", "y ~ service + (1 | s) + (1 | d) + (1 | dept)"),
@@ -75,7 +79,7 @@ def load_note():
             if idle is not None else f"{len(cpus)} cores")
 
 
-def time_cells(data, reps, budget, only):
+def time_cells(data, reps, budget, only, lme4_reps):
     """{(case, mode): [seconds...]} and {(case, mode): threads used}, one phase."""
     times, used = {}, {}
     for case, dataset, formula in CASES:
@@ -97,6 +101,11 @@ def time_cells(data, reps, budget, only):
                 used[case, mode] = fit.optsum.blas_threads
                 print(f"  {case:10s} {mode:8s} {cell[-1]:8.3f} s  ({fit.optsum.blas_threads} BLAS threads)",
                       flush=True)
+        if lme4_reps:
+            r = time_lme4(("bundled", dataset), formula, True, lme4_reps, limit=600)
+            if r is not None:
+                times[case, "lme4"] = [r["seconds"]]  # the median of lme4_reps fits in R
+                print(f"  {case:10s} lme4     {r['seconds']:8.3f} s  (median of {lme4_reps})", flush=True)
     return times, used
 
 
@@ -114,8 +123,11 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--budget", type=float, default=90.0, help="seconds of fits per cell, at most")
     ap.add_argument("--only", default="", help="run the models whose name contains this")
+    ap.add_argument("--no-lme4", action="store_true", help="do not time lme4")
+    ap.add_argument("--lme4-reps", type=int, default=3)
     ap.add_argument("--write", action="store_true", help="write the table into bench/README.md")
     a = ap.parse_args()
+    lme4_reps = 0 if a.no_lme4 else a.lme4_reps
     user_env = {k: os.environ[k] for k in threads.THREAD_ENV_VARS if k in os.environ}
     if user_env:
         print(f"note: {user_env} set: the 'old' mode runs with these limits, not BLAS's defaults")
@@ -128,27 +140,30 @@ def main():
     notes = {}
     notes["quiet"] = load_note()
     print(f"quiet phase: {notes['quiet']}", flush=True)
-    quiet, used_q = time_cells(data, a.reps, a.budget, a.only)
+    quiet, used_q = time_cells(data, a.reps, a.budget, a.only, lme4_reps)
     neighbour = start_neighbour()
     try:
         notes["busy"] = load_note()
         print(f"busy phase (beside the LAPACK process): {notes['busy']}", flush=True)
-        busy, used_b = time_cells(data, a.reps, a.budget, a.only)
+        busy, used_b = time_cells(data, a.reps, a.budget, a.only, lme4_reps)
     finally:
         stop(neighbour)
 
     header = "| model | threads | quiet: s, median (range, n) | busy: s, median (range, n) | busy/quiet | busy/quiet(old) |"
     rows = []
     for case, _, _ in CASES:
-        for mode, _ in MODES:
-            if (case, mode) not in quiet:
+        for mode in [m for m, _ in MODES] + ["lme4"]:
+            if (case, mode) not in quiet or (case, mode) not in busy:
                 continue
             q, b = quiet[case, mode], busy[case, mode]
             q_old = quiet[case, "old"]
             ratio = np.median(b) / np.median(q) if q and b else np.nan
             ratio_old = np.median(b) / np.median(q_old) if q_old and b else np.nan
-            rows.append(f"| {case} | {mode} ({used_q.get((case, mode))} / {used_b.get((case, mode))}) | "
-                        f"{fmt(q)} | {fmt(b)} | {ratio:.2f} | {ratio_old:.2f} |")
+            used = "R's BLAS" if mode == "lme4" else f"{used_q.get((case, mode))} / {used_b.get((case, mode))}"
+            cells = (fmt(q), fmt(b)) if mode != "lme4" else (f"{q[0]:.2f} (median of {lme4_reps} in R)",
+                                                                 f"{b[0]:.2f} (median of {lme4_reps} in R)")
+            rows.append(f"| {case} | {mode} ({used}) | {cells[0]} | {cells[1]} | {ratio:.2f} | "
+                        + ("." if mode == "lme4" else f"{ratio_old:.2f}") + " |")
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy "
                f"{np.__version__}; BLAS: {'; '.join(blas)}; OPENBLAS_CORETYPE {coretype}")
     print()
