@@ -16,6 +16,7 @@ from .fit.em import fit_em
 from .fit.optimize import OptSummary, evaluate_at, optimize_lmm
 from .fit.scaling import on_internal_scale
 from .formula.design import Design, build_design
+from .linalg.threads import blas_threads_for_fit, current_blas_threads, dense_tail_order
 from .results.model import LmerFit
 
 
@@ -105,12 +106,17 @@ def optimize_lmer(model: LmmModel, start=None, optimizer: str = "auto", method: 
     model and the optimizer continues from EM's estimate.  ``optimizer=None`` only evaluates
     the model at ``start``.  A model with badly scaled columns is fitted, and checked, on
     rescaled ones (:mod:`lmmpy.fit.scaling`); ``start`` and the result are in ``model``'s theta
-    and the model is left at the optimum.
+    and the model is left at the optimum.  The BLAS threads are set once for all of it
+    (:mod:`lmmpy.linalg.threads`, ``control.blas_threads``) and recorded in
+    ``optsum.blas_threads``.
     """
     control = LmerControl.coerce(control)
     for switch in ("check_conv", "restart_edge", "fallback_em"):  # a string such as "no" is truthy
         require_bool(f"control's {switch}", getattr(control, switch))
-    return on_internal_scale(model, lambda m, s: _optimize_lmer(m, s, optimizer, method, control), start)
+    with blas_threads_for_fit(dense_tail_order(model.sizes, model.p), control.blas_threads):
+        opt = on_internal_scale(model, lambda m, s: _optimize_lmer(m, s, optimizer, method, control), start)
+        opt.blas_threads = current_blas_threads()
+    return opt
 
 
 def _optimize_lmer(model, start, optimizer, method, control) -> OptSummary:
@@ -178,13 +184,21 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, fa
         confirmed by COBYQA on boundary results), "cobyqa", "l-bfgs-b", "bfgs", "nelder-mead"
         or "powell"; None evaluates the model at ``start`` without optimising.
     control : :class:`lmmpy.LmerControl` or a dict of its fields: convergence checks and
-        their tolerances, restart_edge, the EM fallback, options for the optimizer.
+        their tolerances, restart_edge, the EM fallback, options for the optimizer, the
+        BLAS threads (``blas_threads``: None for lmmpy's rule, 1 thread unless the model is
+        large and cores are idle; an int; or "inherit").
     data_name : how the summary names the data.
     """
     REML = require_bool("REML", REML)  # before the data are read: REML="no" would fit REML
-    design = lformula(formula, data, factors=factors, weights=weights, offset=offset)
-    model = mk_lmer_devfun(design, REML=REML)
-    opt = optimize_lmer(model, start=start, optimizer=optimizer, method=method, control=control)
-    fit = mk_lmer_fit(model, opt, data_name=data_name)
+    control = LmerControl.coerce(control)
+    # the BLAS threads: one for building the design (its calls are small), then sized to the
+    # model (lmmpy.linalg.threads) once for the set-up, the fit and its results
+    with blas_threads_for_fit(0, control.blas_threads):
+        design = lformula(formula, data, factors=factors, weights=weights, offset=offset)
+    sizes = [(t.nlevels, t.k) for t in design.reterms]
+    with blas_threads_for_fit(dense_tail_order(sizes, design.p), control.blas_threads):
+        model = mk_lmer_devfun(design, REML=REML)
+        opt = optimize_lmer(model, start=start, optimizer=optimizer, method=method, control=control)
+        fit = mk_lmer_fit(model, opt, data_name=data_name)
     fit._warn()
     return fit

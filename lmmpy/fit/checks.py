@@ -33,6 +33,9 @@ class LmerControl:
     restart_edge: bool = True
     fallback_em: bool = True  # refit by EM when the optimizer fails
     optimizer_options: dict = None  # passed to scipy.optimize.minimize
+    # BLAS threads of the fit: None, lmmpy's rule (lmmpy.linalg.threads); k, k threads;
+    # "inherit", BLAS as the process has it
+    blas_threads: object = None
 
     @classmethod
     def coerce(cls, control) -> "LmerControl":

@@ -54,6 +54,7 @@ class OptSummary:
     hessian: np.ndarray = None
     notes: list = field(default_factory=list)  # restarts, EM start, EM fallback
     scaling: object = None  # the ColumnScaling the model was fitted on (lmmpy.fit.scaling), None for none
+    blas_threads: int = None  # the BLAS threads the fit ran with (None: unknown, no BLAS found)
 
     @property
     def return_code(self) -> int:

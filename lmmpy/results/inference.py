@@ -208,21 +208,25 @@ def bootstrap(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress: bool =
     progress = require_bool("progress", progress)
     sims = fit.simulate(nsim, seed=seed).to_numpy().T
     chunks = [sims[i:i + 25] for i in range(0, nsim, 25)]
+    from ..linalg.threads import blas_threads_for_fit, dense_tail_order, single_blas_thread
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if n_jobs > 1:
             import multiprocessing as mp
-            with mp.get_context("fork").Pool(n_jobs) as pool:
+            # one BLAS thread in each worker: the workers are the parallelism
+            with mp.get_context("fork").Pool(n_jobs, initializer=single_blas_thread) as pool:
                 for part in pool.imap(_boot_worker, [(fit, c) for c in chunks]):
                     rows += part
                     if progress:
                         print(f"\rbootstrap {len(rows)}/{nsim}", end="", file=sys.stderr)
         else:
-            for c in chunks:
-                rows += _boot_worker((fit, c))
-                if progress:
-                    print(f"\rbootstrap {len(rows)}/{nsim}", end="", file=sys.stderr)
+            # the BLAS threads decided once for all the refits, not once per refit
+            with blas_threads_for_fit(dense_tail_order(fit.model.sizes, fit.model.p)):
+                for c in chunks:
+                    rows += _boot_worker((fit, c))
+                    if progress:
+                        print(f"\rbootstrap {len(rows)}/{nsim}", end="", file=sys.stderr)
     if progress:
         print(file=sys.stderr)
     return pd.DataFrame(rows, columns=parameter_vector(fit).index)

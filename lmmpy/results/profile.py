@@ -27,6 +27,7 @@ from scipy import optimize, stats
 
 from ..fit.deviance import LOG2PI, LmmModel
 from ..fit.scaling import on_internal_scale
+from ..linalg.threads import with_fit_blas_threads
 from .inference import parameter_vector, ran_par_names
 
 
@@ -172,6 +173,7 @@ def _end(zeta, hat, target, step, limit):
     return np.nan
 
 
+@with_fit_blas_threads
 def confint_profile(fit, level: float = 0.95) -> pd.DataFrame:
     """Profile intervals for every parameter, lme4's names (oldNames = FALSE)."""
     import warnings
@@ -201,6 +203,7 @@ def confint_profile(fit, level: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame(rows, index=names, columns=pct)
 
 
+@with_fit_blas_threads
 def profile(fit, level: float = 0.99, n: int = 9) -> pd.DataFrame:
     """The profiles themselves: for every parameter, zeta at ``n`` points across its
     ``level`` profile interval (long format: .par, value, zeta), as lme4's profile() data."""
