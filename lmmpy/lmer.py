@@ -14,13 +14,15 @@ from .fit.checks import LmerControl, check_convergence, restart_point
 from .fit.deviance import LmmModel
 from .fit.em import fit_em
 from .fit.optimize import OptSummary, evaluate_at, optimize_lmm
-from .formula.design import Design, build_design
+from .formula.design import Design, build_design, caller_env, check_env
 from .results.model import LmerFit
 
 
-def lformula(formula, data, factors=(), weights=None, offset=None) -> Design:
-    """Parse an lme4 formula and build y, X and the random-effects terms from ``data``."""
-    return build_design(formula, data, factors=factors, weights=weights, offset=offset)
+def lformula(formula, data, factors=(), weights=None, offset=None, env=None) -> Design:
+    """Parse an lme4 formula and build y, X and the random-effects terms from ``data``.
+    ``env``: the formula's environment (default: the caller's variables; see :func:`lmer`)."""
+    env = caller_env(1) if env is None else check_env(env)
+    return build_design(formula, data, factors=factors, weights=weights, offset=offset, env=env)
 
 
 def mk_lmer_devfun(design: Design, REML: bool = True) -> LmmModel:
@@ -140,7 +142,7 @@ def mk_lmer_fit(model: LmmModel, opt, data_name: str = "data") -> LmerFit:
 
 def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, factors=(), start=None,
          method: str = "optimizer", optimizer: str = "auto", control=None,
-         data_name: str = "data") -> LmerFit:
+         data_name: str = "data", env=None) -> LmerFit:
     """Fit a linear mixed model given by an lme4 formula, e.g.
     ``lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)``.
 
@@ -148,6 +150,9 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, fa
     ----------
     formula : lme4 model formula: fixed terms as in R (formulaic syntax also works) and
         random-effects terms ``(expr | g)``, ``(expr || g)``, ``(1 | a/b)``, ``(1 | a:b)``.
+        The response and the variables are R expressions, evaluated as R does
+        (``log(y) - 1 ~ I(x > 4) + poly(x, 2) + offset(o)``; the R functions lmmpy knows are
+        listed in :mod:`lmmpy.formula.rlang`).
     data : pandas DataFrame (not modified); rows with missing values in the model's
         variables are dropped and counted.
     REML : REML (default) or maximum likelihood.
@@ -164,8 +169,12 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, fa
     control : :class:`lmmpy.LmerControl` or a dict of its fields: convergence checks and
         their tolerances, restart_edge, the EM fallback, options for the optimizer.
     data_name : how the summary names the data.
+    env : the formula's environment: a mapping in which names that are not columns of
+        ``data`` are looked up, as an R formula sees the variables of the code that made it.
+        Default: the variables of the code calling lmer (its locals, then its globals).
     """
-    design = lformula(formula, data, factors=factors, weights=weights, offset=offset)
+    env = caller_env(1) if env is None else check_env(env)
+    design = lformula(formula, data, factors=factors, weights=weights, offset=offset, env=env)
     model = mk_lmer_devfun(design, REML=REML)
     opt = optimize_lmer(model, start=start, optimizer=optimizer, method=method, control=control)
     fit = mk_lmer_fit(model, opt, data_name=data_name)

@@ -70,6 +70,8 @@ class Call:
 
 
 PAREN = "("
+# the formula language's own operators; any other call is an R expression (a model variable)
+FORMULA_OPERATORS = frozenset({PAREN, "~", "|", "||", "+", "-", "*", "/", ":", "^", "%in%"})
 BINARY = {"~": 1, "|": 2, "||": 2, "&": 3, "&&": 3,
           "==": 5, "!=": 5, "<": 5, ">": 5, "<=": 5, ">=": 5,
           "+": 6, "-": 6, "*": 7, "/": 7, "%in%": 8, ":": 9, "^": 11}

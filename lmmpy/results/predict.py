@@ -64,6 +64,8 @@ def predict(fit, newdata=None, re_form=None, allow_new_levels=False) -> pd.Serie
     eta = X @ fit._beta
     if design.offset_name and design.offset_name in newdata.columns:
         eta = eta + newdata[design.offset_name].to_numpy(dtype=float)
+    if design.formula.offsets:  # offset(x) terms of the formula, evaluated on the new data
+        eta = eta + design.formula_offset(newdata)
     for i in _selected_terms(fit, re_form):
         t = design.reterms[i]
         Xr = _materialise(t.spec, newdata, f"random-effects term ({t.lhs} | {t.group})")
