@@ -37,7 +37,7 @@ cases <- list(
   list(id = "compare_gt", f = "Reaction ~ I(Days > 4) + (1 | Subject)"),
   list(id = "compare_eq", f = "Reaction ~ Days + I(Days == 3) + (1 | Subject)"),
   # lme4's findbars takes the '|' inside I() for a random-effects bar and fails; the same
-  # column by De Morgan fits, and model.matrix() gives R's name for the '|' form
+  # column by De Morgan fits, and stats' model.matrix() gives R's names for the '|' form
   list(id = "logic", f = "Reaction ~ I(Days > 2 & Days < 7) + I(!(Days >= 2 & Days <= 8)) + (1 | Subject)",
        same_as = "Reaction ~ I(Days > 2 & Days < 7) + I(Days < 2 | Days > 8) + (1 | Subject)"),
   list(id = "logic_not", f = "Reaction ~ Days + I(!(Days > 4)) + (1 | Subject)"),
@@ -60,6 +60,10 @@ cases <- list(
   list(id = "date_covariate", f = "Reaction ~ date + (1 | Subject)", data = "dates"),
   list(id = "posixct_covariate", f = "Reaction ~ stamp + (1 | Subject)", data = "dates")
 )
+# predictions on new data: poly() and scale() keep the fitting data's coefficients (R's
+# makepredictcall), factor() its levels, offset() terms are evaluated on the new data
+newdata <- data.frame(Days = c(0.5, 3, 11), Subject = factor("308", levels = levels(d$Subject)))
+predicted <- c("poly_orthogonal", "scale", "offset_in_formula", "factor_levels", "caller_variable", "compare_gt")
 out <- list()
 for (s in cases) {
   data <- switch(if (is.null(s$data)) "plain" else s$data,
@@ -71,10 +75,17 @@ for (s in cases) {
                       fixef = as.list(fe), fixef_names = names(fe), theta = unname(getME(m, "theta")),
                       sigma = sigma(m), printed_formula = deparse(formula(m)),
                       messages = m@optinfo$conv$lme4$messages)
+  if (s$id %in% predicted) {
+    nd <- if (s$id == "factor_levels") transform(newdata, Days = c(0, 4, 9)) else newdata
+    out[[s$id]]$newdata_days <- nd$Days
+    out[[s$id]]$predict_newdata <- unname(predict(m, newdata = nd))
+  }
   if (!is.null(s$same_as))
-    out[[s$id]]$same_as <- list(formula = s$same_as,
-                                fixef_names = colnames(model.matrix(nobars(as.formula(s$same_as)), data)))
+    out[[s$id]]$same_as <- list(formula = s$same_as,  # stats' model.matrix: no bars to find
+                                fixef_names = colnames(model.matrix(~ I(Days > 2 & Days < 7) + I(Days < 2 | Days > 8), data)))
 }
+# R's numbers for dates: the first rows' date and stamp
+out$dates_as_numbers <- list(date = as.numeric(d_dates$date[1:3]), stamp = as.numeric(d_dates$stamp[1:3]))
 # lme4 on a 2,000-term formula: R's parser or model.frame runs out of C stack
 long <- paste("Reaction ~", paste(rep("Days", 2000), collapse = " + "), "+ (1 | Subject)")
 out$long_formula_lme4 <- tryCatch({lmer(as.formula(long), d); "fits"}, error = function(e) conditionMessage(e))
