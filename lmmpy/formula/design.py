@@ -36,7 +36,8 @@ from .bars import LmerFormula, parse_formula
 from .parser import FORMULA_OPERATORS, PAREN, Call, Kw, Name, Num, Str, deparse, walk
 from .rlang import Matrix, column_value, evaluate, mark_fitted
 
-# R functions that lme4 users write, evaluated by formulaic
+# the base of every formula's environment (behind the caller's variables); also formulaic's
+# context for to_formulaic's translations
 CONTEXT = {
     "log": np.log, "log10": np.log10, "log2": np.log2, "log1p": np.log1p, "exp": np.exp,
     "sqrt": np.sqrt, "abs": np.abs, "np": np,

@@ -11,9 +11,11 @@ operators, with R's precedence (lowest first):
 A ``#`` starts a comment that runs to the end of the line, as in R.  In a model formula the
 operators ``~ + - * / : ^ %in% |`` and parentheses are the formula language's; any other call,
 and everything inside a function call, is an ordinary R expression that
-:mod:`lmmpy.formula.rlang` evaluates with R's semantics (the R functions it knows are listed
-there: ``log``, ``exp``, ``sqrt``, ``I``, ``poly``, ``scale``, ``factor``, ``cut``,
-``ifelse``, ``pmin``, ``pmax``, ``as.numeric``, ``offset``, ...).
+:mod:`lmmpy.formula.rlang` evaluates with R's semantics.  The R functions it knows:
+``I offset log log10 log2 log1p exp expm1 sqrt abs sign floor ceiling trunc round`` and the
+trigonometric ones, ``poly scale factor as.factor relevel cut ifelse pmin pmax c is.na paste
+paste0 as.numeric as.double as.integer as.character as.logical mean sd var median min max sum
+length``; other functions come from the formula's environment (``np.log``, the caller's own).
 
 Trees are walked without recursion along the operator chains a formula is made of, so a
 formula of thousands of terms parses and deparses; nesting deeper than Python's recursion
