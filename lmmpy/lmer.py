@@ -15,14 +15,16 @@ from .fit.deviance import LmmModel
 from .fit.em import fit_em
 from .fit.optimize import OptSummary, evaluate_at, optimize_lmm
 from .fit.scaling import on_internal_scale
-from .formula.design import Design, build_design
+from .formula.design import Design, build_design, caller_env, check_env
 from .linalg.threads import blas_threads_for_fit, current_blas_threads, dense_tail_order
 from .results.model import LmerFit
 
 
-def lformula(formula, data, factors=(), weights=None, offset=None) -> Design:
-    """Parse an lme4 formula and build y, X and the random-effects terms from ``data``."""
-    return build_design(formula, data, factors=factors, weights=weights, offset=offset)
+def lformula(formula, data, factors=(), weights=None, offset=None, env=None) -> Design:
+    """Parse an lme4 formula and build y, X and the random-effects terms from ``data``.
+    ``env``: the formula's environment (default: the caller's variables; see :func:`lmer`)."""
+    env = caller_env(1) if env is None else check_env(env)
+    return build_design(formula, data, factors=factors, weights=weights, offset=offset, env=env)
 
 
 def mk_lmer_devfun(design: Design, REML: bool = True) -> LmmModel:
@@ -162,7 +164,7 @@ def mk_lmer_fit(model: LmmModel, opt, data_name: str = "data") -> LmerFit:
 
 def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, factors=(), start=None,
          method: str = "optimizer", optimizer: str = "auto", control=None,
-         data_name: str = "data") -> LmerFit:
+         data_name: str = "data", env=None) -> LmerFit:
     """Fit a linear mixed model given by an lme4 formula, e.g.
     ``lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)``.
 
@@ -170,6 +172,9 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, fa
     ----------
     formula : lme4 model formula: fixed terms as in R (formulaic syntax also works) and
         random-effects terms ``(expr | g)``, ``(expr || g)``, ``(1 | a/b)``, ``(1 | a:b)``.
+        The response and the variables are R expressions, evaluated as R does
+        (``log(y) - 1 ~ I(x > 4) + poly(x, 2) + offset(o)``; the R functions lmmpy knows are
+        listed in :mod:`lmmpy.formula.rlang`).
     data : pandas DataFrame (not modified); rows with missing values in the model's
         variables are dropped and counted.
     REML : REML (default) or maximum likelihood.
@@ -188,13 +193,17 @@ def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, fa
         BLAS threads (``blas_threads``: None for lmmpy's rule, 1 thread unless the model is
         large and cores are idle; an int; or "inherit").
     data_name : how the summary names the data.
+    env : the formula's environment: a mapping in which names that are not columns of
+        ``data`` are looked up, as an R formula sees the variables of the code that made it.
+        Default: the variables of the code calling lmer (its locals, then its globals).
     """
     REML = require_bool("REML", REML)  # before the data are read: REML="no" would fit REML
+    env = caller_env(1) if env is None else check_env(env)
     control = LmerControl.coerce(control)
     # the BLAS threads: one for building the design (its calls are small), then sized to the
     # model (lmmpy.linalg.threads) once for the set-up, the fit and its results
     with blas_threads_for_fit(0, control.blas_threads):
-        design = lformula(formula, data, factors=factors, weights=weights, offset=offset)
+        design = lformula(formula, data, factors=factors, weights=weights, offset=offset, env=env)
     sizes = [(t.nlevels, t.k) for t in design.reterms]
     with blas_threads_for_fit(dense_tail_order(sizes, design.p), control.blas_threads):
         model = mk_lmer_devfun(design, REML=REML)

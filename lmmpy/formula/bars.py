@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from formulaic import Formula
 
 from ..errors import FormulaError
-from .parser import PAREN, Call, Name, Num, deparse, parse
+from .parser import FORMULA_OPERATORS, PAREN, Call, Name, Num, deparse, parse, tokenize
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class LmerFormula:
     response: object
     fixed: object
     bars: tuple
+    offsets: tuple = ()  # the offset(x) terms of the fixed part (``fixed`` leaves them out)
 
     @property
     def fixed_text(self) -> str:
@@ -77,21 +78,32 @@ def _strip_parens(n):
 
 
 def _contains_bar(n):
-    if _is_bar(n):
-        return True
-    return isinstance(n, Call) and any(_contains_bar(a) for a in n.args)
+    """A random-effects bar in the formula part of ``n``: inside a function call, such as
+    ``I(a | b)``, ``|`` is R's logical or."""
+    stack = [n]
+    while stack:
+        n = stack.pop()
+        if _is_bar(n):
+            return True
+        if isinstance(n, Call) and n.op in FORMULA_OPERATORS:
+            stack.extend(n.args)
+    return False
 
 
 def _split_terms(node, sign, out):
     """Flatten a top-level + / - chain into (sign, term) pairs, descending into parens
-    that hold bars (lme4's findbars/nobars do the same)."""
-    if isinstance(node, Call) and node.op in ("+", "-") and len(node.args) == 2:
-        _split_terms(node.args[0], sign, out)
-        _split_terms(node.args[1], sign if node.op == "+" else "-", out)
-    elif isinstance(node, Call) and node.op == PAREN and _contains_bar(node) and not _is_bar(node.args[0]):
-        _split_terms(node.args[0], sign, out)
-    else:
-        out.append((sign, node))
+    that hold bars (lme4's findbars/nobars do the same).  Iterative: the chain of a
+    formula with thousands of terms is thousands deep."""
+    stack = [(node, sign)]
+    while stack:
+        node, sign = stack.pop()
+        if isinstance(node, Call) and node.op in ("+", "-") and len(node.args) == 2:
+            stack.append((node.args[1], sign if node.op == "+" else "-"))
+            stack.append((node.args[0], sign))
+        elif isinstance(node, Call) and node.op == PAREN and _contains_bar(node) and not _is_bar(node.args[0]):
+            stack.append((node.args[0], sign))
+        else:
+            out.append((sign, node))
 
 
 def _term_labels(formula_text, lhs):
@@ -151,9 +163,10 @@ def parse_formula(text: str) -> LmerFormula:
     """Parse an lme4 model formula ``response ~ fixed + (lhs | group) + ...``."""
     if not isinstance(text, str):
         raise FormulaError(repr(text), "the formula must be a string such as 'y ~ x + (1 | g)'")
-    if "~" not in text:
+    tildes = sum(1 for tok in tokenize(text) if tok == ("op", "~"))
+    if not tildes:
         raise FormulaError(text, "no '~': a model formula reads 'response ~ terms'")
-    if text.count("~") > 1:
+    if tildes > 1:
         raise FormulaError(text, "'~' may appear only once")
     tree = parse(text)
     if not (isinstance(tree, Call) and tree.op == "~" and len(tree.args) == 2):
@@ -164,7 +177,7 @@ def parse_formula(text: str) -> LmerFormula:
 
     parts = []
     _split_terms(rhs, "+", parts)
-    fixed_terms, bars, printed = [], [], []
+    fixed_terms, bars, printed, offsets = [], [], [], []
     for sign, term in parts:
         inner = _strip_parens(term)
         if _is_bar(inner):
@@ -189,6 +202,11 @@ def parse_formula(text: str) -> LmerFormula:
         elif _contains_bar(term):
             raise FormulaError(text, f"'|' may appear only in a parenthesised random-effects term, "
                                      f"as in (1 | g); found {deparse(term)!r}")
+        elif isinstance(inner, Call) and inner.op == "offset":  # a known part of the linear predictor
+            if sign == "-" or len(inner.args) != 1:
+                raise FormulaError(text, f"an offset term reads '+ offset(x)'; found {deparse(term)!r}")
+            offsets.append(inner)
+            printed.append((sign, term))
         else:
             fixed_terms.append((sign, term))
             printed.append((sign, term))
@@ -196,4 +214,4 @@ def parse_formula(text: str) -> LmerFormula:
         raise FormulaError(text, "no random-effects terms: add one such as (1 | group), "
                                  "or use a linear model for fixed effects only")
     lm_tree = Call("~", (response, _rebuild(printed)))
-    return LmerFormula(text, lm_tree, response, _rebuild(fixed_terms), tuple(bars))
+    return LmerFormula(text, lm_tree, response, _rebuild(fixed_terms), tuple(bars), tuple(offsets))

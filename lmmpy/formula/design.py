@@ -5,24 +5,39 @@ integer codes and level labels, and the dense n x k model matrix of ``lhs``.  It
 Z (n x l k, sparse) has column ``level * k + j`` -- the levels outer, the term's columns
 inner, as in lme4 -- so that Lambda's block for the term is ``I_l (x) T`` with T the k x k
 lower-triangular template filled from theta.
+
+The formula's variables are evaluated as R evaluates them (:mod:`lmmpy.formula.rlang`): a
+column name is a column; any other expression (``log(x)``, ``I(Days > 4)``, ``poly(x, 2)``,
+``cut(x, 3)``) is one variable, computed by lmmpy from the data and the formula's
+environment and handed to formulaic under a placeholder name; formulaic then builds the
+model matrix (intercept, contrasts, interactions), and the columns get R's names.
+Date columns are numbers, as in R: ``datetime.date`` values days since 1970-01-01,
+datetime64 values (and ``datetime.datetime``) seconds since 1970-01-01 UTC.
 """
 from __future__ import annotations
 
+import datetime
+import keyword
 import re
+import sys
 import warnings
+from collections import ChainMap
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from formulaic import model_matrix
+from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
-from ..errors import DataError, FormulaError
+from ..errors import DataError, FormulaError, LmmError
 from .bars import LmerFormula, parse_formula
-from .parser import PAREN, Call, Name, Num, deparse
+from .parser import FORMULA_OPERATORS, PAREN, Call, Kw, Name, Num, Str, deparse, walk
+from .rlang import Matrix, column_value, evaluate, mark_fitted
 
-# R functions that lme4 users write, evaluated by formulaic
+# the base of every formula's environment (behind the caller's variables); also formulaic's
+# context for to_formulaic's translations
 CONTEXT = {
     "log": np.log, "log10": np.log10, "log2": np.log2, "log1p": np.log1p, "exp": np.exp,
     "sqrt": np.sqrt, "abs": np.abs, "np": np,
@@ -38,10 +53,14 @@ def to_formulaic(node, in_call=False) -> str:
         return node.id if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", node.id) else f"`{node.id}`"
     if isinstance(node, Num):
         return node.text
+    if isinstance(node, Str):
+        return repr(node.value)
+    if isinstance(node, Kw):
+        return f"{node.name}={to_formulaic(node.value, in_call)}"
     if node.op == PAREN:
         return f"({to_formulaic(node.args[0], in_call)})"
     if len(node.args) == 2 and node.op in ("~", "|", "||", "+", "-", "*", "/", ":", "^", "%in%"):
-        op = "**" if (in_call and node.op == "^") else node.op
+        op = "**" if (in_call and node.op == "^") else ":" if node.op == "%in%" else node.op
         a, b = (to_formulaic(x, in_call) for x in node.args)
         return f"{a} {op} {b}" if op not in (":",) else f"{a}:{b}"
     if node.op in ("+", "-") and len(node.args) == 1:
@@ -83,13 +102,423 @@ def r_name(name: str, order=(), ) -> str:
 
 
 def _names_in(node, out, in_call=False):
-    """Variable names of a tree: (name, inside-a-function-call)."""
-    if isinstance(node, Name):
-        out.append((node.id, in_call))
-    elif isinstance(node, Call):
-        is_fun = node.op not in _OPERATORS
-        for a in node.args:
-            _names_in(a, out, in_call or is_fun)
+    """Variable names of a tree: (name, inside-a-function-call), in order."""
+    stack = [(node, in_call)]
+    while stack:
+        node, in_call = stack.pop()
+        if isinstance(node, Name):
+            out.append((node.id, in_call))
+        elif isinstance(node, Kw):
+            stack.append((node.value, True))
+        elif isinstance(node, Call):
+            is_fun = node.op not in _OPERATORS
+            stack.extend((a, in_call or is_fun) for a in reversed(node.args))
+
+
+def caller_env(depth: int = 1) -> Mapping:
+    """The variables of the code ``depth`` frames above the caller of this function: what an
+    R formula sees of its environment (statsmodels' formula API captures it the same way)."""
+    frame = sys._getframe(depth + 1)
+    return ChainMap(frame.f_locals, frame.f_globals)
+
+
+def check_env(env) -> Mapping:
+    if not isinstance(env, Mapping):
+        raise LmmError(f"env must be a mapping of names to values (such as a dict or locals()), "
+                       f"not {type(env).__name__}")
+    return env
+
+
+def _python_name(name: str) -> str:
+    """A column name as formulaic code reads it: bare if it can be, else in backticks."""
+    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and not keyword.iskeyword(name)
+    return name if plain else f"`{name}`"
+
+
+def dates_as_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """R's numbers for dates: datetime64 columns (R's POSIXct) as seconds since 1970-01-01
+    UTC, columns of ``datetime.date`` (R's Date) as days since then; other columns as they are."""
+    out = None
+    for j, col in enumerate(frame.columns):
+        values = frame.iloc[:, j]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            epoch = pd.Timestamp("1970-01-01", tz=values.dt.tz)
+            number = (values - epoch) / pd.Timedelta(seconds=1)
+        elif values.dtype == object:
+            first = next((v for v in values if v is not None and v == v), None)
+            if isinstance(first, datetime.datetime):
+                stamps = pd.to_datetime(values, utc=True)
+                number = (stamps - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
+            elif isinstance(first, datetime.date):
+                epoch = datetime.date(1970, 1, 1)
+                number = pd.Series([float((v - epoch).days) if isinstance(v, datetime.date) else np.nan
+                                    for v in values], index=values.index)
+            else:
+                continue
+        else:
+            continue
+        if out is None:
+            out = frame.copy()
+        out.isetitem(j, number.astype(float))
+    return frame if out is None else out
+
+
+def first_of_duplicated_columns(data: pd.DataFrame, used=()) -> pd.DataFrame:
+    """``data`` with only the first of each set of same-named columns, as R's model.frame
+    takes the first; a warning names the duplicated columns the model uses."""
+    dup = data.columns.duplicated()
+    if not dup.any():
+        return data
+    names = [c for c in dict.fromkeys(data.columns[dup]) if c in set(used)]
+    if names:
+        warnings.warn(f"the data have several columns named {', '.join(map(repr, names))}: "
+                      "the first of each is used, as in R", UserWarning, stacklevel=4)
+    return data.loc[:, ~dup]
+
+
+@dataclass
+class _Variable:
+    """One model variable that is an R expression: formulaic calls ``name(columns...)``."""
+
+    node: object
+    label: str  # R's name for it: deparse(node)
+    name: str  # the placeholder function formulaic calls
+    columns: list  # the data columns it reads, the placeholder's arguments
+
+    @property
+    def code(self) -> str:
+        return f"{self.name}({', '.join(_python_name(c) for c in self.columns)})"
+
+
+class ModelVariables:
+    """The variables of one model and how formulaic sees them.
+
+    Column names are passed to formulaic as they are; every other variable (an R expression)
+    becomes a placeholder function ``__lmm_v<i>__`` in formulaic's context, called with the
+    data columns the expression reads and returning its value by :func:`rlang.evaluate`.
+    poly/scale/factor/cut keep their fitting-data state in :attr:`state`, shared by all
+    parts of the model and reused on new data.  ``labels`` maps formulaic's name of each
+    variable to R's."""
+
+    def __init__(self, formula_text, columns, env, anchor, names=None):
+        self.formula_text = formula_text
+        self.columns = list(columns)
+        if names is not None:  # keep only what the formula names: the caller's frame is not kept alive
+            env = {nm: env[nm] for nm in names if nm in env}
+        self.env = ChainMap(env, CONTEXT)
+        self.anchor = anchor  # a column giving the number of rows to expressions that read none
+        self.context = {}
+        self.state = {}
+        self._by_label = {}
+        self.labels = {}  # formulaic's expression -> R's label
+
+    # ---- registering variables ------------------------------------------------------
+    def variable_code(self, node) -> str:
+        """formulaic's code for the model variable ``node`` (registering it)."""
+        if isinstance(node, Name) and node.id in self.columns:
+            code, label = _python_name(node.id), node.id
+        elif isinstance(node, Call) and node.op == "C":  # formulaic's contrasts, passed through
+            code = to_formulaic(node)
+            label = re.sub(r"\bC\(", "factor(", code.replace(" ** ", "^").replace("**", "^"))
+        else:
+            label = deparse(node)
+            var = self._by_label.get(label)
+            if var is None:
+                used = [nm for nm, _ in _names_in_list(node) if nm in self.columns]
+                var = _Variable(node, label, f"__lmm_v{len(self._by_label)}__",
+                                list(dict.fromkeys(used)) or [self.anchor])
+                self._by_label[label] = var
+                self.context[var.name] = self._transform(var)
+            code = var.code
+        self.labels.setdefault(_normalised(code), label)
+        return code
+
+    def _transform(self, var):
+        return _Placeholder(self, var)
+
+    def __getstate__(self):
+        """Picklable (fits go to worker processes): modules of the environment by name; values
+        that cannot be pickled (a lambda) are left out."""
+        import pickle
+        env, state = {}, dict(self.__dict__)
+        for nm, value in state["env"].maps[0].items():
+            if isinstance(value, type(sys)):
+                env[nm] = _Module(value.__name__)
+                continue
+            try:
+                pickle.dumps(value)
+            except Exception:  # noqa: BLE001 - anything pickle refuses
+                continue
+            env[nm] = value
+        state["env"] = env
+        return state
+
+    def __setstate__(self, state):
+        env = {nm: (v.load() if isinstance(v, _Module) else v) for nm, v in state.pop("env").items()}
+        self.__dict__.update(state)
+        self.env = ChainMap(env, CONTEXT)
+
+    def evaluate(self, node, values):
+        """The R value of ``node`` given data columns ``values`` (name -> column)."""
+        def lookup(name):
+            return column_value(values[name])
+        return evaluate(node, lookup, self.env, self.state, self.formula_text)
+
+    def formula_code(self, node) -> str:
+        """formulaic's formula for a formula part: its operators with variables' codes.
+        Written with a stack, as deparse is, for formulas of thousands of terms."""
+        out, todo = [], [node]
+        while todo:
+            n = todo.pop()
+            if isinstance(n, str):
+                out.append(n)
+            elif isinstance(n, Num):
+                out.append(n.text)
+            elif isinstance(n, Call) and n.op == PAREN:
+                todo += [")", n.args[0], "("]
+            elif isinstance(n, Call) and n.op in ("|", "||", "~"):
+                raise FormulaError(self.formula_text, f"unexpected {n.op!r} in {deparse(n)!r}")
+            elif isinstance(n, Call) and n.op in FORMULA_OPERATORS and len(n.args) == 2:
+                op = {"%in%": ":"}.get(n.op, n.op)  # R's a %in% b is the interaction a:b
+                todo += [n.args[1], op if op == ":" else f" {op} ", n.args[0]]
+            elif isinstance(n, Call) and n.op in ("+", "-") and len(n.args) == 1:
+                todo += [n.args[0], n.op]
+            elif isinstance(n, (Str, Kw)):
+                raise FormulaError(self.formula_text, f"{deparse(n)} is not a model term")
+            else:
+                out.append(self.variable_code(n))
+        return "".join(out)
+
+    def order(self, node) -> list:
+        """R labels of the formula part's variables, in order of first appearance."""
+        out = []
+        for n in formula_variables(node):
+            label = self.labels.get(_normalised(self.variable_code(n)))
+            if label not in out:
+                out.append(label)
+        return out
+
+    # ---- reading formulaic's output -------------------------------------------------
+    def column_name(self, name: str, order) -> str:
+        """R's name of a formulaic model-matrix column (``__lmm_v0__(Days)[T.TRUE]`` ->
+        ``I(Days > 4)TRUE``): the variables' labels with their levels, in formula order."""
+        parts = self._split(name)
+        if parts is None:
+            return r_name(name, order)
+        if parts == [("1", None)]:
+            return "(Intercept)"
+        ranked = []
+        for expr, level in parts:
+            label = self.labels.get(expr, expr)
+            if level is not None and level.startswith("T."):
+                level = level[2:]
+            rank = order.index(label) if label in order else len(order)
+            ranked.append((rank, label + (level or "")))
+        ranked.sort(key=lambda rp: rp[0])
+        return ":".join(p for _, p in ranked)
+
+    def term_label(self, term, order) -> str:
+        """R's label of a formulaic term (its variables' labels in formula order)."""
+        labels = [self.labels.get(f.expr, f.expr) for f in term.factors]
+        return ":".join(sorted(labels, key=lambda lb: order.index(lb) if lb in order else len(order)))
+
+    def _split(self, name):
+        """A column name as (variable expression, level or None) parts, or None."""
+        if name == "Intercept":
+            return [("1", None)]
+        exprs = sorted(self.labels, key=len, reverse=True)
+        parts, p = [], 0
+        while p < len(name):
+            expr = next((e for e in exprs if name.startswith(e, p)), None)
+            if expr is None:
+                return None
+            p += len(expr)
+            level = None
+            if p < len(name) and name[p] == "[":
+                q = p + 1  # the level ends at a ']' that ends the name or precedes ':' and a variable
+                while True:
+                    q = name.find("]", q)
+                    if q < 0:
+                        return None
+                    if q + 1 == len(name) or (name[q + 1] == ":" and any(name.startswith(e, q + 2) for e in exprs)):
+                        break
+                    q += 1
+                level, p = name[p + 1:q], q + 1
+            parts.append((expr, level))
+            if p < len(name):
+                if name[p] != ":":
+                    return None
+                p += 1
+        return parts
+
+    # ---- data -----------------------------------------------------------------------
+    def prepare(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Data as formulaic gets them: the first of same-named columns, dates as numbers."""
+        return dates_as_numbers(first_of_duplicated_columns(data))
+
+    def missing_rows(self, frame: pd.DataFrame, nodes) -> np.ndarray:
+        """Rows where a variable that is an R expression is NA (cut() outside its breaks,
+        log of a negative number, factor() of a value not among its levels...): R's
+        model.frame drops them as it drops rows with missing data."""
+        saved, self.state = self.state, {}
+        try:
+            prepared = self.prepare(frame)
+            values = {c: prepared[c] for c in self.columns if c in prepared.columns}
+            missing = np.zeros(len(frame), dtype=bool)
+            for node in nodes:
+                for n in formula_variables(node):
+                    if isinstance(n, Name) and n.id in self.columns or isinstance(n, Call) and n.op == "C":
+                        continue
+                    missing |= _is_missing(self.evaluate(n, values), len(frame))
+            return missing
+        finally:
+            self.state = saved
+
+    def model_matrix(self, node, frame, what, prefix="", full_rank=True):
+        """formulaic's model matrix of a formula part and R's column names."""
+        code = prefix + self.formula_code(node)
+        try:
+            mm = model_matrix(code, self.prepare(frame), context=self.context, na_action="raise",
+                              ensure_full_rank=full_rank)
+        except FormulaicError as e:
+            cause = e.__cause__
+            if isinstance(cause, LmmError):
+                raise cause from None
+            raise FormulaError(self.formula_text, f"cannot build the {what} from {deparse(node)!r}: "
+                                                  f"{_formulaic_message(e, self)}") from None
+        except LmmError:
+            raise
+        except Exception as e:  # noqa: BLE001 - pandas, numpy or formulaic, never to the user raw
+            raise FormulaError(self.formula_text, f"cannot build the {what} from {deparse(node)!r}: "
+                                                  f"{type(e).__name__}: {e}") from None
+        order = self.order(node)
+        return mm, [self.column_name(c, order) for c in mm.columns]
+
+
+class _Placeholder:
+    """The function formulaic calls for one R-expression variable: its value from the columns."""
+
+    def __init__(self, variables, var):
+        self.variables, self.var = variables, var
+
+    def __call__(self, *cols):
+        var = self.var
+        values = dict(zip(var.columns, cols))
+        index = cols[0].index if isinstance(cols[0], pd.Series) else None
+        value = self.variables.evaluate(var.node, values)
+        return _model_column(value, len(cols[0]), index, var.label)
+
+
+@dataclass(frozen=True)
+class _Module:
+    name: str
+
+    def load(self):
+        import importlib
+        return importlib.import_module(self.name)
+
+
+def _formulaic_message(error, variables) -> str:
+    """formulaic's message with R's labels for the placeholders."""
+    text = str(error)
+    for var in variables._by_label.values():
+        text = text.replace(_normalised(var.code), var.label).replace(var.code, var.label)
+    return text
+
+
+def _names_in_list(node):
+    out = []
+    _names_in(node, out)
+    return out
+
+
+def formula_variables(node) -> list:
+    """The model variables of a formula part (names and calls that are not formula
+    operators), in order of appearance."""
+    out = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Call) and n.op in FORMULA_OPERATORS:
+            stack.extend(reversed(n.args if n.op != "^" else n.args[:1]))
+        elif isinstance(n, (Name, Call)):
+            out.append(n)
+    return out
+
+
+_NORMALISED = {}
+
+
+def _normalised(code: str) -> str:
+    """formulaic's own spelling of one variable's code (the text its column names start with)."""
+    if code not in _NORMALISED:
+        try:
+            exprs = [f.expr for term in Formula(code) for f in term.factors if f.expr != "1"]
+        except Exception:  # noqa: BLE001 - formulaic refuses it: keep the code as it is
+            exprs = []
+        _NORMALISED[code] = exprs[0] if len(exprs) == 1 else code
+    return _NORMALISED[code]
+
+
+def _is_missing(value, n) -> np.ndarray:
+    if isinstance(value, Matrix):
+        out = np.zeros(n, dtype=bool)
+        for col in value.columns.values():
+            out |= _is_missing(col, n)
+        return out
+    if isinstance(value, pd.Categorical):
+        return np.asarray(value.codes) < 0 if len(value) == n else np.zeros(n, dtype=bool)
+    arr = np.asarray(value)
+    if arr.ndim == 0 or arr.shape[0] != n:
+        return np.zeros(n, dtype=bool)
+    if arr.dtype == object:
+        return np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in arr])
+    if arr.dtype.kind in "fc":
+        return np.isnan(arr)
+    return np.zeros(n, dtype=bool)
+
+
+def _model_column(value, n, index, label):
+    """A variable's value as formulaic takes it: a numeric Series, a categorical Series (R's
+    factors; logical values are factors with levels FALSE, TRUE, strings factors with sorted
+    levels), or a dict of numeric Series for a matrix such as poly()'s."""
+    if isinstance(value, Matrix):
+        return {k: _model_column(v, n, index, label) for k, v in value.columns.items()}
+    if value is None:
+        raise DataError(f"{label} is NULL")
+    if isinstance(value, pd.Categorical):
+        if len(value) != n:
+            raise DataError(f"{label} has {len(value)} values for {n} rows")
+        return pd.Series(value, index=index)
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        arr = np.full(n, arr.item(), dtype=arr.dtype if arr.dtype != object else object)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise DataError(f"{label} has {arr.shape[0] if arr.ndim else 1} values for {n} rows")
+    if arr.dtype == bool:
+        codes = arr.astype(np.int64)
+        return pd.Series(pd.Categorical.from_codes(codes, categories=["FALSE", "TRUE"]), index=index)
+    if arr.dtype == object or arr.dtype.kind in "US":
+        labels = np.array([v if isinstance(v, str) else None for v in arr], dtype=object)
+        levels = sorted({v for v in labels if v is not None})
+        return pd.Series(pd.Categorical(labels, categories=levels), index=index)
+    return pd.Series(arr.astype(float), index=index)
+
+
+class FormulaSpec:
+    """formulaic's ModelSpec of one formula part, with the model's variables: new data are
+    materialised with the same R functions, environment and fitted state."""
+
+    def __init__(self, spec, variables):
+        self.spec, self.variables = spec, variables
+
+    def get_model_matrix(self, data, context=None, **kwargs):  # context: the model's own
+        return self.spec.get_model_matrix(self.variables.prepare(data), context=self.variables.context, **kwargs)
+
+    def __getattr__(self, name):  # the rest of formulaic's ModelSpec (term_indices, ...)
+        if name.startswith("__") or name in ("spec", "variables"):
+            raise AttributeError(name)
+        return getattr(self.spec, name)
 
 
 @dataclass
@@ -155,6 +584,7 @@ class Design:
     offset_name: str = None
     dropped_columns: list = field(default_factory=list)  # aliased columns of X, dropped
     x_keep: list = None  # indices of the kept columns among the formula's (for new data)
+    variables: object = None  # ModelVariables: R's evaluation of the formula's variables
 
     @property
     def n(self) -> int:
@@ -185,19 +615,47 @@ class Design:
     def theta_start(self) -> np.ndarray:
         return np.where(self.theta_lower() == 0.0, 1.0, 0.0)
 
+    def formula_offset(self, data: pd.DataFrame):
+        """The sum of the formula's offset(x) terms on ``data`` (0 if it has none)."""
+        return formula_offset(self.formula, self.variables, data)
 
-def _materialise(formula_text, node, frame, what, prefix=""):
-    rhs_text = prefix + to_formulaic(node)
-    try:
-        mm = model_matrix(rhs_text, frame, context=CONTEXT, na_action="raise")
-    except FormulaicError as e:
-        raise FormulaError(formula_text, f"cannot build the {what} from {rhs_text!r}: {e}") from None
-    order = factor_expressions(node)
-    M, names = np.asarray(mm, dtype=float), [r_name(c, order) for c in mm.columns]
+    def fixed_terms(self) -> list:
+        """(R's label, column indices in the formula's full X) of each fixed-effects term
+        but the intercept."""
+        order = self.variables.order(self.formula.fixed)
+        return [(self.variables.term_label(t, order), idx)
+                for t, idx in self.fixed_spec.term_indices.items() if str(t) != "1"]
+
+    def fixed_matrix_all_levels(self):
+        """The fixed-effects matrix with every level of every factor its own column (formulaic's
+        ensure_full_rank=False) on the fitting rows, and R's names of its columns."""
+        mm, names = self.variables.model_matrix(self.formula.fixed, self.frame, "fixed-effects matrix",
+                                                full_rank=False)
+        return np.asarray(mm, dtype=float), names
+
+
+def _materialise(formula_text, node, frame, what, variables, prefix=""):
+    mm, names = variables.model_matrix(node, frame, what, prefix=prefix)
+    M = np.asarray(mm, dtype=float)
     bad = [nm for nm, ok in zip(names, np.isfinite(M).all(axis=0)) if not ok]
     if bad:
         raise DataError(f"infinite values in {', '.join(map(repr, bad))} of the {what} (formula {formula_text!r})")
-    return M, names, mm.model_spec
+    return M, names, FormulaSpec(mm.model_spec, variables)
+
+
+def formula_offset(f, variables, data):
+    """The sum of the offset(x) terms of formula ``f`` evaluated on ``data``."""
+    if not f.offsets:
+        return 0.0
+    prepared = variables.prepare(data)
+    values = {c: prepared[c] for c in variables.columns if c in prepared.columns}
+    total = np.zeros(len(data))
+    for node in f.offsets:
+        value = variables.evaluate(node.args[0], values)
+        if isinstance(value, (pd.Categorical, Matrix)) or np.asarray(value).dtype.kind not in "biuf":
+            raise DataError(f"the offset {deparse(node)} must be numeric")
+        total = total + np.asarray(value, dtype=float)
+    return total
 
 
 def level_labels(values) -> list:
@@ -241,11 +699,42 @@ def _order_terms(terms):
     return terms
 
 
-def build_design(formula, data, factors=(), weights=None, offset=None) -> Design:
+def build_design(formula, data, factors=(), weights=None, offset=None, env=None) -> Design:
     """Parse ``formula`` and build the model's matrices from ``data`` (never modified).
 
     ``weights`` and ``offset`` are column names or arrays with one value per row of ``data``
-    (by position), or pandas Series (by the data's index labels)."""
+    (by position), or pandas Series (by the data's index labels).
+    ``env`` is the formula's environment, the mapping where names that are not columns of
+    ``data`` are looked up (default: the caller's variables)."""
+    env = caller_env(1) if env is None else check_env(env)
+    try:
+        return _build_design(formula, data, factors, weights, offset, env)
+    except RecursionError:
+        raise FormulaError(getattr(formula, "text", str(formula)), "the formula nests too deeply") from None
+
+
+def _referenced_names(f) -> set:
+    """Every name the formula uses, as a variable or a function (with the head of a dotted
+    one: np of np.log)."""
+    out = set()
+    for node in walk(f.tree):
+        for nm in ([node.id] if isinstance(node, Name) else [node.op] if isinstance(node, Call) else []):
+            out.update((nm, nm.split(".")[0]))
+    return out
+
+
+def _env_column(env, name, n):
+    """A vector of the environment with one value per row (R's model.frame takes such
+    variables beside the data's columns), or None."""
+    if name not in env:
+        return None
+    value = env[name]
+    if isinstance(value, (pd.Series, np.ndarray, list, tuple)) and np.ndim(value) == 1 and len(value) == n:
+        return np.asarray(value)
+    return None
+
+
+def _build_design(formula, data, factors, weights, offset, env) -> Design:
     f = formula if isinstance(formula, LmerFormula) else parse_formula(formula)
     if isinstance(data, dict):
         data = pd.DataFrame(data)
@@ -255,22 +744,27 @@ def build_design(formula, data, factors=(), weights=None, offset=None) -> Design
         raise DataError("the data have no rows")
 
     used = []
-    for node in (f.response, f.fixed, *(b.lhs for b in f.bars), *(b.group for b in f.bars)):
+    for node in (f.response, f.fixed, *f.offsets, *(b.lhs for b in f.bars), *(b.group for b in f.bars)):
         _names_in(node, used)
-    variables = []
+    data = first_of_duplicated_columns(data, [nm for nm, _ in used])
+    variables, from_env = [], {}
     for name, in_call in used:
         if name in data.columns:
             if name not in variables:
                 variables.append(name)
+        elif (vec := _env_column(env, name, len(data))) is not None:
+            from_env.setdefault(name, vec)
         elif not in_call:
             cols = ", ".join(map(str, list(data.columns)[:20]))
             raise DataError(f"unknown column {name!r} in formula {f.text!r}; the data have: {cols}")
     for b in f.bars:
         for g in b.group_vars:
-            if g not in data.columns:
+            if g not in data.columns and g not in from_env:
                 raise DataError(f"unknown grouping column {g!r} in formula {f.text!r}")
 
     frame = data[variables].copy()
+    for name, vec in from_env.items():
+        frame[name] = vec
     extra = {}
     for role, arg in (("weights", weights), ("offset", offset)):
         if arg is not None:
@@ -281,26 +775,38 @@ def build_design(formula, data, factors=(), weights=None, offset=None) -> Design
             raise DataError(f"--factor/factors names {c!r}, which the formula does not use")
         frame[c] = frame[c].astype(str).astype("category")
     complete = frame.notna().all(axis=1).to_numpy()
-    n_dropped = int((~complete).sum())
     frame = frame.loc[complete]
     if len(frame) == 0:
         raise DataError("no observations left after dropping rows with missing values")
+    model_vars = ModelVariables(f.text, [c for c in frame.columns if c not in (".weights", ".offset")],
+                                env, frame.columns[0], names=_referenced_names(f))
+    parts = (f.fixed, *f.offsets, *(b.lhs for b in f.bars))
+    computed_na = model_vars.missing_rows(frame, parts + (f.response,))
+    if computed_na.any():
+        frame = frame.loc[~computed_na]
+        if len(frame) == 0:
+            raise DataError("no observations left after dropping rows with missing values")
+    n_dropped = len(data) - len(frame)
     if len(frame) == 1:  # before the response's checks, which one value would fail misleadingly
         left = " after dropping rows with missing values" if n_dropped else ""
         raise DataError(f"the data have 1 observation{left}: grouping factors must have > 1 sampled level")
 
-    y = _response(f, frame)
-    X, xnames, fixed_spec = _materialise(f.text, f.fixed, frame, "fixed-effects matrix")
+    y = _response(f, frame, model_vars)
+    X, xnames, fixed_spec = _materialise(f.text, f.fixed, frame, "fixed-effects matrix", model_vars)
     X, xnames, dropped, x_keep = drop_aliased_columns(X, xnames)
     w = frame[".weights"].to_numpy(dtype=float) if "weights" in extra else None
     if w is not None and np.any(w <= 0):
         bad = "negative" if np.any(w < 0) else "zero"
         raise DataError(f"weights must be positive: {int(np.sum(w <= 0))} are {bad}")
     off = frame[".offset"].to_numpy(dtype=float) if "offset" in extra else None
+    if f.offsets:  # offset(x) terms add to the offset argument, as in lme4
+        off = (0.0 if off is None else off) + formula_offset(f, model_vars, frame)
+        if not np.all(np.isfinite(off)):
+            raise DataError(f"the offset of formula {f.text!r} has infinite values")
 
     terms = []
     for b in f.bars:
-        Xr, cn, spec = _materialise(f.text, b.lhs, frame, f"random-effects term {b}")
+        Xr, cn, spec = _materialise(f.text, b.lhs, frame, f"random-effects term {b}", model_vars)
         if Xr.shape[1] == 0:
             raise FormulaError(f.text, f"the random-effects term {b} has no columns")
         codes, levels = grouping_factor(frame, b.group_vars)
@@ -315,8 +821,10 @@ def build_design(formula, data, factors=(), weights=None, offset=None) -> Design
         raise DataError(f"the fixed-effects model matrix has {X.shape[1]} columns{aliased} for {len(y)} "
                         "observations: there must be fewer fixed effects than observations, or no residual "
                         "variance is left to estimate")
+    mark_fitted(model_vars.state)
     return Design(f, y, X, xnames, terms, fixed_spec, frame, n_dropped, frame.index, w, off,
-                  extra.get("weights", (None, None))[1], extra.get("offset", (None, None))[1], dropped, x_keep)
+                  extra.get("weights", (None, None))[1], extra.get("offset", (None, None))[1], dropped, x_keep,
+                  model_vars)
 
 
 def _row_values(role, arg, data):
@@ -372,18 +880,24 @@ class RankDeficientWarning(UserWarning):
     """Aliased fixed-effect columns were dropped."""
 
 
-def _response(f, frame) -> np.ndarray:
+def _response(f, frame, variables) -> np.ndarray:
+    """The response: a column, or any R expression of columns (``Reaction - Days``,
+    ``log(Reaction) - 1``: R's arithmetic, not the formula language)."""
     resp = f.response
-    if isinstance(resp, Name):
+    if isinstance(resp, Name) and resp.id in frame.columns:
         col = frame[resp.id]
         if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
             raise DataError(f"the response {resp.id!r} must be numeric, but its type is {col.dtype}")
         y = col.to_numpy(dtype=float)
     else:
-        y, _, _ = _materialise(f.text, resp, frame, "response", prefix="0 + ")
-        if y.shape[1] != 1:
+        prepared = variables.prepare(frame)
+        value = variables.evaluate(resp, {c: prepared[c] for c in variables.columns})
+        arr = np.asarray(value) if not isinstance(value, (pd.Categorical, Matrix)) else None
+        if arr is None or arr.dtype.kind not in "iuf":
+            raise DataError(f"the response {deparse(resp)!r} must be numeric")
+        if arr.ndim != 1 or len(arr) != len(frame):
             raise DataError(f"the response {deparse(resp)!r} must be a single numeric column")
-        y = y[:, 0]
+        y = arr.astype(float)
     if not np.all(np.isfinite(y)):
         raise DataError(f"the response {deparse(resp)!r} has infinite (or NaN) values")
     if np.ptp(y) == 0:

@@ -76,7 +76,8 @@ def _covariates(fit, terms) -> list:
     """The columns of the fitting data that the fixed part and the kept terms' left-hand
     sides read (not the grouping columns: a missing level is an unseen one)."""
     design, used = fit.design, []
-    _names_in(design.formula.fixed, used)
+    for node in (design.formula.fixed, *design.formula.offsets):
+        _names_in(node, used)
     for i in terms:
         _names_in(parse(design.reterms[i].lhs), used)
     return list(dict.fromkeys(nm for nm, _ in used if nm in design.frame.columns))
@@ -116,6 +117,8 @@ def _predict_complete(fit, newdata, labels) -> np.ndarray:
     eta = X @ fit._beta
     if design.offset_name and design.offset_name in newdata.columns:
         eta = eta + newdata[design.offset_name].to_numpy(dtype=float)
+    if design.formula.offsets:  # offset(x) terms of the formula, evaluated on the new data
+        eta = eta + design.formula_offset(newdata)
     for i, term_labels in labels.items():
         t = design.reterms[i]
         Xr = _materialise(t.spec, newdata, f"random-effects term ({t.lhs} | {t.group})", na_action="ignore")

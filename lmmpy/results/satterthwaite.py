@@ -136,19 +136,13 @@ def type3_contrasts(fit) -> dict:
     L = t(ginv(X) rdX) with rdX the over-parameterised design (every factor level its own
     column); going from the highest-order terms down, a term's columns of L are made orthogonal
     to those of the terms containing it; the rows that are X's own columns are kept."""
-    from formulaic import model_matrix
-
-    from ..formula.design import CONTEXT, factor_expressions, r_name, to_formulaic
     design = fit.design
-    order = factor_expressions(design.formula.fixed)
     keep = design.x_keep if design.x_keep is not None else list(range(design.p))
     position = {col: i for i, col in enumerate(keep)}
-    terms = [(t, [position[i] for i in idx if i in position])
-             for t, idx in design.fixed_spec.term_indices.items() if str(t) != "1"]
+    terms = [(t, [position[i] for i in idx if i in position]) for t, idx in design.fixed_terms()]
     X = design.X
-    rd = model_matrix(to_formulaic(design.formula.fixed), design.frame, context=CONTEXT, ensure_full_rank=False)
-    rd_names = [r_name(c, order) for c in rd.columns]
-    L = np.linalg.pinv(X) @ np.asarray(rd, dtype=float)  # p x r
+    rd, rd_names = design.fixed_matrix_all_levels()
+    L = np.linalg.pinv(X) @ rd  # p x r
     L = L.T  # r x p, rows: rdX's columns
     L[np.abs(L) < 1e-7 * max(1.0, np.abs(L).max())] = 0.0
     factors = {str(t): set(str(t).split(":")) for t, _ in terms}
@@ -164,7 +158,7 @@ def type3_contrasts(fit) -> dict:
     out = {}
     for t, cols in terms:
         Lt = L[:, cols].T
-        out[r_name(str(t), order)] = Lt[np.abs(Lt).sum(axis=1) > 1e-8]
+        out[t] = Lt[np.abs(Lt).sum(axis=1) > 1e-8]
     return out
 
 
