@@ -310,3 +310,21 @@ def test_mixedml_without_groups_warns(sleep):
     with pytest.warns(UserWarning, match="without groups fits no random effects"):
         m = lmmpy.MixedML().fit(sleep[["Days"]], sleep.Reaction)
     assert m.ranef_ == {}
+
+
+# -- the last foreign exceptions of argument handling ---------------------------------------------
+
+def test_a_control_of_another_type_is_an_lmm_error():
+    with pytest.raises(lmmpy.LmmError, match="control must be an LmerControl or a dict, not list"):
+        lmmpy.lmer("Reaction ~ Days + (1 | Subject)", lmmpy.datasets.load("sleepstudy"), control=[1])
+
+
+def test_an_unknown_residual_type_is_an_lmm_error():
+    fit = lmmpy.lmer("Reaction ~ Days + (1 | Subject)", lmmpy.datasets.load("sleepstudy"))
+    with pytest.raises(lmmpy.LmmError, match="'response' or 'pearson', not 'deviance'"):
+        fit.residuals(type="deviance")
+
+
+def test_a_start_of_the_wrong_length_is_an_lmm_error():
+    with pytest.raises(lmmpy.LmmError, match="theta has length 2, the model needs 3"):
+        lmmpy.lmer("Reaction ~ Days + (Days | Subject)", lmmpy.datasets.load("sleepstudy"), start=[1.0, 0.0])

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import LmmError
+
 SINGULAR_TOL = 1e-4
 
 
@@ -46,11 +48,10 @@ class LmerControl:
         if isinstance(control, dict):
             unknown = set(control) - set(cls.__dataclass_fields__)
             if unknown:
-                from ..errors import LmmError
                 raise LmmError(f"unknown control setting(s): {', '.join(sorted(unknown))}; "
                                f"known: {', '.join(cls.__dataclass_fields__)}")
             return cls(**control)
-        raise TypeError("control must be an LmerControl or a dict")
+        raise LmmError(f"control must be an LmerControl or a dict, not {type(control).__name__}")
 
 
 def deriv12(fun, x, delta: float = 1e-4, fx: float = None):

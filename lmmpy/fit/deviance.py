@@ -19,6 +19,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
+from ..errors import LmmError
 from ..formula.design import Design
 from ..linalg.blocked import BlockedCholesky, UniformBlockDiagonal
 from ..linalg.gram import WeightedGram
@@ -130,7 +131,7 @@ class LmmModel:
     def set_theta(self, theta) -> "LmmModel":
         theta = np.atleast_1d(np.asarray(theta, dtype=float))
         if theta.shape != self.theta.shape:
-            raise ValueError(f"theta has length {theta.size}, the model needs {self.theta.size}")
+            raise LmmError(f"theta has length {theta.size}, the model needs {self.theta.size}")
         self.theta = theta.copy()
         return self
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
+from ..errors import LmmError
 from ..fit.deviance import LOG2PI, LmmModel, theta_templates
 from ..fit.optimize import OptSummary, is_singular
 from .varcorr import term_covariances, varcorr_frame
@@ -203,7 +204,7 @@ class LmerFit:
         """``y - fitted`` ("response") or Pearson residuals ``sqrt(w) (y - fitted)``;
         ``scaled`` divides by sigma."""
         if type not in ("response", "pearson"):
-            raise ValueError("type must be 'response' or 'pearson'")
+            raise LmmError(f"residuals' type must be 'response' or 'pearson', not {type!r}")
         r = self.design.y - self.fitted.to_numpy()
         if type == "pearson" and self.design.weights is not None:
             r = r * np.sqrt(self.design.weights)
