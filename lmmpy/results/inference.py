@@ -93,20 +93,24 @@ def anova(*fits, refit: bool = True) -> pd.DataFrame:
     return table
 
 
-def confint_wald(fit, level: float = 0.95) -> pd.DataFrame:
+def confint_wald(fit, level: float = 0.95, old_names: bool = True) -> pd.DataFrame:
     """Wald intervals beta +- z se for the fixed effects; the variance parameters get none
-    (NaN), as in lme4's ``confint(method = "Wald")``."""
+    (NaN), as in lme4's ``confint(method = "Wald")``; names as :func:`ran_par_names`."""
     z = stats.norm.ppf(0.5 + level / 2)
     pct = [f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"]
-    names = [f".sig{i + 1:02d}" for i in range(fit.theta.size)] + [".sigma"]
+    names = ran_par_names(fit, old_names=old_names)
     out = pd.DataFrame(np.nan, index=names + list(fit.fixef.index), columns=pct)
     out.loc[fit.fixef.index, pct[0]] = fit.fixef - z * fit.se
     out.loc[fit.fixef.index, pct[1]] = fit.fixef + z * fit.se
     return out
 
 
-def ran_par_names(fit) -> list:
-    """lme4's names (oldNames = FALSE) of the variance parameters: sd_x|g, cor_x.y|g, sigma."""
+def ran_par_names(fit, old_names: bool = False) -> list:
+    """lme4's names of the variance parameters, in lme4's order: with ``old_names`` (lme4's
+    oldNames = TRUE, the default of its confint) .sig01, .sig02, ... and .sigma, otherwise
+    (oldNames = FALSE) sd_x|g, cor_x.y|g and sigma."""
+    if old_names:
+        return [f".sig{i + 1:02d}" for i in range(fit.theta.size)] + [".sigma"]
     out = []
     for t in fit.design.reterms:
         for j in range(t.k):
@@ -201,11 +205,12 @@ def bootstrap(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress: bool =
 
 
 def confint_boot(fit, level: float = 0.95, nsim: int = 500, seed=None, n_jobs: int = 1,
-                 progress: bool = False) -> pd.DataFrame:
-    """Percentile intervals from the parametric bootstrap, lme4's names."""
+                 progress: bool = False, old_names: bool = True) -> pd.DataFrame:
+    """Percentile intervals from the parametric bootstrap; names as :func:`ran_par_names`."""
     draws = bootstrap(fit, nsim, seed, n_jobs, progress)
     a = (1 - level) / 2
     out = draws.quantile([a, 1 - a]).T
+    out.index = ran_par_names(fit, old_names=old_names) + list(fit.fixef.index)
     out.columns = [f"{100 * a:.3g} %", f"{100 * (1 - a):.3g} %"]
     out.attrs["failed_refits"] = int(draws.isna().any(axis=1).sum())
     return out

@@ -154,8 +154,9 @@ def _end(zeta, hat, target, step, limit):
     return np.nan
 
 
-def confint_profile(fit, level: float = 0.95) -> pd.DataFrame:
-    """Profile intervals for every parameter, lme4's names (oldNames = FALSE)."""
+def confint_profile(fit, level: float = 0.95, old_names: bool = True) -> pd.DataFrame:
+    """Profile intervals for every parameter, named as lme4 names them: ``.sig01, ..., .sigma``
+    (lme4's default oldNames = TRUE) or, with ``old_names=False``, ``sd_x|g, cor_x.y|g, sigma``."""
     import warnings
     z = stats.norm.ppf(0.5 + level / 2)
     with warnings.catch_warnings():
@@ -164,7 +165,7 @@ def confint_profile(fit, level: float = 0.95) -> pd.DataFrame:
     base = fit_ml.objective
     psi_hat = _psi_hat(fit_ml)
     kinds = _kinds(fit_ml)
-    names = ran_par_names(fit_ml) + list(fit_ml.fixef.index)
+    names = ran_par_names(fit_ml, old_names=old_names) + list(fit_ml.fixef.index)
     rows = []
     for i, kind in enumerate(kinds):
         zeta = _zeta_varpar(fit_ml.model, psi_hat, base, i, kinds)
@@ -181,11 +182,12 @@ def confint_profile(fit, level: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame(rows, index=names, columns=pct)
 
 
-def profile(fit, level: float = 0.99, n: int = 9) -> pd.DataFrame:
+def profile(fit, level: float = 0.99, n: int = 9, old_names: bool = True) -> pd.DataFrame:
     """The profiles themselves: for every parameter, zeta at ``n`` points across its
-    ``level`` profile interval (long format: .par, value, zeta), as lme4's profile() data."""
+    ``level`` profile interval (long format: .par, value, zeta), as lme4's profile() data;
+    names as in :func:`confint_profile`."""
     import warnings
-    ci = confint_profile(fit, level)
+    ci = confint_profile(fit, level, old_names=old_names)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit_ml = fit.refit(fit.design.y, REML=False) if fit.REML else fit
