@@ -1,5 +1,6 @@
 """Profile intervals and profiles (lme4's confint(method = "profile") and profile()): their
-names, their numbers on more models and the cost of computing them.  lme4's values are in
+names, their numbers on more models, the cost of computing them, and the progress line of the
+long computations (profiles, the bootstrap).  lme4's values are in
 tests/reference/inference/profile_lme4.json (made by lme4_profile_reference.R beside it)."""
 import json
 import warnings
@@ -98,7 +99,7 @@ def test_profile_intervals_take_few_evaluations(monkeypatch, mid, dataset, formu
         count["n"] += 1
         return update(self)
     monkeypatch.setattr(LmmModel, "update", counting)
-    fit.confint("profile")
+    fit.confint("profile", progress=False)
     assert 0 < count["n"] <= most
 
 
@@ -140,7 +141,7 @@ def test_three_by_three_covariance_on_its_edge():
     fit = fit_of("mlbook2_three_slopes_ml")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ci = fit.confint("profile", old_names=False)
+        ci = fit.confint("profile", old_names=False, progress=False)
     est = inference.parameter_vector(fit)
     assert np.all(np.isfinite(ci.to_numpy()))
     assert np.all((ci.iloc[:, 0] <= est) & (est <= ci.iloc[:, 1]))
@@ -153,6 +154,48 @@ def test_profile_leaves_the_fit_at_its_optimum():
     before = fit.model.L.pwrss
     fit.confint("profile")
     assert np.array_equal(fit.model.theta, fit.theta) and fit.model.L.pwrss == before
+
+
+# -- progress -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dyestuff():
+    return lmmpy.lmer("Yield ~ 1 + (1 | Batch)", lmmpy.datasets.load("Dyestuff"))
+
+
+def test_profile_progress_forced_on(dyestuff, capsys):
+    """One line on stderr, rewritten in place (carriage returns), ended by a newline."""
+    dyestuff.confint("profile", progress=True)
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.startswith("\rprofile: ") and out.err.endswith("\n") and out.err.count("\n") == 1
+    assert "3/3 parameters" in out.err
+    dyestuff.profile(n=3, progress=True)
+    assert "3/3 parameters" in capsys.readouterr().err
+
+
+def test_bootstrap_progress_forced_on(dyestuff, capsys):
+    dyestuff.confint("boot", nsim=30, seed=1, progress=True)
+    err = capsys.readouterr().err
+    assert err.startswith("\rbootstrap: ") and "30/30 refits" in err and err.endswith("\n")
+
+
+def test_small_fits_print_nothing_by_default(dyestuff, capsys):
+    dyestuff.confint("profile")
+    dyestuff.profile(n=3)
+    dyestuff.confint("boot", nsim=30, seed=1)
+    dyestuff.confint("profile", progress=False)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_progress_turns_on_when_the_work_will_take_long(dyestuff, capsys, monkeypatch):
+    """The default: on as soon as the time taken so far projects a total over the threshold
+    (here 0 s, so from the first step on)."""
+    monkeypatch.setattr(inference, "PROGRESS_SECONDS", 0.0)
+    dyestuff.confint("profile")
+    assert "profile: " in capsys.readouterr().err
+    dyestuff.confint("boot", nsim=30, seed=1)
+    assert "bootstrap: " in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("c", [1e8, 1e-8])

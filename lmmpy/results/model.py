@@ -247,11 +247,11 @@ class LmerFit:
             raise LmmError(f"anova(ddf={ddf!r}): use 'satterthwaite' or 'kenward-roger'")
         return anova_type3(self, key)
 
-    def profile(self, level: float = 0.99, n: int = 9, old_names: bool = True) -> pd.DataFrame:
+    def profile(self, level: float = 0.99, n: int = 9, old_names: bool = True, progress=None) -> pd.DataFrame:
         """Profile data (.par, value, zeta) of every parameter across its profile interval;
-        names as in :meth:`confint`."""
+        names as in :meth:`confint`, ``progress`` as for ``confint("profile")``."""
         from .profile import profile
-        return profile(self, level, n, old_names=old_names)
+        return profile(self, level, n, old_names=old_names, progress=progress)
 
     def kenward_roger(self) -> pd.DataFrame:
         """Fixed effects with Kenward-Roger's adjusted SEs, df and p-values (REML fits), as
@@ -264,22 +264,24 @@ class LmerFit:
         from .satterthwaite import satterthwaite_table
         return satterthwaite_table(self)
 
-    def confint(self, method: str = "wald", level: float = 0.95, old_names: bool = True, **boot) -> pd.DataFrame:
+    def confint(self, method: str = "wald", level: float = 0.95, old_names: bool = True, progress=None,
+                **boot) -> pd.DataFrame:
         """Confidence intervals: ``"wald"`` (fixed effects), ``"profile"`` (profile likelihood,
         every parameter, as lme4) or ``"boot"`` (parametric bootstrap,
-        percentile intervals for every parameter; ``nsim``, ``seed``, ``n_jobs``, ``progress``).
+        percentile intervals for every parameter; ``nsim``, ``seed``, ``n_jobs``).
         Rows are named as lme4 names them: the variance parameters ``.sig01, .sig02, ...,
         .sigma`` (lme4's default, oldNames = TRUE) or with ``old_names=False`` ``sd_x|g``,
-        ``cor_x.y|g``, ``sigma``."""
+        ``cor_x.y|g``, ``sigma``.  ``progress`` (profile, boot): one updating line on stderr,
+        True, False or None (the default: when the work will take more than a few seconds)."""
         from .inference import confint_boot, confint_wald
         method = method.lower()
         if method == "wald":
             return confint_wald(self, level, old_names=old_names)
         if method == "profile":
             from .profile import confint_profile
-            return confint_profile(self, level, old_names=old_names)
+            return confint_profile(self, level, old_names=old_names, progress=progress)
         if method == "boot":
-            return confint_boot(self, level, old_names=old_names, **boot)
+            return confint_boot(self, level, progress=progress, old_names=old_names, **boot)
         from ..errors import LmmError
         raise LmmError(f"confint(method={method!r}): use 'wald', 'profile' or 'boot'")
 

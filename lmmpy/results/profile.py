@@ -53,7 +53,7 @@ from scipy import interpolate, optimize, stats
 
 from ..fit.deviance import LOG2PI, LmmModel
 from ..fit.gradient import profiled_gradient
-from .inference import parameter_vector, ran_par_names
+from .inference import Progress, parameter_vector, ran_par_names
 from .model import ConvergenceWarning
 
 ALPHA_MAX = 0.01  # lme4's alphamax: the profiles' cutoff is sqrt(qchisq(1 - alphamax, #parameters))
@@ -64,6 +64,7 @@ ROOT_TOL = 1e-6  # |zeta(end) -/+ z| accepted at an interval's end
 DEV_TOL = 1e-6  # a deviance this far below the fit's means the fit is not at its optimum
 INNER_OPTIONS = {"ftol": 1e-12, "gtol": 1e-7, "maxiter": 500}  # deviance to ~1e-9: ends to ~1e-7
 CORR_STEP = 1e-6  # the relative difference step for the derivatives of a correlation's map
+EXPECTED_STEPS = 14  # zeta evaluations per parameter, for the progress estimate
 
 
 def ml_fit(fit):
@@ -328,8 +329,9 @@ def _inverse_sqrt_curvature(slc: _Slice) -> np.ndarray:
 class _Trace:
     """The points (v, zeta, inner optimum x) of one parameter's profile, traced outwards."""
 
-    def __init__(self, slc: _Slice, base: float, label: str, delta: float):
+    def __init__(self, slc: _Slice, base: float, label: str, delta: float, on_step=None):
         self.slc, self.base, self.label, self.delta = slc, base, label, delta
+        self.on_step = on_step  # called with the number of points after each evaluation
         self.points = [(slc.hat, 0.0, slc.x_hat.copy())]
         self.lowest = np.inf  # the lowest deviance - base seen (below -DEV_TOL: not at the optimum)
         self.scale = None  # the inner coordinates' scale (from the first evaluation on)
@@ -372,6 +374,8 @@ class _Trace:
         else:  # no finite deviance with the parameter at v (a correlation matrix at its edge)
             z = float(np.sign(v - slc.hat) * np.inf)
         self.points.append((float(v), z, x))
+        if self.on_step is not None:
+            self.on_step(len(self.points))
         return z, x
 
     def nearest(self, v):
@@ -465,7 +469,7 @@ class _Trace:
         return float(a + (target - za) * (b - a) / (zb - za)) if zb != za else 0.5 * (a + b)
 
 
-def _profile_all(fit, level, old_names, n_points=0):
+def _profile_all(fit, level, old_names, progress, n_points=0):
     """Every parameter's profile traced to the level's quantile: the names, the interval ends
     and (``n_points``) zeta at that many points across each interval."""
     fit_ml = ml_fit(fit)
@@ -476,9 +480,12 @@ def _profile_all(fit, level, old_names, n_points=0):
     z = stats.norm.ppf(0.5 + level / 2)
     ends, grids, traces = [], [], []
     slices = _slices(fit_ml, delta)
+    bar = Progress("profile", len(names), "parameters", on=progress)
     try:
-        for slc, name in zip(slices, names):
-            tr = _Trace(slc, base, name, delta)
+        for i, (slc, name) in enumerate(zip(slices, names)):
+            def on_step(k, i=i, name=name):  # the share of a parameter's work done, roughly
+                bar.update(i + min(k / EXPECTED_STEPS, 0.95), name)
+            tr = _Trace(slc, base, name, delta, on_step)
             traces.append(tr)
             if not np.isfinite(slc.hat):  # a correlation of a term whose sd is 0
                 ends.append((np.nan, np.nan))
@@ -490,7 +497,9 @@ def _profile_all(fit, level, old_names, n_points=0):
                 for v in np.linspace(lo, hi, n_points):
                     known = [p[1] for p in tr.points if p[0] == v and np.isfinite(p[1])]
                     grids.append((name, float(v), known[0] if known else tr.zeta(v, tr.start_near(v))[0]))
+            bar.update(i + 1, name)
     finally:
+        bar.close()
         fit_ml.model(fit_ml.theta)  # leave the fit's model at its optimum
     for tr in traces:
         if tr.lowest < -DEV_TOL:
@@ -500,16 +509,19 @@ def _profile_all(fit, level, old_names, n_points=0):
     return names, ends, grids
 
 
-def confint_profile(fit, level: float = 0.95, old_names: bool = True) -> pd.DataFrame:
+def confint_profile(fit, level: float = 0.95, old_names: bool = True, progress=None) -> pd.DataFrame:
     """Profile intervals for every parameter, named as lme4 names them: ``.sig01, ..., .sigma``
-    (lme4's default oldNames = TRUE) or, with ``old_names=False``, ``sd_x|g, cor_x.y|g, sigma``."""
-    names, ends, _ = _profile_all(fit, level, old_names)
+    (lme4's default oldNames = TRUE) or, with ``old_names=False``, ``sd_x|g, cor_x.y|g, sigma``.
+    ``progress``: one updating line on stderr (None: if the work will take more than a few
+    seconds)."""
+    names, ends, _ = _profile_all(fit, level, old_names, progress)
     pct = [f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"]
     return pd.DataFrame(ends, index=names, columns=pct)
 
 
-def profile(fit, level: float = 0.99, n: int = 9, old_names: bool = True) -> pd.DataFrame:
+def profile(fit, level: float = 0.99, n: int = 9, old_names: bool = True, progress=None) -> pd.DataFrame:
     """The profiles themselves: for every parameter, zeta at ``n`` points across its ``level``
-    profile interval (long format: .par, value, zeta); names as in :func:`confint_profile`."""
-    _, _, grids = _profile_all(fit, level, old_names, n_points=n)
+    profile interval (long format: .par, value, zeta); names and ``progress`` as in
+    :func:`confint_profile`."""
+    _, _, grids = _profile_all(fit, level, old_names, progress, n_points=n)
     return pd.DataFrame(grids, columns=[".par", "value", "zeta"])
