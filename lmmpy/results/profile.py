@@ -48,7 +48,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import scipy.linalg as sla
 from scipy import interpolate, optimize, stats
 
 from ..fit.deviance import LOG2PI, LmmModel
@@ -91,11 +90,9 @@ def _term_slots(model):
 
 
 def _update(model, theta) -> bool:
-    try:
-        model.set_theta(theta).update()
-    except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
-        return False
-    return True
+    """The model's factor at theta, through its criterion (what every evaluation goes through,
+    and what hooks on evaluations see); False where it cannot be factored."""
+    return bool(np.isfinite(model(theta)))
 
 
 def _rotation(r, e):
