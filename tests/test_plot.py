@@ -75,7 +75,7 @@ def test_shrinkage_pulls_own_estimates_towards_the_fixed_effects(fit):
 
 def test_profile_plot():
     f = lmmpy.lmer("Yield ~ 1 + (1 | Batch)", lmmpy.datasets.load("Dyestuff"))
-    prof = f.profile()
+    prof = f.profile(old_names=False)
     axes = plot.profile(f, prof)
     assert len(axes) == 3
     assert [a.get_xlabel() for a in axes] == ["sd_(Intercept)|Batch", "sigma", "(Intercept)"]

@@ -157,7 +157,7 @@ def test_satterthwaite_df_and_p_values(mid, at_lme4_theta):
 @pytest.fixture(scope="module")
 def boot_sleepstudy():
     fit = lmmpy.lmer("Reaction ~ Days + (Days | Subject)", lmmpy.datasets.load("sleepstudy"))
-    return fit.confint("boot", nsim=500, seed=1, n_jobs=2)
+    return fit.confint("boot", nsim=500, seed=1, n_jobs=2, old_names=False)
 
 
 def test_bootstrap_matches_lme4s_bootstrap(boot_sleepstudy):
@@ -221,7 +221,7 @@ def test_profile_intervals(mid):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = lmmpy.lmer(ref["formula"], lmmpy.datasets.load(SATT[mid]), REML=ref["REML"])
-    ci = fit.confint("profile")
+    ci = fit.confint("profile", old_names=False)
     p = ref["confint_profile"]
     for name, lo, hi in zip(np.atleast_1d(p["param"]), np.atleast_1d(p["lower"]), np.atleast_1d(p["upper"])):
         assert ci.loc[name].to_numpy() == pytest.approx([lo, hi], rel=1e-3), name
@@ -229,7 +229,7 @@ def test_profile_intervals(mid):
 
 def test_profile_data_is_monotone_and_crosses_zero():
     fit = lmmpy.lmer("Yield ~ 1 + (1 | Batch)", lmmpy.datasets.load("Dyestuff"))
-    prof = fit.profile(level=0.95, n=7)
+    prof = fit.profile(level=0.95, n=7, old_names=False)
     assert set(prof[".par"]) == {"sd_(Intercept)|Batch", "sigma", "(Intercept)"}
     z = __import__("scipy").stats.norm.ppf(0.975)
     for _, g in prof.groupby(".par"):

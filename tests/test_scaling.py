@@ -213,7 +213,7 @@ def test_profile_intervals_on_the_users_scale(k):
         warnings.simplefilter("ignore")
         fit = lmmpy.lmer(SLOPE_ONLY["formula"], scaled_data(k))
     assert fit.objective == pytest.approx(SLOPE_ONLY["criterion"] + 2 * np.log(k), abs=1e-6)
-    ci = fit.confint("profile")
+    ci = fit.confint("profile", old_names=False)  # lme4's oldNames = FALSE, as the reference
     p = SLOPE_ONLY["confint_profile"]
     for name, lo, hi in zip(p["param"], p["lower"], p["upper"]):
         f = 1.0 / k if name in ("sd_Days|Subject", "Days") else 1.0

@@ -256,11 +256,12 @@ class LmerFit:
             raise LmmError(f"anova(ddf={ddf!r}): use 'satterthwaite' or 'kenward-roger'")
         return anova_type3(self, key)
 
-    def profile(self, level: float = 0.99, n: int = 9) -> pd.DataFrame:
-        """Profile data (.par, value, zeta) of every parameter across its profile interval."""
+    def profile(self, level: float = 0.99, n: int = 9, old_names: bool = True, progress=None) -> pd.DataFrame:
+        """Profile data (.par, value, zeta) of every parameter across its profile interval;
+        names as in :meth:`confint`, ``progress`` as for ``confint("profile")``."""
         from ..errors import require_count, require_level
         from .profile import profile
-        return profile(self, require_level(level), require_count("n", n, 2))
+        return profile(self, require_level(level), require_count("n", n, 2), old_names=old_names, progress=progress)
 
     def kenward_roger(self) -> pd.DataFrame:
         """Fixed effects with Kenward-Roger's adjusted SEs, df and p-values (REML fits), as
@@ -273,10 +274,15 @@ class LmerFit:
         from .satterthwaite import satterthwaite_table
         return satterthwaite_table(self)
 
-    def confint(self, method: str = "wald", level: float = 0.95, **boot) -> pd.DataFrame:
+    def confint(self, method: str = "wald", level: float = 0.95, old_names: bool = True, progress=None,
+                **boot) -> pd.DataFrame:
         """Confidence intervals: ``"wald"`` (fixed effects), ``"profile"`` (profile likelihood,
         every parameter, as lme4) or ``"boot"`` (parametric bootstrap,
-        percentile intervals for every parameter; ``nsim``, ``seed``, ``n_jobs``, ``progress``)."""
+        percentile intervals for every parameter; ``nsim``, ``seed``, ``n_jobs``).
+        Rows are named as lme4 names them: the variance parameters ``.sig01, .sig02, ...,
+        .sigma`` (lme4's default, oldNames = TRUE) or with ``old_names=False`` ``sd_x|g``,
+        ``cor_x.y|g``, ``sigma``.  ``progress`` (profile, boot): one updating line on stderr,
+        True, False or None (the default: when the work will take more than a few seconds)."""
         from ..errors import LmmError, require_level
         from .inference import confint_boot, confint_wald
         level = require_level(level)
@@ -287,12 +293,12 @@ class LmerFit:
         if unknown:
             raise LmmError(f"confint(method='boot') takes nsim, seed, n_jobs and progress, not {', '.join(unknown)}")
         if method == "wald":
-            return confint_wald(self, level)
+            return confint_wald(self, level, old_names=old_names)
         if method == "profile":
             from .profile import confint_profile
-            return confint_profile(self, level)
+            return confint_profile(self, level, old_names=old_names, progress=progress)
         if method == "boot":
-            return confint_boot(self, level, **boot)
+            return confint_boot(self, level, progress=progress, old_names=old_names, **boot)
         raise LmmError(f"confint(method={method!r}): use 'wald', 'profile' or 'boot'")
 
     # -- printing --------------------------------------------------------------------------------
