@@ -1,0 +1,76 @@
+"""README.md tells the truth: the Python version it states is pyproject.toml's, which the
+dependencies need and the running interpreter has."""
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
+PYPROJECT = ROOT / "pyproject.toml"
+
+# The oldest Python each dependency's oldest allowed release installs on, from its
+# Requires-Python on PyPI (checked by `pip install --dry-run --no-deps NAME==FLOOR` under each
+# Python; (3, 8) means "3.8 or older", not checked further).  scipy 1.14, the first with
+# COBYQA, is the one that rules out 3.9.
+DEPENDENCY_MIN_PYTHON = {
+    "numpy": {"1.23": (3, 8)},
+    "scipy": {"1.14": (3, 10)},
+    "pandas": {"1.5": (3, 8)},
+    "formulaic": {"1.0": (3, 8)},
+    "statsmodels": {"0.14": (3, 8)},
+    "pytest": {"7": (3, 8)},
+    "hypothesis": {"6": (3, 8)},
+    "scikit-learn": {"1.6": (3, 9)},
+    "matplotlib": {"3.6": (3, 8)},
+}
+
+
+def _pyproject():
+    """pyproject.toml's [project] table: by tomllib, or on Python 3.10 (no tomllib) the four
+    fields this file needs, read from their lines."""
+    text = PYPROJECT.read_text()
+    try:
+        import tomllib
+    except ImportError:
+        return _project_fields(text)
+    return tomllib.loads(text)["project"]
+
+
+def _project_fields(text):
+    def table(name):
+        return re.search(rf"^\[{re.escape(name)}\]\n(.*?)(?=^\[|\Z)", text, flags=re.M | re.S).group(1)
+
+    def arrays(body):
+        return {key: re.findall(r'"([^"]+)"', items)
+                for key, items in re.findall(r"^([\w-]+)\s*=\s*\[(.*?)\]", body, flags=re.M | re.S)}
+
+    project = table("project")
+    return {"requires-python": re.search(r'^requires-python\s*=\s*"([^"]+)"', project, flags=re.M).group(1),
+            "dependencies": arrays(project)["dependencies"],
+            "optional-dependencies": arrays(table("project.optional-dependencies")),
+            "scripts": dict(re.findall(r'^([\w-]+)\s*=\s*"([^"]+)"', table("project.scripts"), flags=re.M))}
+
+
+def _minimum(requires_python):
+    found = re.fullmatch(r">=\s*(\d+)\.(\d+)", requires_python.strip())
+    assert found, f"requires-python should be a plain lower bound, not {requires_python!r}"
+    return int(found.group(1)), int(found.group(2))
+
+
+def test_stated_python_is_what_the_dependencies_need_and_what_runs_here():
+    project = _pyproject()
+    minimum = _minimum(project["requires-python"])
+    pins = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        pins += extra
+    needed = (3, 0)
+    for pin in pins:
+        name, floor = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9.]+)", pin.split(";")[0].strip()).groups()
+        assert name in DEPENDENCY_MIN_PYTHON, f"no minimum Python recorded for the dependency {name}"
+        assert floor in DEPENDENCY_MIN_PYTHON[name], f"{name}>={floor}: its minimum Python is not recorded"
+        needed = max(needed, DEPENDENCY_MIN_PYTHON[name][floor])
+    assert minimum == needed, f"requires-python says {minimum}, the dependencies need {needed}"
+    stated = re.findall(r"Python >= (\d+)\.(\d+)", README.read_text())
+    assert stated, "README.md does not say which Python it needs"
+    assert {(int(a), int(b)) for a, b in stated} == {minimum}
+    assert sys.version_info[:2] >= minimum
