@@ -1,8 +1,12 @@
-"""README.md tells the truth: the Python version it states is pyproject.toml's, which the
-dependencies need and the running interpreter has."""
+"""README.md tells the truth: its Python code runs, its shell lines are the package's commands,
+and the Python version it states is pyproject.toml's, which the dependencies need and the
+running interpreter has."""
 import re
+import shlex
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
@@ -23,6 +27,10 @@ DEPENDENCY_MIN_PYTHON = {
     "scikit-learn": {"1.6": (3, 9)},
     "matplotlib": {"3.6": (3, 8)},
 }
+
+
+def _blocks(language):
+    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
 
 
 def _pyproject():
@@ -74,3 +82,52 @@ def test_stated_python_is_what_the_dependencies_need_and_what_runs_here():
     assert stated, "README.md does not say which Python it needs"
     assert {(int(a), int(b)) for a, b in stated} == {minimum}
     assert sys.version_info[:2] >= minimum
+
+
+def test_python_blocks_run_in_order(monkeypatch):
+    """Every ```python block of README.md, in one namespace, as a reader would paste them."""
+    pytest.importorskip("sklearn")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    blocks = _blocks("python")
+    assert len(blocks) >= 2
+    namespace = {}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"README.md, python block {i + 1}", "exec"), namespace)
+
+
+def _commands():
+    """The README's shell commands: one per line, split at &&, leading VAR=value dropped."""
+    for block in _blocks("sh"):
+        for line in block.splitlines():
+            for command in line.split("&&"):
+                words = shlex.split(command)
+                while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=\S*", words[0]):
+                    words = words[1:]
+                if words:
+                    yield words
+
+
+def test_shell_lines_are_the_packages_commands(capsys):
+    from lmmpy.cli import main
+
+    project = _pyproject()
+    commands = list(_commands())
+    assert commands
+    for words in commands:
+        if words[0] == "pytest":
+            continue  # the suite itself
+        if words[:2] == ["pip", "install"]:  # this folder, with extras the project has
+            targets = [w for w in words[2:] if not w.startswith("-")]
+            assert targets and all(re.fullmatch(r"\.(\[[\w,]+\])?", t) for t in targets), words
+            for target in targets:
+                for extra in re.findall(r"[\w]+", target[1:]):
+                    assert extra in project["optional-dependencies"], f"README installs an unknown extra {extra!r}"
+            continue
+        if words[0] == "lmmpy":
+            assert project["scripts"]["lmmpy"] == "lmmpy.cli:main"
+            assert main(words[1:]) == 0, f"`{shlex.join(words)}` failed"
+            out = capsys.readouterr().out
+            if words[1] == "fit":
+                assert out.startswith("Linear mixed model fit by")
+            continue
+        pytest.fail(f"README.md has a shell command this test does not check: {shlex.join(words)}")
