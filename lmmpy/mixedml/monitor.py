@@ -20,8 +20,9 @@ moves the GLL by more than 1e-8 in every refit.  A step is therefore small when
 
     GLL change <= tol,   or   parameter change <= tol_change  and  fitted change <= tol_change.
 
-A small EM step is not yet convergence: EM's rate can be close to 1 (with the SVR of the
-README's example its steps shrink to 5e-6 while its limit is 7e-4 away), so the estimator then
+A small EM step is not yet convergence: EM's rate can be close to 1 (with SVR() as f on
+mlbook2's ``langPOST ~ IQ_verb + ses + sch_iqv + (IQ_verb | schoolnr)`` its steps shrink to
+5e-6 while its limit is still 7e-4 away), so the estimator then
 moves the random part to its ML / REML optimum for the current residuals (EM's limit for
 them) and has converged when that move, measured the same way, is within ``tol_change``.
 """
@@ -52,7 +53,7 @@ class Changes:
     @classmethod
     def between(cls, last: Snapshot, now: Snapshot) -> "Changes":
         gll = abs(now.gll - last.gll) / max(1.0, abs(now.gll))
-        if not (np.isfinite(gll)):
+        if not np.isfinite(gll):
             gll = np.inf
         x_now = np.append(now.theta, np.log(now.sigma2))
         x_last = np.append(last.theta, np.log(last.sigma2))
@@ -76,12 +77,11 @@ class Progress:
     HEADER = (f"{'step':>5} {'iter':>5} {'GLL':>15} {'GLL change':>11} {'param change':>13} "
               f"{'fitted change':>14} {'elapsed':>9}  random part")
 
-    def __init__(self, verbose, stream=None):
+    def __init__(self, verbose):
         self.level = int(verbose)
-        self.stream = stream
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream or sys.stdout, flush=True)
+        print(text, file=sys.stdout, flush=True)
 
     def start(self, description: str) -> None:
         if self.level > 0:
