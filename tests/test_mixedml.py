@@ -3,6 +3,7 @@
 With a linear fixed part its fixed point is the linear mixed model's, so MixedML must give
 lmer's (lme4-tested) estimates; the EM step itself is checked against the paper's Table 1
 computed densely (V_j, P_j per cluster)."""
+import re
 import warnings
 
 import numpy as np
@@ -222,3 +223,100 @@ def test_scikit_learn_estimator_checks(estimator):
     failed = [(r["check_name"], str(r["exception"])[:200]) for r in results if r["status"] == "failed"]
     assert not failed
     assert len(results) > 40
+
+
+def test_verbose_prints_every_step_and_how_it_ended(sleep, capsys):
+    X, y, g, Z = sleep[["Days"]], sleep.Reaction, sleep.Subject, sleep[["Days"]]
+    lmmpy.MixedML(LinearRegression()).fit(X, y, groups=g, Z=Z)
+    assert capsys.readouterr().out == ""  # verbose=0: silent
+    m = lmmpy.MixedML(LinearRegression(), verbose=2).fit(X, y, groups=g, Z=Z)
+    assert m.get_params()["verbose"] == 2  # stored untouched (scikit-learn's rule)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("mixedML, REML-EM with SQUAREM: f = LinearRegression, random part "
+                               "(1 + Days | Subject), 180 rows; max_iter=100")
+    assert lines[1].split() == ["step", "iter", "GLL", "GLL", "change", "param", "change", "fitted",
+                                "change", "elapsed", "random", "part"]
+    steps = [ln.split() for ln in lines[2:-1]]
+    assert [int(s[0]) for s in steps] == list(range(1, len(m.gll_trace_) + 1))
+    assert int(steps[-1][1]) == m.n_iter_
+    np.testing.assert_allclose([float(s[2]) for s in steps], m.gll_trace_, rtol=1e-8)
+    assert len(steps[0]) == 5 and all(len(s) == 8 for s in steps[1:])  # no change at step 1
+    assert all(s[-2].endswith("s") and s[-1] in ("EM", "optimum") for s in steps)
+    assert steps[-1][-1] == "optimum"  # convergence is checked at the random part's optimum
+    assert lines[-1] == f"converged after {m.n_iter_} iterations in {m.fit_seconds_:.1f} s"
+
+
+def test_verbose_one_prints_ten_steps_then_every_tenth_and_the_last(sleep, capsys):
+    """An f that never settles (its predictions jitter by 1e-6, as an f trained to a tolerance
+    does) with tol=tol_change=0 runs to max_iter."""
+    fits = []
+
+    def jittering(X, target):
+        fits.append(1)
+        return LinearRegression().fit(X, target).predict(X) + 1e-6 * np.sin(len(fits) + np.arange(len(X)))
+
+    with pytest.warns(lmmpy.ConvergenceWarning):
+        m = lmmpy.MixedML(jittering, verbose=True, tol=0, tol_change=0, max_iter=75).fit(
+            sleep[["Days"]], sleep.Reaction, groups=sleep.Subject, Z=sleep[["Days"]])
+    lines = capsys.readouterr().out.splitlines()
+    shown = [int(ln.split()[0]) for ln in lines[2:-1]]
+    last = len(m.gll_trace_)
+    assert last > 20 and m.n_iter_ == 75
+    assert shown == [*range(1, 11), *range(20, last + 1, 10)] + ([last] if last % 10 else [])
+    assert lines[-1].startswith("mixedML did not converge in 75 iterations")
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 3])
+def test_stopping_at_max_iter_warns_what_did_not_converge(sleep, max_iter):
+    """A tiny max_iter: no convergence, a warning that says so and how far it got, and the
+    summary says NOT converged.  max_iter=1, and 3 (one SQUAREM cycle), leave one step."""
+    with pytest.warns(lmmpy.ConvergenceWarning, match=f"did not converge in {max_iter} iterations "
+                                                      f"\\(max_iter={max_iter},") as caught:
+        m = lmmpy.MixedML(LinearRegression(), max_iter=max_iter).fit(
+            sleep[["Days"]], sleep.Reaction, groups=sleep.Subject, Z=sleep[["Days"]])
+    message = str(caught[0].message)
+    if max_iter in (1, 3):
+        assert "stopped after one step (an iteration or SQUAREM cycle), with nothing to compare it " \
+               "with; raise max_iter" in message
+    else:
+        assert re.search(r"(the last step|the move of the random part to its optimum after the last step) "
+                         r"changed the GLL by [0-9.e-]+ relative \(tol=1e-08\), the random part's "
+                         r"parameters \(theta, log sigma\^2\) by [0-9.e-]+ and the fitted values by "
+                         r"[0-9.e-]+ residual SDs \(tol_change=0.0001\); raise max_iter", message), message
+    assert not m.converged_ and m.n_iter_ == max_iter
+    assert "NOT converged" in str(m.summary())
+
+
+def test_bad_verbose_and_tolerances():
+    for kw, match in [(dict(verbose=-1), "verbose must be"), (dict(verbose="yes"), "verbose must be"),
+                      (dict(tol_change=-1.0), "tol_change must be"), (dict(tol=float("nan")), "tol must be")]:
+        with pytest.raises(lmmpy.LmmError, match=match):
+            lmmpy.MixedML(**kw).fit(np.zeros((4, 1)), np.arange(4.0), groups=[0, 0, 1, 1])
+
+
+def test_crawling_em_converges_and_reaches_lmer(mlbook):
+    """EM alone crawls towards this model's singular optimum (500 iterations before); the moves to
+    the random part's optimum get there in a few dozen, at lmer's estimates."""
+    f = "langPOST ~ (IQ_verb + ses + sch_iqv + sch_ses)^2 + (IQ_verb + ses | schoolnr)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lmmpy.lmer(f, mlbook)
+    m = lmmpy.MixedML.from_formula(f, mlbook, estimator=LinearRegression())
+    assert m.converged_ and m.n_iter_ <= 50
+    _compare(m, fit, coef_tol=1e-5, vc_rel=1e-3)
+
+
+def test_flexible_fixed_part_converges_to_the_out_of_the_box_fixed_point(mlbook):
+    """A non-linear f (a spline basis): REML-EM converges, to the fixed point the out-of-the-box
+    iterations (lmer's REML fit of the residuals each time) reach by another route."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import SplineTransformer
+    f = "langPOST ~ IQ_verb + ses + sch_iqv + (IQ_verb | schoolnr)"
+    spline = make_pipeline(SplineTransformer(), LinearRegression())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lmmpy.ConvergenceWarning)
+        em = lmmpy.MixedML.from_formula(f, mlbook, estimator=spline)
+        oob = lmmpy.MixedML.from_formula(f, mlbook, estimator=spline, method="oob", tol_change=1e-7)
+    assert em.converged_ and oob.converged_ and em.n_iter_ <= 60
+    np.testing.assert_allclose(em.varcorr_.vcov, oob.varcorr_.vcov, rtol=1e-3)
+    np.testing.assert_allclose(em.fitted_, oob.fitted_, atol=1e-3 * em.sigma_)

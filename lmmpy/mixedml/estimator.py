@@ -7,7 +7,8 @@ framework to add random effects to supervised machine learning regression") alte
     2. update the random part on e = y - f(X)   (one EM step, ML or REML; or, out of the
                                                  box, a full lmer fit of e)
 
-until the generalized log-likelihood (GLL) settles.  With a linear f the fixed point is the
+until the iterations settle (:mod:`lmmpy.mixedml.monitor`: the generalized log-likelihood,
+the random part's parameters, the fitted values).  With a linear f the fixed point is the
 linear mixed model's: f is then the GLS fit, and the EM step's fixed point the ML / REML
 estimates (see :mod:`lmmpy.mixedml.random_part`).
 
@@ -30,6 +31,7 @@ from ..results.model import ConvergenceWarning, ranef_frames
 from ..results.varcorr import varcorr_frame
 from .fixed_part import FixedPart
 from ..results.predict import known_level_effects
+from .monitor import Changes, Progress, Snapshot
 from .random_part import RandomPart, RandomState
 
 try:  # scikit-learn's base classes when it is installed (get_params, clone, tags, score)
@@ -59,6 +61,7 @@ except ImportError:  # pragma: no cover - the same protocol, minimal
         return getattr(estimator, "_estimator_type", None) == "classifier"
 
 METHODS = ("ml", "reml", "oob")
+POLISH_EVERY = 5  # steps between moves of the random part to its optimum (see _fit_loop)
 OOB_BACKENDS = ("lmer", "statsmodels")
 
 
@@ -74,26 +77,41 @@ class MixedML(RegressorMixin, BaseEstimator):
         squares with an intercept (the linear mixed model).
     method : "reml" (default), "ml" -- EM updates of the random part (the paper's Table 1)
         -- or "oob": each iteration fits the random part by lmer (REML) on the residuals.
-    max_iter : the most EM iterations (each trains f once).
-    tol : convergence when the GLL's relative change is at most ``tol``.
+    max_iter : the most iterations (each trains f once).
+    tol, tol_change : an iteration (or SQUAREM cycle) is small when the GLL's relative change
+        is at most ``tol``, or the random part's parameters (theta, log sigma^2) move by at
+        most ``tol_change`` and the fitted values by at most ``tol_change`` residual SDs (see
+        :mod:`lmmpy.mixedml.monitor`).  EM can take small steps far from its limit (it crawls
+        with a flexible f or a variance near zero), so after a small step the random part is
+        moved to its ML / REML optimum for the current residuals -- EM's limit for them -- and
+        the fit has converged when that moves it by at most ``tol_change`` too.  The default
+        1e-4 lies above the noise of an f trained to a tolerance of its own (an SVR's fitted
+        values move by ~5e-5 residual SDs from one refit to the next) and far below the
+        estimates' standard errors.  Otherwise a ``ConvergenceWarning`` says how far the
+        last iteration still moved.
     accelerate : SQUAREM extrapolation of the EM iterations (ML / REML): the same fixed
         point in a few times fewer fits of f; False runs the paper's plain iterations.
     oob_backend : "lmer" (lmmpy) or "statsmodels" (MixedLM, one grouping factor), for
         ``method="oob"``.
+    verbose : False / 0 prints nothing; True / 1 a line for each of the first ten steps, then
+        for every tenth (the step, the iterations so far, the GLL, the three changes above and
+        the elapsed time) and how it ended; 2 or more a line for every step.
 
     Learned attributes: ``estimator_`` (the fitted fixed part), ``varcorr_`` (lme4's
     VarCorr table), ``ranef_`` (conditional modes per grouping factor), ``sigma_``,
     ``theta_``, ``gll_trace_``, ``n_iter_``, ``converged_``, ``fitted_``, ``fitted_fixed_``.
     """
 
-    def __init__(self, estimator=None, method="reml", max_iter=500, tol=1e-8, accelerate=True,
-                 oob_backend="lmer"):
+    def __init__(self, estimator=None, method="reml", max_iter=100, tol=1e-8, tol_change=1e-4,
+                 accelerate=True, oob_backend="lmer", verbose=0):
         self.estimator = estimator
         self.method = method
         self.max_iter = max_iter
         self.tol = tol
+        self.tol_change = tol_change
         self.accelerate = accelerate
         self.oob_backend = oob_backend
+        self.verbose = verbose
 
     # -- fitting ---------------------------------------------------------------------------
     def fit(self, X, y, groups=None, Z=None):
@@ -154,7 +172,10 @@ class MixedML(RegressorMixin, BaseEstimator):
 
         f = fixed.fit_predict(X, y)
         state = random.start(y - f)
-        trace, converged, it, last = [], False, 0, None
+        progress = Progress(self.verbose)
+        progress.start(self._describe(random, len(y)))
+        trace, converged, it, step_no = [], False, 0, 0
+        last, changes, moved = None, None, False  # moved: changes are a move to the optimum
         while it < self.max_iter:
             new, f, e, gll = iteration(state)
             it += 1
@@ -162,34 +183,73 @@ class MixedML(RegressorMixin, BaseEstimator):
                 new, f, e, gll, used = self._squarem(iteration, random, state, (new, f, e, gll))
                 it += used
             state = new
+            step_no += 1
+            now = Snapshot(gll, state.theta, state.sigma2, f + state.zb)
+            changes = Changes.between(last, now) if last is not None else None
+            small = changes is not None and changes.settled(self.tol, self.tol_change)
+            moved = False
+            if self.method != "oob" and (small or step_no % POLISH_EVERY == 0):
+                # EM can crawl (a flexible f, a variance near zero): small steps far from
+                # its limit.  The random part's ML / REML optimum for this e is EM's limit
+                # for it: moving there now and then keeps EM from crawling, and a small
+                # step has converged only if the move is small too.
+                state = random.polish(e, state, reml)
+                gll = random.gll(e, state)
+                polished = Snapshot(gll, state.theta, state.sigma2, f + state.zb)
+                jump = Changes.between(now, polished)
+                converged = small and jump.params <= self.tol_change and jump.fitted <= self.tol_change
+                if small and not converged:
+                    changes, moved = jump, True
+                now = polished
+                update = "optimum"
+            else:
+                converged = small
+                update = "lmer" if self.method == "oob" else "EM"
             trace.append(gll)
-            now = (gll, state.criterion, f + state.zb)
-            if last is not None and self._settled(last, now):
-                converged = True
+            progress.step(step_no, it, gll, changes, time.perf_counter() - t0, update,
+                          force=converged or it >= self.max_iter)
+            if converged:
                 break
             last = now
-        if self.method != "oob":
-            # EM has settled; the optimizer finishes the random part for the last e (EM
-            # crawls along ridges and cannot leave a zero variance's null space)
+        if self.method != "oob" and not converged:
+            # the optimizer finishes the random part for the last e (EM crawls along ridges
+            # and cannot leave a zero variance's null space)
             state = random.polish(e, state, reml)
         self.fit_seconds_ = time.perf_counter() - t0
         self._store(fixed, random, state, f, e - state.zb, trace, converged, it)
-        if not converged:
-            warnings.warn(f"mixedML did not converge in {self.max_iter} iterations (GLL change "
-                          f"{abs(trace[-1] - trace[-2]):.3g}); raise max_iter", ConvergenceWarning, stacklevel=3)
+        if converged:
+            progress.end(f"converged after {it} iterations in {self.fit_seconds_:.1f} s")
+        else:
+            message = self._not_converged_message(it, changes, moved)
+            progress.end(message)
+            warnings.warn(message, ConvergenceWarning, stacklevel=3)
         return self
 
-    def _settled(self, last, now) -> bool:
-        """The GLL's relative change is at most tol -- or, since the GLL falls without bound
-        as a covariance matrix nears singularity (log|Sigma| -> -inf), the random part's
-        ML / REML criterion for e changes by at most tol relative and the fitted values by at
-        most tol."""
-        def close(a, b, tol):
-            return np.isfinite(a) and np.isfinite(b) and abs(a - b) <= tol * max(1.0, abs(b))
-        if close(last[0], now[0], self.tol):
-            return True
-        step = np.linalg.norm(now[2] - last[2]) / max(np.linalg.norm(now[2]), 1e-300)
-        return close(last[1], now[1], self.tol) and step <= self.tol
+    def _describe(self, random, n) -> str:
+        """The first line of the progress output: what is fitted, and how."""
+        fixed = "least squares" if self.estimator is None else (
+            type(self.estimator).__name__ if hasattr(self.estimator, "fit") else
+            getattr(self.estimator, "__name__", "a callable"))
+        terms = " + ".join(f"({t.lhs} | {t.group})" for t in random.terms)
+        how = {"ml": "ML-EM", "reml": "REML-EM", "oob": "out of the box"}[self.method]
+        if self.accelerate and self.method != "oob":
+            how += " with SQUAREM"
+        return (f"mixedML, {how}: f = {fixed}, random part {terms}, {n} rows; max_iter={self.max_iter}, "
+                f"tol={self.tol:g}, tol_change={self.tol_change:g}")
+
+    def _not_converged_message(self, n_iter, changes, moved) -> str:
+        """Says what did not settle and how far the last step (or the move of the random part
+        to its optimum after it) still moved."""
+        head = f"mixedML did not converge in {n_iter} iterations (max_iter={self.max_iter}, " \
+               f"{self.fit_seconds_:.1f} s)"
+        if changes is None:
+            return head + ": it stopped after one step (an iteration or SQUAREM cycle), with nothing to " \
+                          "compare it with; raise max_iter"
+        what = "the move of the random part to its optimum after the last step" if moved else "the last step"
+        return (f"{head}: {what} changed the GLL by {changes.gll:.3g} relative (tol={self.tol:g}), "
+                f"the random part's parameters (theta, log sigma^2) by {changes.params:.3g} and the "
+                f"fitted values by {changes.fitted:.3g} residual SDs (tol_change={self.tol_change:g}); "
+                f"raise max_iter or tol_change, or use verbose=1 to watch the iterations")
 
     @staticmethod
     def _squarem(iteration, random, s0, first):
@@ -290,6 +350,13 @@ class MixedML(RegressorMixin, BaseEstimator):
             # scikit-learn would only say "Unknown label type: continuous" at the first fit
             raise LmmError(f"the fixed part must be a regressor; {type(self.estimator).__name__} is a classifier "
                            "(mixedML models a continuous response; use a regressor)")
+        for name in ("tol", "tol_change"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not value >= 0:
+                raise LmmError(f"{name} must be a number >= 0, not {value!r}")
+        if not (isinstance(self.verbose, (bool, int, np.integer)) and self.verbose >= 0):
+            raise LmmError(f"verbose must be True, False or an integer level >= 0, not {self.verbose!r}")
 
     def _check_fitted(self):
         if check_is_fitted is not None:
