@@ -291,7 +291,7 @@ class LmerFit:
             raise LmmError(f"confint(method={method!r}) takes no {', '.join(boot)}: they are for method='boot'")
         unknown = sorted(set(boot) - {"nsim", "seed", "n_jobs"})
         if unknown:
-            raise LmmError(f"confint(method='boot') takes nsim, seed and n_jobs (and progress), not {', '.join(unknown)}")
+            raise LmmError(f"confint(method='boot') takes nsim, seed, n_jobs and progress, not {', '.join(unknown)}")
         if method == "wald":
             return confint_wald(self, level, old_names=old_names)
         if method == "profile":
