@@ -61,7 +61,6 @@ def _optimize_once(model, start, optimizer, control, notes):
             break
         again = optimize_lmm(model, theta0=restart, optimizer=optimizer, options=control.optimizer_options)
         if not again.fmin < opt.fmin:
-            model(opt.theta)
             break
         again.n_evals += opt.n_evals
         opt = again
@@ -92,7 +91,6 @@ def _optimize(model, start, optimizer, control, notes):
     else:
         other = _optimize_once(model, start, "cobyqa", control, notes)
     best = other if (other.converged and other.fmin < opt.fmin) or not opt.converged else opt
-    model(best.theta)
     best.optimizer = f"auto:{other.optimizer if best is other else gradient_method}"
     best.n_evals = opt.n_evals + other.n_evals
     return best
@@ -118,6 +116,7 @@ def optimize_lmer(model: LmmModel, start=None, optimizer: str = "auto", method: 
     with blas_threads_for_fit(dense_tail_order(model.sizes, model.p), control.blas_threads):
         opt = on_internal_scale(model, lambda m, s: _optimize_lmer(m, s, optimizer, method, control), start)
         opt.blas_threads = current_blas_threads()
+        model(opt.theta)  # the working point ends at the optimum (the fit itself reads model.factor)
     return opt
 
 
@@ -147,7 +146,6 @@ def _optimize_lmer(model, start, optimizer, method, control) -> OptSummary:
         em = fit_em(model, theta0=start)
         again = _optimize(model, em.theta, optimizer, control, notes)
         best = again if (again.converged and again.fmin <= em.fmin) else em
-        model(best.theta)
         _check(model, best, control)
         best.n_evals += opt.n_evals + (em.n_evals if best is again else 0)
         notes.append(f"the optimizer ({opt.optimizer}) failed ({reason}); refitted by EM "

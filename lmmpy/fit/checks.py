@@ -142,7 +142,6 @@ def check_convergence(model, theta, fmin, control: LmerControl):
         g, H = deriv12(model, theta, fx=fmin)
     else:
         g, H = gradient_hessian(model, theta, fmin)
-    model(theta)  # leave the model at the optimum
     msgs = []
     if not np.all(np.isfinite(g)):
         return ["Gradient contains NAs"], g, H
@@ -175,5 +174,4 @@ def restart_point(model, theta, fmin, steps=(1e-4, 1e-3, 1e-2, 1e-1)):
             f = model(step)
             if f < fbest - 1e-10 * abs(fmin):
                 best, fbest = step, f
-    model(theta)
     return best

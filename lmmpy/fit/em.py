@@ -36,7 +36,8 @@ import time
 
 import numpy as np
 
-from .deviance import LmmModel, theta_templates
+from ..linalg.theta_layout import theta_from_templates, theta_templates  # noqa: F401 (re-exported)
+from .deviance import LmmModel
 from .gradient import cond_cov_sums
 from .optimize import OptSummary
 
@@ -52,16 +53,6 @@ def psd_lower_factor(S: np.ndarray) -> np.ndarray:
         R = np.linalg.qr(A.T, mode="r")  # A' = Q R  =>  S = R'R
         R = R * np.sign(np.where(np.diag(R) == 0, 1.0, np.diag(R)))[:, None]
         return R.T
-
-
-def theta_from_templates(templates) -> np.ndarray:
-    """Templates T_i -> theta (each lower triangle column by column, as lme4 orders it)."""
-    out = []
-    for T in templates:
-        k = T.shape[0]
-        for j in range(k):
-            out.extend(T[j:, j])
-    return np.array(out)
 
 
 def squarem_point(x0, x1, x2) -> np.ndarray:

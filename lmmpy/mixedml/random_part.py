@@ -139,15 +139,14 @@ class RandomPart:
 
     def em_step(self, e, state: RandomState, reml: bool) -> RandomState:
         """One EM update (see the module docstring) of the random part of e = y - f."""
-        model = self.model.set_response(e).set_theta(state.theta).update()
-        model.REML = reml
-        criterion = model.objective()  # at the previous theta: for monitoring convergence
-        L, sigma2 = model.L, state.sigma2
+        model = self.model.set_response(e).with_reml(reml)
+        L, sigma2 = model.factor(state.theta), state.sigma2
+        criterion = float(model.criterion_of(L))  # at the previous theta: for monitoring convergence
         templates = self.templates(state.theta)
         u, _ = L.solve_u_beta()
         b_terms = self._b_terms(u, templates)
         zb = self.zb(b_terms)
-        sums = cond_cov_sums(model)
+        sums = cond_cov_sums(model, L, state.theta)
         tr_c = sum(float(np.trace(C)) for C in sums)
         q = u.size
         rss = L.pwrss - float(u @ u)  # ||e - X gamma - Z b||^2
@@ -166,15 +165,14 @@ class RandomPart:
         variance's null space; the optimizer can.  The state is returned unchanged unless the
         criterion drops."""
         from ..lmer import optimize_lmer
-        model = self.model.set_response(e)
-        model.REML = reml
+        model = self.model.set_response(e).with_reml(reml)
         before = model(state.theta)
         opt = optimize_lmer(model, start=state.theta, control={"check_conv": False})
         if not opt.fmin < before - 1e-10 * abs(before):
             return state
-        model(opt.theta)
-        sigma2 = model.L.pwrss / (self.n - self.p if reml else self.n)
-        u, _ = model.L.solve_u_beta()
+        L = model.factor(opt.theta)
+        sigma2 = L.pwrss / (self.n - self.p if reml else self.n)
+        u, _ = L.solve_u_beta()
         b_terms = self._b_terms(u, self.templates(opt.theta))
         return RandomState(opt.theta.copy(), float(sigma2), b_terms, self.zb(b_terms), float(opt.fmin))
 
@@ -184,10 +182,10 @@ class RandomPart:
         from ..lmer import optimize_lmer
         model = self.model.set_response(e)
         opt = optimize_lmer(model, start=state.theta, control={"check_conv": False})
-        model(opt.theta)
-        u, _ = model.L.solve_u_beta()
+        L = model.factor(opt.theta)
+        u, _ = L.solve_u_beta()
         b_terms = self._b_terms(u, self.templates(opt.theta))
-        return RandomState(opt.theta.copy(), model.L.pwrss / (self.n - self.p), b_terms, self.zb(b_terms),
+        return RandomState(opt.theta.copy(), L.pwrss / (self.n - self.p), b_terms, self.zb(b_terms),
                            float(opt.fmin))
 
     def statsmodels_step(self, e, state: RandomState) -> RandomState:

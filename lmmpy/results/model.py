@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
-from ..fit.deviance import LOG2PI, LmmModel, theta_templates
+from ..fit.deviance import LmmModel, ml_deviance, theta_templates
 from ..fit.optimize import OptSummary, is_singular
 from .varcorr import term_covariances, varcorr_frame
 
 
 class LmerFit:
-    """A linear mixed model fitted by :func:`lmmpy.lmer` (the model is left at its optimum)."""
+    """A linear mixed model fitted by :func:`lmmpy.lmer`: everything is read off the model's
+    factor at the estimates (``model.factor(theta)``, which other evaluations never change)."""
 
     def __init__(self, model: LmmModel, opt: OptSummary, data_name: str = "data"):
         self.model = model
@@ -33,18 +34,17 @@ class LmerFit:
         self.optsum = opt
         self.data_name = data_name
         self.REML = model.REML
-        L = model.L
+        self.theta = np.asarray(opt.theta, dtype=float)
+        L = self._factor
         self._u, beta = L.solve_u_beta()
         self._beta = beta
         n, p = self.design.n, self.design.p
         self.sigma = math.sqrt(L.pwrss / (n - p if self.REML else n))
-        self.theta = np.asarray(opt.theta, dtype=float)
 
     @property
     def _factor(self):
-        """The model's factor at the estimates (free when the model is there already: other
-        computations, profiles and the like, may have moved it)."""
-        return self.model.set_theta(self.theta).update().L
+        """The model's factor at the estimates (cached by the model)."""
+        return self.model.factor(self.theta)
 
     # -- sizes -------------------------------------------------------------------------------
     @property
@@ -120,8 +120,7 @@ class LmerFit:
     def deviance(self) -> float:
         """-2 log-likelihood (ML); for a REML fit, evaluated at the REML estimates
         (lme4's ``deviance(fit, REML = FALSE)``)."""
-        L, n = self._factor, self.nobs
-        return L.logdet_L2 + n * (1.0 + LOG2PI + math.log(L.pwrss / n)) - self.model.log_w_sum
+        return float(ml_deviance(self._factor, self.nobs, self.model.log_w_sum))
 
     # -- random effects ------------------------------------------------------------------------
     @property

@@ -93,7 +93,7 @@ def _varpar_deviance(model, scale=1.0):
         if theta is None:
             return np.inf
         try:
-            L = model.set_theta(theta).update().L
+            L = model.factor(theta)
         except np.linalg.LinAlgError:  # theta so extreme the factor breaks down
             return np.inf
         s2 = psi[-1] ** 2
@@ -192,7 +192,6 @@ def confint_profile(fit, level: float = 0.95) -> pd.DataFrame:
         scale = max(abs(psi_hat[i]), 1e-3) * 0.1 if kind != "cor" else 0.05
         lo_lim, hi_lim = {"sd": (0.0, None), "cor": (-1.0, 1.0), "sigma": (1e-12, None)}[kind]
         rows.append((_end(zeta, psi_hat[i], -z, -scale, lo_lim) / m[i], _end(zeta, psi_hat[i], z, scale, hi_lim) / m[i]))
-    fit_ml.model(fit_ml.theta)
     se = fit_ml.se.to_numpy()
     for j in range(fit_ml.design.p):
         mj = m[len(kinds) + j]
@@ -221,5 +220,4 @@ def profile(fit, level: float = 0.99, n: int = 9) -> pd.DataFrame:
                 else _zeta_fixed(fit_ml, i - len(kinds), base, m[i]))
         for v in np.linspace(lo, hi, n):
             rows.append((name, v, zeta(v * m[i])))
-    fit_ml.model(fit_ml.theta)
     return pd.DataFrame(rows, columns=[".par", "value", "zeta"])
