@@ -15,6 +15,7 @@ from .fit.deviance import LmmModel
 from .fit.em import fit_em
 from .fit.optimize import OptSummary, evaluate_at, optimize_lmm
 from .fit.scaling import on_internal_scale
+from .fit.status import FitNote, FitStatus, Note
 from .formula.design import Design, build_design, caller_env, check_env
 from .linalg.threads import blas_threads_for_fit, current_blas_threads, dense_tail_order
 from .results.model import LmerFit
@@ -32,21 +33,14 @@ def mk_lmer_devfun(design: Design, REML: bool = True) -> LmmModel:
     return LmmModel(design, REML=require_bool("REML", REML))
 
 
-def _failed(opt: OptSummary) -> bool:
-    """The optimizer failed: an error, a non-finite criterion, no convergence, or a failed
-    gradient/Hessian check (lme4's negative convergence codes)."""
-    bad = ("Model failed to converge", "unable to evaluate", "Gradient contains NAs", "degenerate")
-    return (not opt.converged or not np.isfinite(opt.fmin)
-            or any(m.startswith(bad) for m in opt.messages))
-
-
 def _check(model, opt, control):
-    opt.messages, opt.gradient, opt.hessian = check_convergence(model, opt.theta, opt.fmin, control)
+    opt.findings, opt.gradient, opt.hessian = check_convergence(model, opt.theta, opt.fmin, control)
     # a non-finite criterion or gradient at the optimum is a failed fit whatever the optimizer
     # said: its status (and the summary's convergence code) must not read OK
     finite = np.isfinite(opt.fmin) and (opt.gradient is None or np.all(np.isfinite(opt.gradient)))
     if opt.converged and not finite:
         opt.converged = False
+        opt.failure = FitStatus.NONFINITE
         opt.message = ("the criterion is not finite at the optimum" if not np.isfinite(opt.fmin)
                        else "the gradient is not finite at the optimum")
     return opt
@@ -64,7 +58,7 @@ def _optimize_once(model, start, optimizer, control, notes):
             break
         again.n_evals += opt.n_evals
         opt = again
-        notes.append("restarted off a zero bound (restart_edge)")
+        notes.append(FitNote(Note.RESTART_EDGE))
     return opt
 
 
@@ -138,21 +132,20 @@ def _optimize_lmer(model, start, optimizer, method, control) -> OptSummary:
             raise LmmError(f"start must be a theta vector or 'em', not {start!r}")
         em = fit_em(model, max_iter=12, tol=1e-6)
         start = em.theta
-        notes.append(f"started from {em.n_evals} EM steps")
+        notes.append(FitNote(Note.EM_START, steps=em.n_evals))
     opt = _optimize(model, start, optimizer, control, notes)
     _check(model, opt, control)
-    if _failed(opt) and control.fallback_em:
-        reason = opt.messages[0] if opt.messages and opt.converged else opt.message
+    if opt.failed and control.fallback_em:
+        reason = str(opt.findings[0]) if opt.findings and opt.converged else opt.message
         em = fit_em(model, theta0=start)
         again = _optimize(model, em.theta, optimizer, control, notes)
         best = again if (again.converged and again.fmin <= em.fmin) else em
         _check(model, best, control)
         best.n_evals += opt.n_evals + (em.n_evals if best is again else 0)
-        notes.append(f"the optimizer ({opt.optimizer}) failed ({reason}); refitted by EM "
-                     f"({em.n_evals} steps), then " + ("the optimizer from EM's estimate" if best is again
-                                                      else "kept EM's estimate"))
+        notes.append(FitNote(Note.EM_FALLBACK, optimizer=opt.optimizer, reason=reason, steps=em.n_evals,
+                             kept_em=best is not again))
         opt = best
-    opt.notes = notes + opt.notes
+    opt.fit_notes = notes + opt.fit_notes
     return opt
 
 

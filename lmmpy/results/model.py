@@ -21,6 +21,7 @@ import scipy.linalg as sla
 
 from ..fit.deviance import LmmModel, ml_deviance, theta_templates
 from ..fit.optimize import OptSummary, is_singular
+from ..fit.status import Check, Note
 from .varcorr import term_covariances, varcorr_frame
 
 
@@ -318,14 +319,12 @@ class LmerFit:
 
     def _warn(self):
         """Warnings as lme4 gives them at the end of a fit."""
-        for note in self.optsum.notes:
-            if "refitted by EM" in note:
-                warnings.warn(note, ConvergenceWarning, stacklevel=3)
-        for msg in self.optsum.messages:
-            if msg.startswith("boundary (singular) fit"):
-                warnings.warn(msg, SingularFitWarning, stacklevel=3)
-            else:
-                warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+        for note in self.optsum.fit_notes:
+            if note.kind is Note.EM_FALLBACK:
+                warnings.warn(str(note), ConvergenceWarning, stacklevel=3)
+        for finding in self.optsum.findings:
+            kind = SingularFitWarning if finding.kind is Check.BOUNDARY else ConvergenceWarning
+            warnings.warn(str(finding), kind, stacklevel=3)
         if not self.optsum.converged:
             warnings.warn(f"the {self.optsum.optimizer} fit did not converge: {self.optsum.message}",
                           ConvergenceWarning, stacklevel=3)
