@@ -42,6 +42,7 @@ import pandas as pd
 
 from ..errors import DataError, LmmError
 from ..fit.deviance import LmmModel, theta_templates
+from ..fit.driver import optimize_lmer
 from ..fit.em import psd_lower_factor, theta_from_templates
 from ..fit.gradient import cond_cov_sums
 from ..formula.design import build_design, drop_aliased_columns, level_labels
@@ -164,7 +165,6 @@ class RandomPart:
         optimizer from the state's theta.  EM crawls along ridges and cannot leave a zero
         variance's null space; the optimizer can.  The state is returned unchanged unless the
         criterion drops."""
-        from ..lmer import optimize_lmer
         model = self.model.set_response(e).with_reml(reml)
         before = model(state.theta)
         opt = optimize_lmer(model, start=state.theta, control={"check_conv": False})
@@ -179,7 +179,6 @@ class RandomPart:
     def lmer_step(self, e, state: RandomState) -> RandomState:
         """Out of the box: the REML fit of e ~ X + random terms (lmmpy's lmer chain, started
         from the previous theta); the random effects are its conditional modes."""
-        from ..lmer import optimize_lmer
         model = self.model.set_response(e)
         opt = optimize_lmer(model, start=state.theta, control={"check_conv": False})
         L = model.factor(opt.theta)

@@ -7,7 +7,7 @@ import pytest
 import lmmpy
 from lmmpy.fit.optimize import OptSummary
 from lmmpy.fit.status import Check, CheckFinding, FitNote, FitStatus, Note
-from lmmpy.lmer import _check
+from lmmpy.fit.driver import _check
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
