@@ -21,7 +21,13 @@ import numpy as np
 
 from .status import Check, CheckFinding
 
-SINGULAR_TOL = 1e-4
+SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4) and check.conv.singular
+
+
+def is_singular(theta, lower, tol: float = SINGULAR_TOL) -> bool:
+    """lme4's isSingular(): a variance parameter (lower bound 0) below tol."""
+    theta, lower = np.asarray(theta), np.asarray(lower)
+    return bool(np.any(theta[lower == 0] < tol))
 
 
 @dataclass
@@ -139,8 +145,7 @@ def _hessian_messages(H, tol) -> list:
 def check_convergence(model, theta, fmin, control: LmerControl):
     """lme4's checkConv: (findings, gradient, Hessian); derivatives skipped on singular fits."""
     theta = np.asarray(theta, dtype=float)
-    singular = bool(np.any(theta[model.lower == 0] < control.singular_tol))
-    if singular:
+    if is_singular(theta, model.lower, control.singular_tol):
         return [CheckFinding(Check.BOUNDARY, tol=control.singular_tol)], None, None
     if not control.check_conv:
         return [], None, None

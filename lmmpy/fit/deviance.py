@@ -23,7 +23,7 @@ from scipy.linalg import lapack
 
 from ..formula.design import Design
 from ..linalg.blocked import BlockedCholesky, UniformBlockDiagonal, mirror_lower  # noqa: F401 (re-exported)
-from ..linalg.theta_layout import theta_templates  # noqa: F401 (re-exported)
+from ..formula.theta_layout import theta_templates  # noqa: F401 (re-exported)
 from .gradient import criterion_gradient_parts
 from ..linalg.gram import WeightedGram
 

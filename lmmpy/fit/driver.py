@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import LmmError, require_bool
 from ..linalg.threads import blas_threads_for_fit, current_blas_threads, dense_tail_order
-from .checks import LmerControl, check_convergence, restart_point
+from .checks import LmerControl, check_convergence, is_singular, restart_point
 from .deviance import LmmModel
 from .em import fit_em
 from .optimize import OptSummary, evaluate_at, optimize_lmm
@@ -69,7 +69,7 @@ def _optimize(model, start, optimizer, control, notes):
         return _optimize_once(model, start, optimizer, control, notes)
     gradient_method = "bfgs" if model.q_tail + model.p >= BFGS_MIN_TAIL else "l-bfgs-b"
     opt = _optimize_once(model, start, gradient_method, control, notes)
-    if opt.converged and not np.any(opt.theta[model.lower == 0] < control.singular_tol):
+    if opt.converged and not is_singular(opt.theta, model.lower, control.singular_tol):
         opt.optimizer = f"auto:{gradient_method}"
         return opt
     # a boundary (or failed) result of the gradient method: confirm it with COBYQA from the

@@ -35,7 +35,7 @@ from scipy.linalg import lapack
 from typing import TYPE_CHECKING
 
 from ..linalg.blocked import BlockedCholesky, mirror_lower
-from ..linalg.theta_layout import theta_templates
+from ..formula.theta_layout import theta_templates, tril_positions
 
 if TYPE_CHECKING:  # the model calls these functions (LmmModel.gradient)
     from .deviance import LmmModel
@@ -43,13 +43,8 @@ if TYPE_CHECKING:  # the model calls these functions (LmmModel.gradient)
 
 def _template_grad(D, T_shape):
     """sum_j D_j[b, a] for each lower-triangle (a, b), in lme4's theta order."""
-    k = T_shape
     Dsum = D.sum(axis=0)
-    out = []
-    for b in range(k):  # column of the template
-        for a in range(b, k):  # row
-            out.append(Dsum[b, a])
-    return out
+    return [Dsum[b, a] for a, b in tril_positions(T_shape)]
 
 
 def _pwrss_gradient(model: LmmModel, templates, u, beta) -> np.ndarray:
@@ -69,7 +64,7 @@ def _pwrss_gradient(model: LmmModel, templates, u, beta) -> np.ndarray:
     out = []
     for (l, k), s in zip(model.sizes, _starts(model.sizes)):
         dr2 = -2.0 * zr[s:s + l * k].reshape(l, k).T @ u[s:s + l * k].reshape(l, k)  # d pwrss / d T[a, b]
-        out.extend(dr2[a, bc] for bc in range(k) for a in range(bc, k))
+        out.extend(dr2[a, b] for a, b in tril_positions(k))
     return np.array(out)
 
 

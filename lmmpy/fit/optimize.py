@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import Bounds, minimize
 
+from .checks import SINGULAR_TOL, is_singular  # noqa: F401 (re-exported)
 from .deviance import LmmModel
 from .gradient import profiled_gradient
 from .pbfgs import minimize_pbfgs
@@ -34,7 +35,6 @@ from .status import GRADIENT_FAILURES, HESSIAN_FAILURES, Check, FitStatus, Note
 FAILED = frozenset({FitStatus.OPTIMIZER_ERROR, FitStatus.NONFINITE, FitStatus.NOT_CONVERGED,
                     FitStatus.FAILED_GRADIENT_CHECK, FitStatus.FAILED_HESSIAN_CHECK})
 
-SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4)
 OPTIMIZERS = {"cobyqa": "COBYQA", "l-bfgs-b": "L-BFGS-B", "bfgs": "BFGS", "nelder-mead": "Nelder-Mead",
               "powell": "Powell"}
 
@@ -166,8 +166,3 @@ def evaluate_at(model: LmmModel, theta) -> OptSummary:
     opt.n_evals, opt.converged, opt.message = 1, bool(np.isfinite(opt.fmin)), "evaluated at the given theta"
     return opt
 
-
-def is_singular(theta, lower, tol: float = SINGULAR_TOL) -> bool:
-    """lme4's isSingular(): a variance parameter on its zero bound."""
-    theta, lower = np.asarray(theta), np.asarray(lower)
-    return bool(np.any(theta[lower == 0] < tol))

@@ -43,7 +43,7 @@ import pandas as pd
 from ..errors import DataError, LmmError
 from ..fit.deviance import LmmModel, theta_templates
 from ..fit.driver import optimize_lmer
-from ..fit.em import psd_lower_factor, theta_from_templates
+from ..fit.em import em_m_step, psd_lower_factor, theta_from_templates
 from ..fit.gradient import cond_cov_sums
 from ..formula.design import build_design, drop_aliased_columns, level_labels
 from ..results.predict import known_level_effects
@@ -145,19 +145,9 @@ class RandomPart:
         criterion = float(model.criterion_of(L))  # at the previous theta: for monitoring convergence
         templates = self.templates(state.theta)
         u, _ = L.solve_u_beta()
-        b_terms = self._b_terms(u, templates)
-        zb = self.zb(b_terms)
-        sums = cond_cov_sums(model, L, state.theta)
-        tr_c = sum(float(np.trace(C)) for C in sums)
-        q = u.size
-        rss = L.pwrss - float(u @ u)  # ||e - X gamma - Z b||^2
-        sigma2_new = (rss + sigma2 * (q + (self.p if reml else 0) - tr_c)) / self.n
-        new = []
-        for (l, _), T, C, b in zip(model.sizes, templates, sums, b_terms):
-            S = (b.T @ b + sigma2 * T @ C @ T.T) / l
-            new.append(psd_lower_factor(S / sigma2_new))
-        theta = np.maximum(theta_from_templates(new), model.lower)
-        return RandomState(theta, float(sigma2_new), b_terms, zb, criterion)
+        theta, sigma2_new, b_terms = em_m_step(model, L, u, templates, cond_cov_sums(model, L, state.theta),
+                                               sigma2)
+        return RandomState(theta, sigma2_new, b_terms, self.zb(b_terms), criterion)
 
     def polish(self, e, state: RandomState, reml: bool) -> RandomState:
         """The random part's parameters at the optimum of the ML criterion of e (no fixed
