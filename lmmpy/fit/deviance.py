@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from ..formula.design import Design
+from .cross_products import CrossProducts
 from ..linalg.blocked import BlockedCholesky, UniformBlockDiagonal, mirror_lower  # noqa: F401 (re-exported)
 from ..formula.theta_layout import theta_templates  # noqa: F401 (re-exported)
 from .gradient import criterion_gradient_parts
@@ -46,50 +47,45 @@ def reml_criterion(L: BlockedCholesky, n: int, p: int, log_w_sum: float = 0.0) -
 
 
 class LmmModel:
-    """Everything about a model that does not change with theta, and its evaluation at theta."""
+    """Everything about a model that does not change with theta, and its evaluation at theta.
 
-    def __init__(self, design: Design, REML: bool = True):
-        self.design = design
-        self.REML = bool(REML)
-        terms = design.reterms
-        self.ks = [t.k for t in terms]
-        self.sizes = [(t.nlevels, t.k) for t in terms]
-        self.n, self.p = design.n, design.p
+    Built from the cross-products (:class:`lmmpy.fit.cross_products.CrossProducts`) and the
+    terms' structure alone; the rows are reached only through ``set_response``.  Two ways to
+    evaluate: the working point (``model(theta)``, ``objective``, ``gradient``: the optimizer's
+    hot loop, one reused work buffer, ``L`` valid until the next evaluation) and
+    :meth:`factor` (an owned factor, cached by theta, that no later evaluation changes)."""
+
+    def __init__(self, design: Design, REML: bool = True, cross_products: CrossProducts = None):
+        """The model of ``design``; its cross-products computed from the rows unless given."""
+        cp = CrossProducts.from_design(design) if cross_products is None else cross_products
         w = design.weights
-        sw = np.sqrt(w) if w is not None else None
-        self.log_w_sum = float(np.log(w).sum()) if w is not None else 0.0
-        self._sw = sw
-        y = design.y - design.offset if design.offset is not None else design.y
-        Xy = np.column_stack([design.X, y])
-        Zs = [t.Z() for t in terms]
-        if sw is not None:
-            Xy = Xy * sw[:, None]
-            Zs = [(sp.diags(sw) @ Z).tocsc() for Z in Zs]
-        self._Xw, self._Z1 = Xy[:, :-1], Zs[0]
-        first = terms[0]
-        l1, k1 = first.nlevels, first.k
-        # Z_1'Z_1 as l1 blocks of k1 x k1 (weighted)
-        A11 = np.zeros((l1, k1, k1))
-        for a in range(k1):
-            for b in range(a, k1):
-                prod = first.X[:, a] * first.X[:, b] * (w if w is not None else 1.0)
-                v = np.bincount(first.codes, weights=prod, minlength=l1)
-                A11[:, a, b] = v
-                A11[:, b, a] = v
-        self.A11 = A11
-        Z1 = Zs[0]
-        self.Zt = sp.hstack(Zs[1:], format="csc") if len(terms) > 1 else None
-        self.q_tail = self.Zt.shape[1] if self.Zt is not None else 0
-        self.At1_xy = np.asarray((Z1.T @ Xy).T)  # (p+1) x q1
-        if self.Zt is not None:
-            self.At1_z = (self.Zt.T @ Z1).tocsr()
-            self.Att_zz = (self.Zt.T @ self.Zt).tocsr()  # sparse too: for products
-            ztxy = np.asarray((self.Zt.T @ Xy))
-            self.Att = np.block([[self.Att_zz.toarray(), ztxy], [ztxy.T, Xy.T @ Xy]])
-        else:
-            self.At1_z = sp.csr_matrix((0, Z1.shape[1]))
-            self.Att_zz = sp.csr_matrix((0, 0))
-            self.Att = Xy.T @ Xy
+        self._setup(cp, [(t.nlevels, t.k) for t in design.reterms], design.theta_lower(), design.n, design.p,
+                    float(np.log(w).sum()) if w is not None else 0.0, REML)
+        self.design = design
+
+    @classmethod
+    def from_cross_products(cls, cp: CrossProducts, sizes, theta_lower, n: int, p: int, log_w_sum: float = 0.0,
+                            REML: bool = True) -> "LmmModel":
+        """The model from its cross-products and the terms' structure alone: ``sizes`` the
+        terms' (levels, k) in order, lme4's theta lower bounds, n rows, p fixed effects and
+        sum(log w) (no design: a model whose rows are elsewhere)."""
+        model = cls.__new__(cls)
+        model._setup(cp, sizes, np.asarray(theta_lower, dtype=float), n, p, log_w_sum, REML)
+        model.design = None
+        return model
+
+    def _setup(self, cp: CrossProducts, sizes, lower, n, p, log_w_sum, REML):
+        self.REML = bool(REML)
+        self.cross_products = cp
+        self.sizes = [tuple(s) for s in sizes]
+        self.ks = [k for _, k in self.sizes]
+        self.n, self.p = n, p
+        self.log_w_sum = log_w_sum
+        l1, k1 = self.sizes[0]
+        # the blocks of [Z X y]'W[Z X y] (CrossProducts): shared arrays, updated in place by set_response
+        self.A11, self.At1_z, self.At1_xy = cp.A11, cp.At1_z, cp.At1_xy
+        self.Att_zz, self.Att = cp.Att_zz, cp.Att
+        self.q_tail = cp.q_tail
         self.tail_scalar = all(k == 1 for k in self.ks[1:])
         self._at1_rows = np.repeat(np.arange(self.At1_z.shape[0]), np.diff(self.At1_z.indptr))
         self._empty_lt1 = sp.csr_matrix((0, l1 * k1))
@@ -97,8 +93,8 @@ class LmmModel:
         self._schur_values = (None, None)  # (T_1's bytes, the gram's values) of the last update
         self._gram_flat = {}  # leading dimension -> flat positions of the gram's entries
         self._work = {}
-        self.theta = design.theta_start()
-        self.lower = design.theta_lower()
+        self.lower = lower
+        self.theta = self.theta_start()
         self.L = None  # the working factor: at _L_theta, valid until the next update
         self._L_theta = None
         self._factors = {}  # theta's bytes -> an owned factor (LmmModel.factor), oldest first
@@ -128,17 +124,15 @@ class LmmModel:
             m.L, m._L_theta, m._gradient_cache = None, None, None
             m._factors = {}
 
+    def theta_start(self) -> np.ndarray:
+        """lme4's start: 1 on the templates' diagonals, 0 below."""
+        return np.where(self.lower == 0.0, 1.0, 0.0)
+
     def set_response(self, y) -> "LmmModel":
         """Replace the response (one value per row, before weights and offset): only the
-        products with y are recomputed, the symbolic structure and Z'Z, X'X stay."""
-        y = np.asarray(y, dtype=float)
-        if self.design.offset is not None:
-            y = y - self.design.offset
-        yw = y * self._sw if self._sw is not None else y
-        self.At1_xy[-1] = self._Z1.T @ yw
-        col = np.concatenate([self.Zt.T @ yw if self.Zt is not None else [], self._Xw.T @ yw, [yw @ yw]])
-        self.Att[:, -1] = col
-        self.Att[-1, :] = col
+        products with y are recomputed (:meth:`CrossProducts.set_response`), the symbolic
+        structure and Z'Z, X'X stay; this model and its twins forget their factors."""
+        self.cross_products.set_response(y)
         self._invalidate()
         return self
 

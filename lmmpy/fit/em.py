@@ -121,7 +121,7 @@ def fit_em(model: LmmModel, theta0=None, max_iter: int = 10000, tol: float = 1e-
     ``max_iter`` bounds the number of EM steps (F evaluations).
 
     Leaves the model at the best theta; the OptSummary records the criterion trace."""
-    theta = model.design.theta_start() if theta0 is None else np.atleast_1d(np.asarray(theta0, float))
+    theta = model.theta_start() if theta0 is None else np.atleast_1d(np.asarray(theta0, float))
     opt = OptSummary(optimizer="em" + ("+squarem" if accelerate else ""), theta0=theta.copy(),
                      lower=model.lower.copy())
     t0 = time.perf_counter()

@@ -32,13 +32,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import lapack
 
-from typing import TYPE_CHECKING
-
 from ..linalg.blocked import BlockedCholesky, mirror_lower
 from ..formula.theta_layout import theta_templates, tril_positions
 
-if TYPE_CHECKING:  # the model calls these functions (LmmModel.gradient)
-    from .deviance import LmmModel
+# the functions take the model (lmmpy.fit.deviance.LmmModel, which calls them from its gradient
+# method) by its public interface; the annotations name it without importing it
 
 
 def _template_grad(D, T_shape):
