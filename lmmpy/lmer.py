@@ -2,21 +2,18 @@
 
     lformula(formula, data)         -> Design        (formula -> y, X, random-effects terms)
     mk_lmer_devfun(design, REML)    -> LmmModel      (theta -> profiled criterion)
-    optimize_lmer(model)            -> OptSummary    (the optimum, and what the optimizer did)
+    optimize_lmer(model)            -> OptSummary    (the optimum, and what the optimizer did;
+                                                      the policy lives in lmmpy.fit.driver)
     mk_lmer_fit(model, opt)         -> LmerFit       (estimates, summary, ...)
 """
 from __future__ import annotations
 
-import numpy as np
-
-from .errors import LmmError, require_bool
-from .fit.checks import LmerControl, check_convergence, restart_point
+from .errors import require_bool
+from .fit.checks import LmerControl
 from .fit.deviance import LmmModel
-from .fit.em import fit_em
-from .fit.optimize import OptSummary, evaluate_at, optimize_lmm
-from .fit.scaling import on_internal_scale
+from .fit.driver import _check, optimize_lmer  # noqa: F401 (the chain's third step; _check for tests)
 from .formula.design import Design, build_design, caller_env, check_env
-from .linalg.threads import blas_threads_for_fit, current_blas_threads, dense_tail_order
+from .linalg.threads import blas_threads_for_fit, dense_tail_order
 from .results.model import LmerFit
 
 
@@ -30,132 +27,6 @@ def lformula(formula, data, factors=(), weights=None, offset=None, env=None) -> 
 def mk_lmer_devfun(design: Design, REML: bool = True) -> LmmModel:
     """The profiled criterion as a callable of theta (REML criterion or ML deviance)."""
     return LmmModel(design, REML=require_bool("REML", REML))
-
-
-def _failed(opt: OptSummary) -> bool:
-    """The optimizer failed: an error, a non-finite criterion, no convergence, or a failed
-    gradient/Hessian check (lme4's negative convergence codes)."""
-    bad = ("Model failed to converge", "unable to evaluate", "Gradient contains NAs", "degenerate")
-    return (not opt.converged or not np.isfinite(opt.fmin)
-            or any(m.startswith(bad) for m in opt.messages))
-
-
-def _check(model, opt, control):
-    opt.messages, opt.gradient, opt.hessian = check_convergence(model, opt.theta, opt.fmin, control)
-    # a non-finite criterion or gradient at the optimum is a failed fit whatever the optimizer
-    # said: its status (and the summary's convergence code) must not read OK
-    finite = np.isfinite(opt.fmin) and (opt.gradient is None or np.all(np.isfinite(opt.gradient)))
-    if opt.converged and not finite:
-        opt.converged = False
-        opt.message = ("the criterion is not finite at the optimum" if not np.isfinite(opt.fmin)
-                       else "the gradient is not finite at the optimum")
-    return opt
-
-
-def _optimize_once(model, start, optimizer, control, notes):
-    """One optimizer run from ``start``, restarted off zero bounds where that helps."""
-    opt = optimize_lmm(model, theta0=start, optimizer=optimizer, options=control.optimizer_options)
-    for _ in range(5 if control.restart_edge else 0):
-        restart = restart_point(model, opt.theta, opt.fmin) if opt.converged else None
-        if restart is None:
-            break
-        again = optimize_lmm(model, theta0=restart, optimizer=optimizer, options=control.optimizer_options)
-        if not again.fmin < opt.fmin:
-            model(opt.theta)
-            break
-        again.n_evals += opt.n_evals
-        opt = again
-        notes.append("restarted off a zero bound (restart_edge)")
-    return opt
-
-
-COBYQA_FROM_START_MAX = 10  # parameters
-# a dense tail block this wide makes a gradient cost two or three evaluations: projected BFGS,
-# which takes gradients only at accepted points, instead of L-BFGS-B
-BFGS_MIN_TAIL = 100
-
-
-def _optimize(model, start, optimizer, control, notes):
-    if optimizer != "auto":
-        return _optimize_once(model, start, optimizer, control, notes)
-    gradient_method = "bfgs" if model.q_tail + model.p >= BFGS_MIN_TAIL else "l-bfgs-b"
-    opt = _optimize_once(model, start, gradient_method, control, notes)
-    if opt.converged and not np.any(opt.theta[model.lower == 0] < control.singular_tol):
-        opt.optimizer = f"auto:{gradient_method}"
-        return opt
-    # a boundary (or failed) result of the gradient method: confirm it with COBYQA from the
-    # start; for many parameters, where a derivative-free run costs thousands of evaluations,
-    # by the gradient method again from its optimum nudged off the bounds
-    if opt.converged and model.theta.size > COBYQA_FROM_START_MAX:
-        nudged = np.where((model.lower == 0) & (opt.theta < 1e-2), 1e-2, opt.theta)
-        other = _optimize_once(model, nudged, gradient_method, control, notes)
-    else:
-        other = _optimize_once(model, start, "cobyqa", control, notes)
-    best = other if (other.converged and other.fmin < opt.fmin) or not opt.converged else opt
-    model(best.theta)
-    best.optimizer = f"auto:{other.optimizer if best is other else gradient_method}"
-    best.n_evals = opt.n_evals + other.n_evals
-    return best
-
-
-def optimize_lmer(model: LmmModel, start=None, optimizer: str = "auto", method: str = "optimizer",
-                  control=None) -> OptSummary:
-    """Minimise the criterion and check the optimum as lme4 does.
-
-    ``method="em"`` fits by EM alone.  Otherwise ``optimizer`` runs from ``start`` (or, with
-    ``start="em"``, from a few EM steps); a theta left on a zero bound is restarted when
-    leaving the bound helps (lme4's restart_edge); and if the optimizer fails, EM refits the
-    model and the optimizer continues from EM's estimate.  ``optimizer=None`` only evaluates
-    the model at ``start``.  A model with badly scaled columns is fitted, and checked, on
-    rescaled ones (:mod:`lmmpy.fit.scaling`); ``start`` and the result are in ``model``'s theta
-    and the model is left at the optimum.  The BLAS threads are set once for all of it
-    (:mod:`lmmpy.linalg.threads`, ``control.blas_threads``) and recorded in
-    ``optsum.blas_threads``.
-    """
-    control = LmerControl.coerce(control)
-    for switch in ("check_conv", "restart_edge", "fallback_em"):  # a string such as "no" is truthy
-        require_bool(f"control's {switch}", getattr(control, switch))
-    with blas_threads_for_fit(dense_tail_order(model.sizes, model.p), control.blas_threads):
-        opt = on_internal_scale(model, lambda m, s: _optimize_lmer(m, s, optimizer, method, control), start)
-        opt.blas_threads = current_blas_threads()
-    return opt
-
-
-def _optimize_lmer(model, start, optimizer, method, control) -> OptSummary:
-    if method not in ("optimizer", "em"):
-        raise LmmError(f"method must be 'optimizer' or 'em', not {method!r}")
-    if method == "em":
-        if isinstance(start, str):
-            raise LmmError("start='em' is for the optimizer; method='em' starts from lme4's theta")
-        return _check(model, fit_em(model, theta0=start), control)
-    if optimizer is None:
-        if start is None or isinstance(start, str):
-            raise LmmError("optimizer=None needs a start: the theta to evaluate the model at")
-        return _check(model, evaluate_at(model, start), control)
-
-    notes = []
-    if isinstance(start, str):
-        if start != "em":
-            raise LmmError(f"start must be a theta vector or 'em', not {start!r}")
-        em = fit_em(model, max_iter=12, tol=1e-6)
-        start = em.theta
-        notes.append(f"started from {em.n_evals} EM steps")
-    opt = _optimize(model, start, optimizer, control, notes)
-    _check(model, opt, control)
-    if _failed(opt) and control.fallback_em:
-        reason = opt.messages[0] if opt.messages and opt.converged else opt.message
-        em = fit_em(model, theta0=start)
-        again = _optimize(model, em.theta, optimizer, control, notes)
-        best = again if (again.converged and again.fmin <= em.fmin) else em
-        model(best.theta)
-        _check(model, best, control)
-        best.n_evals += opt.n_evals + (em.n_evals if best is again else 0)
-        notes.append(f"the optimizer ({opt.optimizer}) failed ({reason}); refitted by EM "
-                     f"({em.n_evals} steps), then " + ("the optimizer from EM's estimate" if best is again
-                                                      else "kept EM's estimate"))
-        opt = best
-    opt.notes = notes + opt.notes
-    return opt
 
 
 def mk_lmer_fit(model: LmmModel, opt, data_name: str = "data") -> LmerFit:

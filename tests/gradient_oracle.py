@@ -84,13 +84,13 @@ def general_logdet_gradient(model: LmmModel, templates, chunk_entries: int) -> n
     D_tail = []
     if q_t:
         Att_zz = model.Att[:q_t, :q_t]
-        K = _lead_inverse(model, q_t)
-        lam = model._tail_lambda(templates)
+        K = _lead_inverse(model, model.L, q_t)
+        lam = model.tail_lambda(templates)
         if lam is not None:
             Pt1 = sp.csr_matrix((At1.data * lam[model._at1_rows], At1.indices, At1.indptr), shape=At1.shape)
         else:
             Pt1 = (model._lambda_z_sparse(templates).T @ At1).tocsr()
-        Ptt = model._lambda_t_rows(Att_zz, templates)
+        Ptt = model.lambda_t_rows(Att_zz, templates)
         D_tail = _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates,
                                l1, k1, q_t, tail_sizes, chunk_entries)
     D1 += np.einsum("jab,jbd->jad", O11, P11)

@@ -176,8 +176,7 @@ def compare_fit(fit, max_crossed_columns: int = 2000, **fit_kwargs) -> Compariso
         else:
             covs.append(np.array([[float(res.vcomp[vc_names.index(name)])]]))
     theta = np.maximum(theta_from_templates([psd_lower_factor(S / sigma2) for S in covs]), fit.model.lower)
-    at_sm = float(fit.model(theta))
-    fit.model(fit.theta)  # leave the fitted model at its optimum
+    at_sm = fit.model.criterion(theta)
 
     rows = {}
     fe, se = res.fe_params, res.bse_fe

@@ -20,8 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import LmmError
+from .status import Check, CheckFinding
 
-SINGULAR_TOL = 1e-4
+SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4) and check.conv.singular
+
+
+def is_singular(theta, lower, tol: float = SINGULAR_TOL) -> bool:
+    """lme4's isSingular(): a variance parameter (lower bound 0) below tol."""
+    theta, lower = np.asarray(theta), np.asarray(lower)
+    return bool(np.any(theta[lower == 0] < tol))
 
 
 @dataclass
@@ -107,56 +114,57 @@ DERIV12_MAX_PARAMETERS = 6
 DERIV12_MAX_TAIL = 100
 
 
-def _hessian_messages(H, tol):
+def _hessian_findings(H, tol) -> list:
     try:
         ev = np.linalg.eigvalsh(H)
     except np.linalg.LinAlgError:
-        return ["Problem with Hessian check (infinite or missing values?)"]
+        return [CheckFinding(Check.HESSIAN_PROBLEM)]
     neg = int(np.sum(ev < -tol))
     if neg:
-        return [f"Model failed to converge: degenerate  Hessian with {neg} negative eigenvalue"
-                + ("s" if neg > 1 else "")]
+        return [CheckFinding(Check.HESSIAN_NEGATIVE, value=neg, tol=tol)]
     try:
         np.linalg.cholesky(H)
         chol_ok = True
     except np.linalg.LinAlgError:
         chol_ok = False
     if np.any(np.abs(ev) < tol) or not chol_ok:
-        return [" Hessian is numerically singular: parameters are not uniquely determined"]
+        return [CheckFinding(Check.HESSIAN_SINGULAR, tol=tol)]
     out = []
     if ev.max() * tol > 1:
-        out.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
+        out.append(CheckFinding(Check.LARGE_EIGENVALUE, value=float(ev.max()), tol=tol))
     if ev.min() / ev.max() < tol:
-        out.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
+        out.append(CheckFinding(Check.EIGENVALUE_RATIO, value=float(ev.min() / ev.max()), tol=tol))
     return out
 
 
+def _hessian_messages(H, tol) -> list:
+    """The Hessian check's findings as lme4 words them."""
+    return [str(f) for f in _hessian_findings(H, tol)]
+
+
 def check_convergence(model, theta, fmin, control: LmerControl):
-    """lme4's checkConv: (messages, gradient, Hessian); derivatives skipped on singular fits."""
+    """lme4's checkConv: (findings, gradient, Hessian); derivatives skipped on singular fits."""
     theta = np.asarray(theta, dtype=float)
-    singular = bool(np.any(theta[model.lower == 0] < control.singular_tol))
-    if singular:
-        return ["boundary (singular) fit: see help('isSingular')"], None, None
+    if is_singular(theta, model.lower, control.singular_tol):
+        return [CheckFinding(Check.BOUNDARY, tol=control.singular_tol)], None, None
     if not control.check_conv:
         return [], None, None
     if theta.size <= DERIV12_MAX_PARAMETERS and model.q_tail + model.p < DERIV12_MAX_TAIL:
         g, H = deriv12(model, theta, fx=fmin)
     else:
         g, H = gradient_hessian(model, theta, fmin)
-    model(theta)  # leave the model at the optimum
     msgs = []
     if not np.all(np.isfinite(g)):
-        return ["Gradient contains NAs"], g, H
+        return [CheckFinding(Check.GRADIENT_NAS)], g, H
     try:
         R = np.linalg.cholesky(H).T  # H = R'R, R upper, as R's chol()
         scaled = np.linalg.solve(R, g)
         worst = float(np.max(np.minimum(np.abs(scaled), np.abs(g))))
         if worst > control.grad_tol:
-            msgs.append(f"Model failed to converge with max|grad| = {worst:g} "
-                        f"(tol = {control.grad_tol:g}, component 1)")
+            msgs.append(CheckFinding(Check.GRADIENT_TOO_LARGE, value=worst, tol=control.grad_tol))
     except np.linalg.LinAlgError:
-        msgs.append("unable to evaluate scaled gradient")
-    msgs += _hessian_messages(H, control.hess_tol)
+        msgs.append(CheckFinding(Check.SCALED_GRADIENT_UNAVAILABLE))
+    msgs += _hessian_findings(H, control.hess_tol)
     return msgs, g, H
 
 
@@ -176,5 +184,4 @@ def restart_point(model, theta, fmin, steps=(1e-4, 1e-3, 1e-2, 1e-1)):
             f = model(step)
             if f < fbest - 1e-10 * abs(fmin):
                 best, fbest = step, f
-    model(theta)
     return best

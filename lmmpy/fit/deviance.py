@@ -14,6 +14,8 @@ subtracted from y.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
@@ -21,85 +23,70 @@ from scipy.linalg import lapack
 
 from ..errors import LmmError
 from ..formula.design import Design
-from ..linalg.blocked import BlockedCholesky, UniformBlockDiagonal
+from .cross_products import CrossProducts
+from ..linalg.blocked import BlockedCholesky, UniformBlockDiagonal, mirror_lower  # noqa: F401 (re-exported)
+from ..formula.theta_layout import theta_templates  # noqa: F401 (re-exported)
+from .gradient import criterion_gradient_parts
 from ..linalg.gram import WeightedGram
 
 LOG2PI = np.log(2.0 * np.pi)
 ROW_BLOCK = 128  # rows of a dense tail block transformed at a time (temporaries stay small)
+FACTOR_CACHE_SIZE = 4  # owned factors kept by LmmModel.factor (an optimum and a few neighbours)
 
 
-def theta_templates(theta, ks):
-    """Split theta into the lower-triangular k x k templates T_i (filled column by column)."""
-    out, pos = [], 0
-    for k in ks:
-        T = np.zeros((k, k))
-        rows, cols = np.tril_indices(k)
-        order = np.lexsort((rows, cols))  # column-major lower triangle, as lme4 stores it
-        m = k * (k + 1) // 2
-        T[rows[order], cols[order]] = theta[pos:pos + m]
-        out.append(T)
-        pos += m
-    return out
+def ml_deviance(L: BlockedCholesky, n: int, log_w_sum: float = 0.0) -> float:
+    """The profiled ML deviance log|L_theta|^2 + n (1 + log(2 pi r^2 / n)) - sum(log w)."""
+    return L.logdet_L2 + n * (1.0 + LOG2PI + np.log(L.pwrss / n)) - log_w_sum
 
 
-def mirror_lower(M: np.ndarray, block: int = 256) -> np.ndarray:
-    """Copy the lower triangle of the square M onto its upper one, in place (blockwise
-    transposed copies: fast, unlike a fancy-indexed scatter)."""
-    n = M.shape[0]
-    for j0 in range(0, n, block):
-        j1 = min(n, j0 + block)
-        M[j0:j1, j1:] = M[j1:, j0:j1].T
-        D = M[j0:j1, j0:j1]
-        iu = np.triu_indices(j1 - j0, 1)
-        D[iu] = D.T[iu]
-    return M
+def reml_criterion(L: BlockedCholesky, n: int, p: int, log_w_sum: float = 0.0) -> float:
+    """The profiled REML criterion
+    log|L_theta|^2 + log|R_X|^2 + (n - p)(1 + log(2 pi r^2 / (n - p))) - sum(log w)."""
+    nmp = n - p
+    return (L.logdet_L2 + L.logdet_RX2 + nmp * (1.0 + LOG2PI + np.log(L.pwrss / nmp))
+            - log_w_sum)
 
 
 class LmmModel:
-    """Everything about a model that does not change with theta, and its evaluation at theta."""
+    """Everything about a model that does not change with theta, and its evaluation at theta.
 
-    def __init__(self, design: Design, REML: bool = True):
-        self.design = design
-        self.REML = bool(REML)
-        terms = design.reterms
-        self.ks = [t.k for t in terms]
-        self.sizes = [(t.nlevels, t.k) for t in terms]
-        self.n, self.p = design.n, design.p
+    Built from the cross-products (:class:`lmmpy.fit.cross_products.CrossProducts`) and the
+    terms' structure alone; the rows are reached only through ``set_response``.  Two ways to
+    evaluate: the working point (``model(theta)``, ``objective``, ``gradient``: the optimizer's
+    hot loop, one reused work buffer, ``L`` valid until the next evaluation) and
+    :meth:`factor` (an owned factor, cached by theta, that no later evaluation changes)."""
+
+    def __init__(self, design: Design, REML: bool = True, cross_products: CrossProducts = None):
+        """The model of ``design``; its cross-products computed from the rows unless given."""
+        cp = CrossProducts.from_design(design) if cross_products is None else cross_products
         w = design.weights
-        sw = np.sqrt(w) if w is not None else None
-        self.log_w_sum = float(np.log(w).sum()) if w is not None else 0.0
-        self._sw = sw
-        y = design.y - design.offset if design.offset is not None else design.y
-        Xy = np.column_stack([design.X, y])
-        Zs = [t.Z() for t in terms]
-        if sw is not None:
-            Xy = Xy * sw[:, None]
-            Zs = [(sp.diags(sw) @ Z).tocsc() for Z in Zs]
-        self._Xw, self._Z1 = Xy[:, :-1], Zs[0]
-        first = terms[0]
-        l1, k1 = first.nlevels, first.k
-        # Z_1'Z_1 as l1 blocks of k1 x k1 (weighted)
-        A11 = np.zeros((l1, k1, k1))
-        for a in range(k1):
-            for b in range(a, k1):
-                prod = first.X[:, a] * first.X[:, b] * (w if w is not None else 1.0)
-                v = np.bincount(first.codes, weights=prod, minlength=l1)
-                A11[:, a, b] = v
-                A11[:, b, a] = v
-        self.A11 = A11
-        Z1 = Zs[0]
-        self.Zt = sp.hstack(Zs[1:], format="csc") if len(terms) > 1 else None
-        self.q_tail = self.Zt.shape[1] if self.Zt is not None else 0
-        self.At1_xy = np.asarray((Z1.T @ Xy).T)  # (p+1) x q1
-        if self.Zt is not None:
-            self.At1_z = (self.Zt.T @ Z1).tocsr()
-            self.Att_zz = (self.Zt.T @ self.Zt).tocsr()  # sparse too: for products
-            ztxy = np.asarray((self.Zt.T @ Xy))
-            self.Att = np.block([[self.Att_zz.toarray(), ztxy], [ztxy.T, Xy.T @ Xy]])
-        else:
-            self.At1_z = sp.csr_matrix((0, Z1.shape[1]))
-            self.Att_zz = sp.csr_matrix((0, 0))
-            self.Att = Xy.T @ Xy
+        self._setup(cp, [(t.nlevels, t.k) for t in design.reterms], design.theta_lower(), design.n, design.p,
+                    float(np.log(w).sum()) if w is not None else 0.0, REML)
+        self.design = design
+
+    @classmethod
+    def from_cross_products(cls, cp: CrossProducts, sizes, theta_lower, n: int, p: int, log_w_sum: float = 0.0,
+                            REML: bool = True) -> "LmmModel":
+        """The model from its cross-products and the terms' structure alone: ``sizes`` the
+        terms' (levels, k) in order, lme4's theta lower bounds, n rows, p fixed effects and
+        sum(log w) (no design: a model whose rows are elsewhere)."""
+        model = cls.__new__(cls)
+        model._setup(cp, sizes, np.asarray(theta_lower, dtype=float), n, p, log_w_sum, REML)
+        model.design = None
+        return model
+
+    def _setup(self, cp: CrossProducts, sizes, lower, n, p, log_w_sum, REML):
+        self.REML = bool(REML)
+        self.cross_products = cp
+        self.sizes = [tuple(s) for s in sizes]
+        self.ks = [k for _, k in self.sizes]
+        self.n, self.p = n, p
+        self.log_w_sum = log_w_sum
+        l1, k1 = self.sizes[0]
+        # the blocks of [Z X y]'W[Z X y] (CrossProducts): shared arrays, updated in place by set_response
+        self.A11, self.At1_z, self.At1_xy = cp.A11, cp.At1_z, cp.At1_xy
+        self.Att_zz, self.Att = cp.Att_zz, cp.Att
+        self.q_tail = cp.q_tail
         self.tail_scalar = all(k == 1 for k in self.ks[1:])
         self._at1_rows = np.repeat(np.arange(self.At1_z.shape[0]), np.diff(self.At1_z.indptr))
         self._empty_lt1 = sp.csr_matrix((0, l1 * k1))
@@ -107,24 +94,47 @@ class LmmModel:
         self._schur_values = (None, None)  # (T_1's bytes, the gram's values) of the last update
         self._gram_flat = {}  # leading dimension -> flat positions of the gram's entries
         self._work = {}
-        self.theta = design.theta_start()
-        self.lower = design.theta_lower()
-        self.L = None
+        self.lower = lower
+        self.theta = self.theta_start()
+        self.L = None  # the working factor: at _L_theta, valid until the next update
         self._L_theta = None
+        self._factors = {}  # theta's bytes -> an owned factor (LmmModel.factor), oldest first
+        self._gradient_cache = None  # (working factor, REML) -> (d log-determinants, d pwrss)
+        self._variants = [self]  # this model and its with_reml twins: they share the cross-products
         self.n_evals = 0
+
+    def with_reml(self, REML: bool) -> "LmmModel":
+        """This model with the other criterion (REML or ML): the same cross-products (shared,
+        so set_response on either is seen by both), its own working factor and caches."""
+        REML = bool(REML)
+        for m in self._variants:
+            if m.REML == REML:
+                return m
+        if self.q_tail:
+            self.gram  # built once, shared
+        twin = copy.copy(self)
+        twin.REML = REML
+        twin._work, twin._factors, twin._gradient_cache = {}, {}, None
+        twin.L, twin._L_theta = None, None
+        self._variants.append(twin)
+        return twin
+
+    def _invalidate(self):
+        """Forget every factor of this model and its twins (the cross-products changed)."""
+        for m in self._variants:
+            m.L, m._L_theta, m._gradient_cache = None, None, None
+            m._factors = {}
+
+    def theta_start(self) -> np.ndarray:
+        """lme4's start: 1 on the templates' diagonals, 0 below."""
+        return np.where(self.lower == 0.0, 1.0, 0.0)
 
     def set_response(self, y) -> "LmmModel":
         """Replace the response (one value per row, before weights and offset): only the
-        products with y are recomputed, the symbolic structure and Z'Z, X'X stay."""
-        y = np.asarray(y, dtype=float)
-        if self.design.offset is not None:
-            y = y - self.design.offset
-        yw = y * self._sw if self._sw is not None else y
-        self.At1_xy[-1] = self._Z1.T @ yw
-        col = np.concatenate([self.Zt.T @ yw if self.Zt is not None else [], self._Xw.T @ yw, [yw @ yw]])
-        self.Att[:, -1] = col
-        self.Att[-1, :] = col
-        self.L = None
+        products with y are recomputed (:meth:`CrossProducts.set_response`), the symbolic
+        structure and Z'Z, X'X stay; this model and its twins forget their factors."""
+        self.cross_products.set_response(y)
+        self._invalidate()
         return self
 
     # -- theta -------------------------------------------------------------------------
@@ -135,7 +145,7 @@ class LmmModel:
         self.theta = theta.copy()
         return self
 
-    def _tail_lambda(self, templates):
+    def tail_lambda(self, templates):
         """Lambda_t on the tail: a vector (all tail terms scalar) or None (some vector-valued)."""
         if not self.tail_scalar:
             return None
@@ -143,7 +153,7 @@ class LmmModel:
         lam[: self.q_tail] = np.repeat([T[0, 0] for T in templates[1:]], [l for l, _ in self.sizes[1:]])
         return lam
 
-    def _lambda_t_rows(self, M, templates, transpose: bool = False, inplace: bool = False):
+    def lambda_t_rows(self, M, templates, transpose: bool = False, inplace: bool = False):
         """Lambda_t' M (``transpose``: Lambda_t M) for a dense M whose rows are the tail's
         (vector-valued terms blockwise); ``inplace`` overwrites M (which may be a view)."""
         if not inplace:
@@ -160,7 +170,7 @@ class LmmModel:
             start += l * k
         return M
 
-    def _lambda_t_cols(self, M, templates, transpose: bool = False):
+    def lambda_t_cols(self, M, templates, transpose: bool = False):
         """M Lambda_t (``transpose``: M Lambda_t'), in place."""
         start = 0
         for (l, k), T in zip(self.sizes[1:], templates[1:]):
@@ -175,12 +185,12 @@ class LmmModel:
             start += l * k
         return M
 
-    def _lambda_t_sandwich(self, M, templates, transpose: bool = False):
+    def lambda_t_sandwich(self, M, templates, transpose: bool = False):
         """Lambda_t' M Lambda_t (``transpose``: Lambda_t M Lambda_t'), in place."""
-        self._lambda_t_rows(M, templates, transpose, inplace=True)
-        return self._lambda_t_cols(M, templates, transpose)
+        self.lambda_t_rows(M, templates, transpose, inplace=True)
+        return self.lambda_t_cols(M, templates, transpose)
 
-    def _buffer(self, name, shape, order="C") -> np.ndarray:
+    def work_buffer(self, name, shape, order="C") -> np.ndarray:
         """A work array kept between evaluations (fresh large arrays cost page faults)."""
         buf = self._work.get(name)
         if buf is None or buf.shape != shape:
@@ -258,15 +268,46 @@ class LmmModel:
         return out
 
     def update(self) -> "LmmModel":
-        """Recompute the blocked Cholesky factor L for the current theta.
+        """Recompute the working factor ``L`` for the current theta (the optimizer's hot loop:
+        its tail lives in a work buffer that the next evaluation overwrites, so ``L`` is valid
+        only until then; :meth:`factor` hands out factors that stay valid)."""
+        if self.L is not None and np.array_equal(self._L_theta, self.theta):
+            return self  # L is that of this theta already
+        N = self.Att.shape[0]
+        self.L = self._factorize(self.theta, self.work_buffer("Ott", (N, N)) if self.q_tail else None)
+        self._L_theta = self.theta.copy()
+        self.n_evals += 1
+        return self
+
+    def factor(self, theta) -> BlockedCholesky:
+        """The blocked Cholesky factor at theta, owning its memory: later evaluations at other
+        thetas never change it, and taking it changes nothing another caller sees (the working
+        point ``theta``/``L`` and ``n_evals`` stay).  The last few are cached by theta."""
+        theta = np.atleast_1d(np.asarray(theta, dtype=float))
+        if theta.shape != self.theta.shape:
+            raise ValueError(f"theta has length {theta.size}, the model needs {self.theta.size}")
+        key = theta.tobytes()
+        L = self._factors.pop(key, None)
+        if L is None:
+            if self.L is not None and np.array_equal(self._L_theta, theta):
+                L = self.L.owned()  # the working factor is at theta: copy its tail out of the buffer
+            else:
+                N = self.Att.shape[0]
+                L = self._factorize(theta, np.empty((N, N)) if self.q_tail else None)
+        self._factors[key] = L
+        while len(self._factors) > FACTOR_CACHE_SIZE:
+            self._factors.pop(next(iter(self._factors)))
+        return L
+
+    def _factorize(self, theta, out) -> BlockedCholesky:
+        """The blocked Cholesky factor at theta, its tail computed in ``out`` (N x N, or None
+        for a model with one term).
 
         The tail block is Lambda_t' (A_tt - A_t1 blockdiag(V) A_t1') Lambda_t + diag(I, 0)
         with V_j = T_1 Omega_11j^{-1} T_1' (for a scalar first term r^2, r = t_1 / L_11), the
         Schur complement taken on A_t1's fixed pattern of pairs (:class:`WeightedGram`), and
         Lambda_t a diagonal scaling for scalar tail terms, blockwise otherwise."""
-        if self.L is not None and np.array_equal(self._L_theta, self.theta):
-            return self  # L is that of this theta already
-        templates = theta_templates(self.theta, self.ks)
+        templates = theta_templates(theta, self.ks)
         T1 = templates[0]
         k1 = T1.shape[0]
         A = self.At1_z
@@ -286,17 +327,16 @@ class LmmModel:
             Lt1_xy = R.right_multiply(self.At1_xy)
             A_R = (A @ R.to_sparse()).tocsr() if self.q_tail else None
         if self.q_tail:
-            lam = self._tail_lambda(templates)
+            lam = self.tail_lambda(templates)
             self._schur_values = (T1.tobytes(), self.gram.values(V))  # the gradient needs them again
-            N = self.Att.shape[0]
-            Ott = self.tail_schur(V, full=lam is None, out=self._buffer("Ott", (N, N)),
+            Ott = self.tail_schur(V, full=lam is None, out=out,
                                   values=self._schur_values[1], scale=lam)
             if lam is not None:  # L_t1 = Lambda_t' A_t1 R
                 rows = self._at1_rows if k1 == 1 else np.repeat(np.arange(A_R.shape[0]), np.diff(A_R.indptr))
                 A_R.data *= lam[rows]
                 Lt1_z = A_R
             else:
-                self._lambda_t_sandwich(Ott, templates)
+                self.lambda_t_sandwich(Ott, templates)
                 Lt1_z = self._lambda_z_sparse(templates, transpose=True) @ A_R
             Ott[np.arange(self.q_tail), np.arange(self.q_tail)] += 1.0
         else:
@@ -307,27 +347,64 @@ class LmmModel:
         U, info = lapack.dpotrf(Ott.T, lower=0, clean=1, overwrite_a=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"the tail block is not positive definite (dpotrf info {info})")
-        self.L = BlockedCholesky(L11, Lt1_z, Lt1_xy, U.T, self.q_tail, self.p)
-        self._L_theta = self.theta.copy()
-        self.n_evals += 1
-        return self
+        return BlockedCholesky(L11, Lt1_z, Lt1_xy, U.T, self.q_tail, self.p)
 
     # -- criteria -------------------------------------------------------------------------
-    def deviance_ml(self) -> float:
-        L, n = self.L, self.n
-        return L.logdet_L2 + n * (1.0 + LOG2PI + np.log(L.pwrss / n)) - self.log_w_sum
+    def criterion_of(self, L: BlockedCholesky, REML=None) -> float:
+        """The model's criterion (REML criterion or ML deviance; ``REML`` overrides) of the factor L."""
+        if self.REML if REML is None else REML:
+            return reml_criterion(L, self.n, self.p, self.log_w_sum)
+        return ml_deviance(L, self.n, self.log_w_sum)
 
-    def reml_criterion(self) -> float:
-        L, nmp = self.L, self.n - self.p
-        return (L.logdet_L2 + L.logdet_RX2 + nmp * (1.0 + LOG2PI + np.log(L.pwrss / nmp))
-                - self.log_w_sum)
-
-    def objective(self) -> float:
-        return self.reml_criterion() if self.REML else self.deviance_ml()
-
-    def __call__(self, theta) -> float:
-        """The criterion at theta (what the optimizer minimises)."""
+    def criterion(self, theta, REML=None) -> float:
+        """The criterion at theta from :meth:`factor` (the working point stays); inf where the
+        factor breaks down."""
         try:
-            return self.set_theta(theta).update().objective()
+            return float(self.criterion_of(self.factor(theta), REML))
         except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
             return np.inf
+
+    def deviance_ml(self) -> float:
+        """The ML deviance at the working point."""
+        return ml_deviance(self.L, self.n, self.log_w_sum)
+
+    def reml_criterion(self) -> float:
+        """The REML criterion at the working point."""
+        return reml_criterion(self.L, self.n, self.p, self.log_w_sum)
+
+    def objective(self, theta=None) -> float:
+        """The criterion at theta (moving the working point there), or at the working point."""
+        if theta is not None:
+            self.set_theta(theta).update()
+        return self.criterion_of(self.L)
+
+    def __call__(self, theta) -> float:
+        """The criterion at theta (what the optimizer minimises); inf where the factor breaks down."""
+        try:
+            return self.objective(theta)
+        except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
+            return np.inf
+
+    # -- the gradient ---------------------------------------------------------------------------
+    def gradient(self, theta=None, parts: bool = False):
+        """The criterion's analytic gradient (:mod:`lmmpy.fit.gradient`) at theta (moving the
+        working point there) or at the working point; with ``parts``, its two pieces (d
+        log-determinants, d pwrss).  Cached for the working factor."""
+        if theta is not None:
+            self.set_theta(theta).update()
+        L = self.L
+        key = (L, self.REML)
+        cached = self._gradient_cache
+        if cached is not None and cached[0] == key:  # the same factor: the same gradient
+            g_logdet, g_pwrss = (x.copy() for x in cached[1])
+        else:
+            g_logdet, g_pwrss = criterion_gradient_parts(self, L, self.theta)
+            self._gradient_cache = (key, (g_logdet.copy(), g_pwrss.copy()))
+        scale = (self.n - self.p if self.REML else self.n) / L.pwrss
+        return (g_logdet, g_pwrss) if parts else g_logdet + scale * g_pwrss
+
+    def schur_values(self, T1, V) -> np.ndarray:
+        """The gram's values at V = T_1 Omega_11^{-1} T_1' (those of the last factorisation if
+        it was at this T_1)."""
+        key, values = self._schur_values
+        return values if key == T1.tobytes() else self.gram.values(V)

@@ -36,7 +36,8 @@ import time
 
 import numpy as np
 
-from .deviance import LmmModel, theta_templates
+from ..formula.theta_layout import theta_from_templates, theta_templates  # noqa: F401 (re-exported)
+from .deviance import LmmModel
 from .gradient import cond_cov_sums
 from .optimize import OptSummary
 
@@ -54,16 +55,6 @@ def psd_lower_factor(S: np.ndarray) -> np.ndarray:
         return R.T
 
 
-def theta_from_templates(templates) -> np.ndarray:
-    """Templates T_i -> theta (each lower triangle column by column, as lme4 orders it)."""
-    out = []
-    for T in templates:
-        k = T.shape[0]
-        for j in range(k):
-            out.extend(T[j:, j])
-    return np.array(out)
-
-
 def squarem_point(x0, x1, x2) -> np.ndarray:
     """SQUAREM's (scheme S3) extrapolation from x0 and two map steps x1 = F(x0), x2 = F(x1):
     x0 - 2 a r + a^2 v with r = x1 - x0, v = x2 - 2 x1 + x0, a = min(-1, -|r| / |v|)."""
@@ -76,22 +67,36 @@ def squarem_point(x0, x1, x2) -> np.ndarray:
 def em_step(model: LmmModel) -> np.ndarray:
     """One EM update from the model's current theta (with L up to date); returns the new theta."""
     L, n, p = model.L, model.n, model.p
-    reml = model.REML
-    sigma2 = L.pwrss / (n - p if reml else n)
+    sigma2 = L.pwrss / (n - p if model.REML else n)
     templates = theta_templates(model.theta, model.ks)
     u, _ = L.solve_u_beta()
-    sums = cond_cov_sums(model)
+    theta, _, _ = em_m_step(model, L, u, templates, cond_cov_sums(model), sigma2)
+    return theta
+
+
+def em_m_step(model: LmmModel, L, u, templates, sums, sigma2: float):
+    """The M-step (Laird & Ware 1982; mixedML's Table 1) from the E-step's pieces at theta:
+    L the factor, u the spherical random effects, ``sums`` the per-term sums of the conditional
+    covariance blocks C (:func:`lmmpy.fit.gradient.cond_cov_sums`), sigma2 the current residual
+    variance.  With b = Lambda u, q random effects and rss = pwrss - |u|^2,
+
+        sigma2' = (rss + sigma2 (q [+ p for REML] - tr C)) / n
+        Sigma_i' = (b_i'b_i + sigma2 T_i C_i T_i') / l_i,   T_i' = chol(Sigma_i' / sigma2')
+
+    Returns (theta', sigma2', the terms' b as (l, k) arrays)."""
+    n, p = model.n, model.p
     tr_c = sum(float(np.trace(C)) for C in sums)
     q = u.size
     rss = L.pwrss - float(u @ u)  # ||y - X beta - Z b||^2 (weighted)
-    sigma2_new = (rss + sigma2 * (q + (p if reml else 0) - tr_c)) / n
-    new_templates, pos = [], 0
+    sigma2_new = (rss + sigma2 * (q + (p if model.REML else 0) - tr_c)) / n
+    new_templates, b_terms, pos = [], [], 0
     for (l, k), T, C in zip(model.sizes, templates, sums):
         b = u[pos:pos + l * k].reshape(l, k) @ T.T
         pos += l * k
+        b_terms.append(b)
         S = (b.T @ b + sigma2 * T @ C @ T.T) / l
         new_templates.append(psd_lower_factor(S / sigma2_new))
-    return np.maximum(theta_from_templates(new_templates), model.lower)
+    return np.maximum(theta_from_templates(new_templates), model.lower), float(sigma2_new), b_terms
 
 
 def _em_map(model: LmmModel, theta):
@@ -116,7 +121,7 @@ def fit_em(model: LmmModel, theta0=None, max_iter: int = 10000, tol: float = 1e-
     ``max_iter`` bounds the number of EM steps (F evaluations).
 
     Leaves the model at the best theta; the OptSummary records the criterion trace."""
-    theta = model.design.theta_start() if theta0 is None else np.atleast_1d(np.asarray(theta0, float))
+    theta = model.theta_start() if theta0 is None else np.atleast_1d(np.asarray(theta0, float))
     opt = OptSummary(optimizer="em" + ("+squarem" if accelerate else ""), theta0=theta.copy(),
                      lower=model.lower.copy())
     t0 = time.perf_counter()

@@ -32,18 +32,17 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import lapack
 
-from .deviance import LmmModel, mirror_lower, theta_templates
+from ..linalg.blocked import BlockedCholesky, mirror_lower
+from ..formula.theta_layout import theta_templates, tril_positions
+
+# the functions take the model (lmmpy.fit.deviance.LmmModel, which calls them from its gradient
+# method) by its public interface; the annotations name it without importing it
 
 
 def _template_grad(D, T_shape):
     """sum_j D_j[b, a] for each lower-triangle (a, b), in lme4's theta order."""
-    k = T_shape
     Dsum = D.sum(axis=0)
-    out = []
-    for b in range(k):  # column of the template
-        for a in range(b, k):  # row
-            out.append(Dsum[b, a])
-    return out
+    return [Dsum[b, a] for a, b in tril_positions(T_shape)]
 
 
 def _pwrss_gradient(model: LmmModel, templates, u, beta) -> np.ndarray:
@@ -63,7 +62,7 @@ def _pwrss_gradient(model: LmmModel, templates, u, beta) -> np.ndarray:
     out = []
     for (l, k), s in zip(model.sizes, _starts(model.sizes)):
         dr2 = -2.0 * zr[s:s + l * k].reshape(l, k).T @ u[s:s + l * k].reshape(l, k)  # d pwrss / d T[a, b]
-        out.extend(dr2[a, bc] for bc in range(k) for a in range(bc, k))
+        out.extend(dr2[a, b] for a, b in tril_positions(k))
     return np.array(out)
 
 
@@ -71,13 +70,13 @@ def _starts(sizes):
     return np.concatenate([[0], np.cumsum([l * k for l, k in sizes])[:-1]]).astype(int)
 
 
-def _lead_inverse(model: LmmModel, m: int, full: bool = True) -> np.ndarray:
+def _lead_inverse(model: LmmModel, L: BlockedCholesky, m: int, full: bool = True) -> np.ndarray:
     """K' = (L_lead L_lead')^{-1} for the leading m rows of the tail block: symmetric, or
     (not ``full``) its lower triangle with zeros above."""
     if m == 0:
         return np.zeros((0, 0))
-    U = model._buffer("lead", (m, m), order="F")
-    np.copyto(U, model.L.Ltt[:m, :m].T)  # upper triangular, Fortran order
+    U = model.work_buffer("lead", (m, m), order="F")
+    np.copyto(U, L.Ltt[:m, :m].T)  # upper triangular, Fortran order
     Ki, info = lapack.dpotri(U, lower=0, overwrite_c=1)
     if info != 0:
         raise np.linalg.LinAlgError("cannot invert the tail block")
@@ -85,7 +84,7 @@ def _lead_inverse(model: LmmModel, m: int, full: bool = True) -> np.ndarray:
     return mirror_lower(K) if full else K
 
 
-def _lead_parts(model: LmmModel, templates) -> dict:
+def _lead_parts(model: LmmModel, L: BlockedCholesky, templates) -> dict:
     """What the lead route needs: K' (lower triangle, or symmetric for vector-valued tail terms),
     C = Lambda_t K' Lambda_t' (lower triangle), Q_j = A_t1j' C A_t1j, O_j^{-1}, V and the gram's
     values at V (see the module docstring)."""
@@ -93,25 +92,21 @@ def _lead_parts(model: LmmModel, templates) -> dict:
     m = q + (p if model.REML else 0)
     (l1, k1) = model.sizes[0]
     T1 = templates[0]
-    W = model.L.L11.inverse().blocks
+    W = L.L11.inverse().blocks
     O_inv = np.einsum("lji,ljk->lik", W, W)  # Omega_11j^{-1}
     V = np.einsum("ij,ljk,mk->lim", T1, O_inv, T1)  # T1 Omega_11j^{-1} T1'
     if k1 == 1:
         V = V.reshape(l1)
-    values = None
-    if q:
-        key, values = model._schur_values
-        if key != T1.tobytes():
-            values = model.gram.values(V)
-    lam = model._tail_lambda(templates) if q else np.ones(m)  # no tail: the lead is X (or empty)
-    K = _lead_inverse(model, m, full=lam is None)
-    C = model._buffer("C", (m, m))
+    values = model.schur_values(T1, V) if q else None
+    lam = model.tail_lambda(templates) if q else np.ones(m)  # no tail: the lead is X (or empty)
+    K = _lead_inverse(model, L, m, full=lam is None)
+    C = model.work_buffer("C", (m, m))
     if lam is not None:  # Lambda_t is diagonal: C = Lambda_t K' Lambda_t' on the lower triangle only
         np.multiply(K, lam[:m, None], out=C)
         C *= lam[None, :m]
     else:
         np.copyto(C, K)
-        model._lambda_t_sandwich(C, templates, transpose=True)
+        model.lambda_t_sandwich(C, templates, transpose=True)
     # Q_j over the lead: the random effects, and X for REML
     Q = model.gram.level_products(C).reshape(l1, k1, k1) if q else np.zeros((l1, k1, k1))
     if m > q:
@@ -124,13 +119,16 @@ def _lead_parts(model: LmmModel, templates) -> dict:
     return dict(m=m, K=K, C=C, Q=Q, O_inv=O_inv, V=V, values=values, lam=lam)
 
 
-def cond_cov_sums(model: LmmModel) -> list:
+def cond_cov_sums(model: LmmModel, L: BlockedCholesky = None, theta=None) -> list:
     """Per term, the sum over its levels of the k x k diagonal blocks of u's conditional
     covariance over sigma^2: of (L_theta L_theta')^{-1} (ML) or of M^{-1}'s random-effects part
     (REML, beta integrated out), what the EM algorithm needs, from the lead's inverse: O_j^{-1} + O_j^{-1} T1' Q_j T1 O_j^{-1} for the
-    first term (the blocked inverse), K's diagonal blocks for the others."""
-    templates = theta_templates(model.theta, model.ks)
-    parts = _lead_parts(model, templates)
+    first term (the blocked inverse), K's diagonal blocks for the others.  At L (the factor at
+    theta), or at the model's working point."""
+    if L is None:  # the working point
+        L, theta = model.L, model.theta
+    templates = theta_templates(theta, model.ks)
+    parts = _lead_parts(model, L, templates)
     T1, O_inv, K = templates[0], parts["O_inv"], parts["K"]
     OT = np.einsum("lij,kj->lik", O_inv, T1)  # O_j^{-1} T1'
     sums = [(O_inv + np.einsum("lij,ljk,lmk->lim", OT, parts["Q"], OT)).sum(axis=0)]
@@ -142,11 +140,11 @@ def cond_cov_sums(model: LmmModel) -> list:
     return sums
 
 
-def _lead_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
+def _lead_logdet_gradient(model: LmmModel, L: BlockedCholesky, templates) -> np.ndarray:
     """d(log|L|^2 [+ log|R_X|^2]) by (4) and (5) of the module docstring."""
     (l1, k1) = model.sizes[0]
     T1, A11 = templates[0], model.A11
-    parts = _lead_parts(model, templates)
+    parts = _lead_parts(model, L, templates)
     m, K, C, Q, O_inv, V, values, lam = (parts[x] for x in ("m", "K", "C", "Q", "O_inv", "V", "values", "lam"))
     scalar = lam is not None
     # (4): X_j = O_j^{-1} T1' A_11j + O_j^{-1} T1' Q_j (V_j A_11j - I)
@@ -164,8 +162,8 @@ def _lead_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
         D_all = np.einsum("ij,j->i", P, lam) + np.einsum("ij,i->j", P, lam) - np.diagonal(P) * lam
     else:  # (K' Lambda_t' A~)[i, j] = sum_m K'[i, m] (A~ Lambda_t)[j, m]: rows with rows
         N = model.Att.shape[0]
-        At = model.tail_schur(V, full=True, out=model._buffer("schur", (N, N)), values=values)[:m, :m]
-        Yt = model._lambda_t_cols(At, templates)
+        At = model.tail_schur(V, full=True, out=model.work_buffer("schur", (N, N)), values=values)[:m, :m]
+        Yt = model.lambda_t_cols(At, templates)
     start = 0
     for (l, k) in model.sizes[1:]:
         seg = slice(start, start + l * k)
@@ -178,20 +176,16 @@ def _lead_logdet_gradient(model: LmmModel, templates) -> np.ndarray:
     return np.array(grads)
 
 
-def profiled_gradient(model: LmmModel, parts: bool = False) -> np.ndarray:
-    """The gradient of the model's criterion at its current theta (L up to date); with
-    ``parts``, its two pieces (d log-determinants, d pwrss) instead."""
-    L = model.L
-    key = (L, model.REML)
-    cached = getattr(model, "_gradient_cache", None)
-    if cached is not None and cached[0] == key:  # the same factor: the same gradient
-        g_logdet, g_pwrss = (x.copy() for x in cached[1])
-        scale = (model.n - model.p if model.REML else model.n) / L.pwrss
-        return (g_logdet, g_pwrss) if parts else g_logdet + scale * g_pwrss
-    templates = theta_templates(model.theta, model.ks)
+def criterion_gradient_parts(model: LmmModel, L: BlockedCholesky, theta):
+    """(d log-determinants, d pwrss) at theta, L the factor there (the model's work buffers
+    for the lead's inverse; the model caches the result, :meth:`LmmModel.gradient`)."""
+    templates = theta_templates(theta, model.ks)
     u, beta = L.solve_u_beta()
     g_pwrss = _pwrss_gradient(model, templates, u, beta)
-    g_logdet = _lead_logdet_gradient(model, templates)
-    model._gradient_cache = (key, (g_logdet.copy(), g_pwrss.copy()))
-    scale = (model.n - model.p if model.REML else model.n) / L.pwrss
-    return (g_logdet, g_pwrss) if parts else g_logdet + scale * g_pwrss
+    return _lead_logdet_gradient(model, L, templates), g_pwrss
+
+
+def profiled_gradient(model: LmmModel, parts: bool = False) -> np.ndarray:
+    """The gradient of the model's criterion at its working point; with ``parts``, its two
+    pieces (d log-determinants, d pwrss) instead (:meth:`LmmModel.gradient`)."""
+    return model.gradient(parts=parts)

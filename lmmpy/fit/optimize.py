@@ -25,18 +25,24 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import Bounds, minimize
 
+from .checks import SINGULAR_TOL, is_singular  # noqa: F401 (re-exported)
 from .deviance import LmmModel
 from .gradient import profiled_gradient
 from .pbfgs import minimize_pbfgs
+from .status import GRADIENT_FAILURES, HESSIAN_FAILURES, Check, FitStatus, Note
 
-SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4)
+# the statuses of a failed fit (lme4's negative convergence codes): the EM fallback's trigger
+FAILED = frozenset({FitStatus.OPTIMIZER_ERROR, FitStatus.NONFINITE, FitStatus.NOT_CONVERGED,
+                    FitStatus.FAILED_GRADIENT_CHECK, FitStatus.FAILED_HESSIAN_CHECK})
+
 OPTIMIZERS = {"cobyqa": "COBYQA", "l-bfgs-b": "L-BFGS-B", "bfgs": "BFGS", "nelder-mead": "Nelder-Mead",
               "powell": "Powell"}
 
 
 @dataclass
 class OptSummary:
-    """What the optimizer did (MixedModels.jl's OptSummary)."""
+    """What the optimizer did (MixedModels.jl's OptSummary): its status as data
+    (:mod:`lmmpy.fit.status`), the text made from it when shown (``messages``, ``notes``)."""
 
     optimizer: str
     theta0: np.ndarray
@@ -49,21 +55,55 @@ class OptSummary:
     seconds: float = 0.0
     warnings: list = field(default_factory=list)
     trace: list = field(default_factory=list)  # EM: the criterion at each iteration
-    messages: list = field(default_factory=list)  # the checks' findings (lme4's conv$lme4$messages)
+    findings: list = field(default_factory=list)  # CheckFindings at the optimum (lme4's conv$lme4$messages)
     gradient: np.ndarray = None  # finite-difference gradient and Hessian at the optimum
     hessian: np.ndarray = None
-    notes: list = field(default_factory=list)  # restarts, EM start, EM fallback
+    fit_notes: list = field(default_factory=list)  # FitNotes: restarts, EM start, EM fallback, rescaling
     scaling: object = None  # the ColumnScaling the model was fitted on (lmmpy.fit.scaling), None for none
     blas_threads: int = None  # the BLAS threads the fit ran with (None: unknown, no BLAS found)
+    failure: FitStatus = None  # why converged is False, where the optimizer's word is not the reason
 
     @property
     def return_code(self) -> int:
         return 0 if self.converged else 1
 
+    @property
+    def messages(self) -> list:
+        """The checks' findings as lme4 words them."""
+        return [str(f) for f in self.findings]
+
+    @property
+    def notes(self) -> list:
+        """The fit's notes as text."""
+        return [str(n) for n in self.fit_notes]
+
+    @property
+    def status(self) -> FitStatus:
+        """The fit's status, the most serious that applies (see :class:`FitStatus`)."""
+        if not self.converged:
+            return self.failure or FitStatus.NOT_CONVERGED
+        if not np.isfinite(self.fmin):
+            return FitStatus.NONFINITE
+        kinds = {f.kind for f in self.findings}
+        if kinds & GRADIENT_FAILURES:
+            return FitStatus.FAILED_GRADIENT_CHECK
+        if kinds & HESSIAN_FAILURES:
+            return FitStatus.FAILED_HESSIAN_CHECK
+        if any(n.kind is Note.EM_FALLBACK for n in self.fit_notes):
+            return FitStatus.EM_FALLBACK
+        if Check.BOUNDARY in kinds:
+            return FitStatus.BOUNDARY
+        return FitStatus.CONVERGED
+
+    @property
+    def failed(self) -> bool:
+        """An error, a non-finite criterion, no convergence, or a failed gradient/Hessian check."""
+        return self.status in FAILED
+
 
 def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", options=None) -> OptSummary:
     """Minimise ``model``'s criterion; leaves the model at the optimum and returns the record."""
-    theta0 = model.design.theta_start() if theta0 is None else np.atleast_1d(np.asarray(theta0, dtype=float))
+    theta0 = model.theta_start() if theta0 is None else np.atleast_1d(np.asarray(theta0, dtype=float))
     lower = model.lower
     opt = OptSummary(optimizer=optimizer, theta0=theta0.copy(), lower=lower.copy())
     bounds = Bounds(lower, np.full_like(lower, np.inf))
@@ -88,6 +128,7 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
             opt.seconds = time.perf_counter() - t0
             opt.theta, opt.fmin = theta0.copy(), float(model(theta0))
             opt.message, opt.converged = f"the optimizer stopped with an error: {e}", False
+            opt.failure = FitStatus.OPTIMIZER_ERROR
             return opt
     opt.seconds = time.perf_counter() - t0
     opt.warnings = [str(w.message) for w in caught]
@@ -125,8 +166,3 @@ def evaluate_at(model: LmmModel, theta) -> OptSummary:
     opt.n_evals, opt.converged, opt.message = 1, bool(np.isfinite(opt.fmin)), "evaluated at the given theta"
     return opt
 
-
-def is_singular(theta, lower, tol: float = SINGULAR_TOL) -> bool:
-    """lme4's isSingular(): a variance parameter on its zero bound."""
-    theta, lower = np.asarray(theta), np.asarray(lower)
-    return bool(np.any(theta[lower == 0] < tol))

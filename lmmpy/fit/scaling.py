@@ -54,6 +54,7 @@ import numpy as np
 
 from ..formula.design import Design
 from .deviance import LmmModel
+from .status import FitNote, FitStatus, Note
 
 SCALE_RANGE = (1e-3, 1e3)  # a column whose largest |value| lies outside is rescaled
 
@@ -140,8 +141,9 @@ class ColumnScaling:
         if np.isfinite(internal_fmin) and not np.isfinite(opt.fmin):
             opt.converged = False
             opt.message = "the criterion is not finite on the data's own scale at the rescaled fit's optimum"
+            opt.failure = FitStatus.NONFINITE
         opt.scaling = self
-        opt.notes = opt.notes + [self.describe(model.design)]
+        opt.fit_notes = opt.fit_notes + [FitNote(Note.RESCALED, detail=self.describe(model.design))]
         return opt
 
 

@@ -35,6 +35,7 @@ from ..errors import DataError, FormulaError, LmmError
 from .bars import LmerFormula, parse_formula
 from .parser import FORMULA_OPERATORS, PAREN, Call, Kw, Name, Num, Str, deparse, walk
 from .rlang import Matrix, column_value, evaluate, mark_fitted
+from .theta_layout import tril_positions
 
 # the base of every formula's environment (behind the caller's variables); also formulaic's
 # context for to_formulaic's translations
@@ -559,12 +560,8 @@ class ReTerm:
 
     def theta_names(self) -> list:
         """lme4's names: lower triangle, column by column."""
-        out = []
-        for j in range(self.k):
-            for i in range(j, self.k):
-                out.append(f"{self.group}.{self.cnames[i]}" if i == j
-                           else f"{self.group}.{self.cnames[i]}.{self.cnames[j]}")
-        return out
+        return [f"{self.group}.{self.cnames[i]}" if i == j else f"{self.group}.{self.cnames[i]}.{self.cnames[j]}"
+                for i, j in tril_positions(self.k)]
 
 
 @dataclass
@@ -605,12 +602,7 @@ class Design:
         return [nm for t in self.reterms for nm in t.theta_names()]
 
     def theta_lower(self) -> np.ndarray:
-        lower = []
-        for t in self.reterms:
-            for j in range(t.k):
-                for i in range(j, t.k):
-                    lower.append(0.0 if i == j else -np.inf)
-        return np.array(lower)
+        return np.array([0.0 if i == j else -np.inf for t in self.reterms for i, j in tril_positions(t.k)])
 
     def theta_start(self) -> np.ndarray:
         return np.where(self.theta_lower() == 0.0, 1.0, 0.0)

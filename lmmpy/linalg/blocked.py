@@ -27,6 +27,19 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 
+def mirror_lower(M: np.ndarray, block: int = 256) -> np.ndarray:
+    """Copy the lower triangle of the square M onto its upper one, in place (blockwise
+    transposed copies: fast, unlike a fancy-indexed scatter)."""
+    n = M.shape[0]
+    for j0 in range(0, n, block):
+        j1 = min(n, j0 + block)
+        M[j0:j1, j1:] = M[j1:, j0:j1].T
+        D = M[j0:j1, j0:j1]
+        iu = np.triu_indices(j1 - j0, 1)
+        D[iu] = D.T[iu]
+    return M
+
+
 class UniformBlockDiagonal:
     """``l`` dense k x k blocks on the diagonal, stored as an (l, k, k) array."""
 
@@ -84,6 +97,11 @@ class BlockedCholesky:
         self.Lt1_xy = Lt1_xy  # rows of X and y (dense)
         self.Ltt = Ltt  # dense tail, lower triangular
         self.q_tail, self.p = q_tail, p
+
+    def owned(self) -> "BlockedCholesky":
+        """This factor with its own copy of the dense tail (which may live in a work buffer
+        that the next evaluation overwrites); the other blocks are never written after."""
+        return BlockedCholesky(self.L11, self.Lt1_z, self.Lt1_xy, self.Ltt.copy(), self.q_tail, self.p)
 
     @property
     def logdet_L2(self) -> float:

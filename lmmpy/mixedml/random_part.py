@@ -42,7 +42,8 @@ import pandas as pd
 
 from ..errors import DataError, LmmError
 from ..fit.deviance import LmmModel, theta_templates
-from ..fit.em import psd_lower_factor, theta_from_templates
+from ..fit.driver import optimize_lmer
+from ..fit.em import em_m_step, psd_lower_factor, theta_from_templates
 from ..fit.gradient import cond_cov_sums
 from ..formula.design import build_design, drop_aliased_columns, level_labels
 from ..results.predict import known_level_effects
@@ -139,25 +140,14 @@ class RandomPart:
 
     def em_step(self, e, state: RandomState, reml: bool) -> RandomState:
         """One EM update (see the module docstring) of the random part of e = y - f."""
-        model = self.model.set_response(e).set_theta(state.theta).update()
-        model.REML = reml
-        criterion = model.objective()  # at the previous theta: for monitoring convergence
-        L, sigma2 = model.L, state.sigma2
+        model = self.model.set_response(e).with_reml(reml)
+        L, sigma2 = model.factor(state.theta), state.sigma2
+        criterion = float(model.criterion_of(L))  # at the previous theta: for monitoring convergence
         templates = self.templates(state.theta)
         u, _ = L.solve_u_beta()
-        b_terms = self._b_terms(u, templates)
-        zb = self.zb(b_terms)
-        sums = cond_cov_sums(model)
-        tr_c = sum(float(np.trace(C)) for C in sums)
-        q = u.size
-        rss = L.pwrss - float(u @ u)  # ||e - X gamma - Z b||^2
-        sigma2_new = (rss + sigma2 * (q + (self.p if reml else 0) - tr_c)) / self.n
-        new = []
-        for (l, _), T, C, b in zip(model.sizes, templates, sums, b_terms):
-            S = (b.T @ b + sigma2 * T @ C @ T.T) / l
-            new.append(psd_lower_factor(S / sigma2_new))
-        theta = np.maximum(theta_from_templates(new), model.lower)
-        return RandomState(theta, float(sigma2_new), b_terms, zb, criterion)
+        theta, sigma2_new, b_terms = em_m_step(model, L, u, templates, cond_cov_sums(model, L, state.theta),
+                                               sigma2)
+        return RandomState(theta, sigma2_new, b_terms, self.zb(b_terms), criterion)
 
     def polish(self, e, state: RandomState, reml: bool) -> RandomState:
         """The random part's parameters at the optimum of the ML criterion of e (no fixed
@@ -165,29 +155,26 @@ class RandomPart:
         optimizer from the state's theta.  EM crawls along ridges and cannot leave a zero
         variance's null space; the optimizer can.  The state is returned unchanged unless the
         criterion drops."""
-        from ..lmer import optimize_lmer
-        model = self.model.set_response(e)
-        model.REML = reml
+        model = self.model.set_response(e).with_reml(reml)
         before = model(state.theta)
         opt = optimize_lmer(model, start=state.theta, control={"check_conv": False})
         if not opt.fmin < before - 1e-10 * abs(before):
             return state
-        model(opt.theta)
-        sigma2 = model.L.pwrss / (self.n - self.p if reml else self.n)
-        u, _ = model.L.solve_u_beta()
+        L = model.factor(opt.theta)
+        sigma2 = L.pwrss / (self.n - self.p if reml else self.n)
+        u, _ = L.solve_u_beta()
         b_terms = self._b_terms(u, self.templates(opt.theta))
         return RandomState(opt.theta.copy(), float(sigma2), b_terms, self.zb(b_terms), float(opt.fmin))
 
     def lmer_step(self, e, state: RandomState) -> RandomState:
         """Out of the box: the REML fit of e ~ X + random terms (lmmpy's lmer chain, started
         from the previous theta); the random effects are its conditional modes."""
-        from ..lmer import optimize_lmer
         model = self.model.set_response(e)
         opt = optimize_lmer(model, start=state.theta, control={"check_conv": False})
-        model(opt.theta)
-        u, _ = model.L.solve_u_beta()
+        L = model.factor(opt.theta)
+        u, _ = L.solve_u_beta()
         b_terms = self._b_terms(u, self.templates(opt.theta))
-        return RandomState(opt.theta.copy(), model.L.pwrss / (self.n - self.p), b_terms, self.zb(b_terms),
+        return RandomState(opt.theta.copy(), L.pwrss / (self.n - self.p), b_terms, self.zb(b_terms),
                            float(opt.fmin))
 
     def statsmodels_step(self, e, state: RandomState) -> RandomState:

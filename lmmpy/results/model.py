@@ -20,13 +20,15 @@ import pandas as pd
 import scipy.linalg as sla
 
 from ..errors import LmmError
-from ..fit.deviance import LOG2PI, LmmModel, theta_templates
+from ..fit.deviance import LmmModel, ml_deviance, theta_templates
 from ..fit.optimize import OptSummary, is_singular
+from ..fit.status import Check, Note
 from .varcorr import term_covariances, varcorr_frame
 
 
 class LmerFit:
-    """A linear mixed model fitted by :func:`lmmpy.lmer` (the model is left at its optimum)."""
+    """A linear mixed model fitted by :func:`lmmpy.lmer`: everything is read off the model's
+    factor at the estimates (``model.factor(theta)``, which other evaluations never change)."""
 
     def __init__(self, model: LmmModel, opt: OptSummary, data_name: str = "data"):
         self.model = model
@@ -34,18 +36,17 @@ class LmerFit:
         self.optsum = opt
         self.data_name = data_name
         self.REML = model.REML
-        L = model.L
+        self.theta = np.asarray(opt.theta, dtype=float)
+        L = self._factor
         self._u, beta = L.solve_u_beta()
         self._beta = beta
         n, p = self.design.n, self.design.p
         self.sigma = math.sqrt(L.pwrss / (n - p if self.REML else n))
-        self.theta = np.asarray(opt.theta, dtype=float)
 
     @property
     def _factor(self):
-        """The model's factor at the estimates (free when the model is there already: other
-        computations, profiles and the like, may have moved it)."""
-        return self.model.set_theta(self.theta).update().L
+        """The model's factor at the estimates (cached by the model)."""
+        return self.model.factor(self.theta)
 
     # -- sizes -------------------------------------------------------------------------------
     @property
@@ -121,8 +122,7 @@ class LmerFit:
     def deviance(self) -> float:
         """-2 log-likelihood (ML); for a REML fit, evaluated at the REML estimates
         (lme4's ``deviance(fit, REML = FALSE)``)."""
-        L, n = self._factor, self.nobs
-        return L.logdet_L2 + n * (1.0 + LOG2PI + math.log(L.pwrss / n)) - self.model.log_w_sum
+        return float(ml_deviance(self._factor, self.nobs, self.model.log_w_sum))
 
     # -- random effects ------------------------------------------------------------------------
     @property
@@ -326,14 +326,12 @@ class LmerFit:
 
     def _warn(self):
         """Warnings as lme4 gives them at the end of a fit."""
-        for note in self.optsum.notes:
-            if "refitted by EM" in note:
-                warnings.warn(note, ConvergenceWarning, stacklevel=3)
-        for msg in self.optsum.messages:
-            if msg.startswith("boundary (singular) fit"):
-                warnings.warn(msg, SingularFitWarning, stacklevel=3)
-            else:
-                warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+        for note in self.optsum.fit_notes:
+            if note.kind is Note.EM_FALLBACK:
+                warnings.warn(str(note), ConvergenceWarning, stacklevel=3)
+        for finding in self.optsum.findings:
+            kind = SingularFitWarning if finding.kind is Check.BOUNDARY else ConvergenceWarning
+            warnings.warn(str(finding), kind, stacklevel=3)
         if not self.optsum.converged:
             warnings.warn(f"the {self.optsum.optimizer} fit did not converge: {self.optsum.message}",
                           ConvergenceWarning, stacklevel=3)

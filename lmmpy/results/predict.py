@@ -192,7 +192,8 @@ def simulate(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
 def refit(fit, new_response, **kwargs):
     """The same model fitted to another response (one value per row used in the fit)."""
     from ..fit.deviance import LmmModel
-    from ..lmer import mk_lmer_fit, optimize_lmer
+    from ..fit.driver import optimize_lmer
+    from .model import LmerFit
     y = np.asarray(new_response, dtype=float).ravel()
     if y.size != fit.design.n:
         raise DataError(f"new_response has {y.size} values; the fit used {fit.design.n} rows")
@@ -202,4 +203,4 @@ def refit(fit, new_response, **kwargs):
     design = dataclasses.replace(fit.design, y=y)
     model = LmmModel(design, REML=require_bool("REML", kwargs.pop("REML", fit.REML)))
     opt = optimize_lmer(model, start=kwargs.pop("start", fit.theta), **kwargs)
-    return mk_lmer_fit(model, opt, data_name=fit.data_name)
+    return LmerFit(model, opt, data_name=fit.data_name)

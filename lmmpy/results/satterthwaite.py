@@ -23,7 +23,6 @@ import scipy.linalg as sla
 from scipy import stats
 
 from ..fit.deviance import LOG2PI
-from ..fit.gradient import profiled_gradient
 
 
 def _deviance_vp(model, reml):
@@ -31,7 +30,7 @@ def _deviance_vp(model, reml):
 
     def f(vp):
         theta, sigma = vp[:-1], vp[-1]
-        L = model.set_theta(theta).update().L
+        L = model.factor(theta)
         m = n - p if reml else n
         val = L.logdet_L2 + m * (LOG2PI + 2 * np.log(sigma)) + L.pwrss / sigma ** 2 - model.log_w_sum
         return val + (L.logdet_RX2 if reml else 0.0)
@@ -44,16 +43,15 @@ def _deviance_vp_gradient(model, reml):
 
     def g(vp):
         theta, sigma = vp[:-1], vp[-1]
-        model.set_theta(theta).update()
-        d_logdet, d_pwrss = profiled_gradient(model, parts=True)
-        pwrss = model.L.pwrss
+        d_logdet, d_pwrss = model.gradient(theta, parts=True)
+        pwrss = model.factor(theta).pwrss
         return np.append(d_logdet + d_pwrss / sigma ** 2, 2 * m / sigma - 2 * pwrss / sigma ** 3)
     return g
 
 
 def _cov_beta(model):
     def f(vp):
-        RX = model.set_theta(vp[:-1]).update().L.RX
+        RX = model.factor(vp[:-1]).RX
         inv = sla.solve_triangular(RX, np.eye(RX.shape[0]), lower=True)
         return vp[-1] ** 2 * inv.T @ inv
     return f
@@ -99,7 +97,6 @@ def varpar_covariance(fit):
     grad = _deviance_vp_gradient(fit.model, fit.REML)
     H = richardson_jacobian(lambda v: grad(v / m) / m, vp * m)  # in varpar_internal
     H = (H + H.T) / 2
-    fit.model(fit.theta)
     return 2 * np.linalg.pinv(H) / np.outer(m, m), vp
 
 
@@ -108,7 +105,6 @@ def _pieces(fit):
     A, vp = varpar_covariance(fit)
     m = _varpar_scale(fit)
     J = richardson_jacobian(lambda v: _cov_beta(fit.model)(v / m), vp * m) * m  # p x p x len(vp)
-    fit.model(fit.theta)
     return A, J, fit.vcov.to_numpy(), fit.fixef.to_numpy()
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..fit.status import Note
 from ..formula.parser import deparse_lines
 import textwrap
 
@@ -65,7 +66,7 @@ class Summary:
             raise LmmError(f"summary(ddf={ddf!r}): use None, 'satterthwaite' or 'kenward-roger'")
         opt = fit.optsum
         messages = []
-        fallback = [n for n in opt.notes if "refitted by EM" in n]  # restarts are not news
+        fallback = [str(n) for n in opt.fit_notes if n.kind is Note.EM_FALLBACK]  # restarts are not news
         if opt.messages or fallback or not opt.converged:
             status = "(OK)" if opt.converged else f"({opt.message})"
             messages = [f"optimizer ({opt.optimizer}) convergence code: {opt.return_code} {status}",

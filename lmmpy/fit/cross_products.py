@@ -1,0 +1,117 @@
+r"""The cross-products stage between the design and the criterion (MixedModels.jl's A).
+
+With W = diag(w) the prior weights, y the response less the offset and the random-effects
+terms ordered by decreasing number of levels, Z = [Z_1 | Z_t] (the first term, the rest),
+every criterion, gradient and EM step needs only the blocks of
+
+    A = [Z X y]' W [Z X y]
+
+held here:
+
+    A11     (l_1, k_1, k_1)  the diagonal blocks of Z_1'WZ_1, one per level (it is block diagonal)
+    At1_z   q_t x q_1        Z_t'WZ_1                        (sparse, CSR)
+    At1_xy  (p+1) x q_1      [X y]'WZ_1                      (dense)
+    Att_zz  q_t x q_t        Z_t'WZ_t                        (sparse, CSR; also inside Att)
+    Att     N x N            [Z_t X y]'W[Z_t X y], N = q_t + p + 1   (dense)
+
+Each block is a sum over rows, so the cross-products of row partitions add up to those of
+all rows (``a + b``): the reduction a computation over partitions needs.  The rows themselves
+are kept (``rows``) only to replace the response (:meth:`set_response`: refit, simulate,
+bootstrap, mixedML), and only by :meth:`from_design`; a sum has none.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..formula.design import Design
+
+
+@dataclass
+class WeightedRows:
+    """The rows behind the products with y: Z_1, Z_t and X scaled by sqrt(w), and the offset."""
+
+    Z1: sp.csc_matrix
+    Zt: sp.csc_matrix  # None for a model with one term
+    Xw: np.ndarray
+    sqrt_w: np.ndarray  # None for no weights
+    offset: np.ndarray  # None for none
+
+    def weighted_response(self, y) -> np.ndarray:
+        y = np.asarray(y, dtype=float)
+        if self.offset is not None:
+            y = y - self.offset
+        return y * self.sqrt_w if self.sqrt_w is not None else y
+
+
+@dataclass
+class CrossProducts:
+    """The blocks of [Z X y]'W[Z X y] (see the module docstring)."""
+
+    A11: np.ndarray
+    At1_z: sp.csr_matrix
+    At1_xy: np.ndarray
+    Att_zz: sp.csr_matrix
+    Att: np.ndarray
+    rows: WeightedRows = None
+
+    @property
+    def q_tail(self) -> int:
+        return self.At1_z.shape[0]
+
+    @classmethod
+    def from_design(cls, design: Design) -> "CrossProducts":
+        terms = design.reterms
+        w = design.weights
+        sw = np.sqrt(w) if w is not None else None
+        y = design.y - design.offset if design.offset is not None else design.y
+        Xy = np.column_stack([design.X, y])
+        Zs = [t.Z() for t in terms]
+        if sw is not None:
+            Xy = Xy * sw[:, None]
+            Zs = [(sp.diags(sw) @ Z).tocsc() for Z in Zs]
+        first = terms[0]
+        l1, k1 = first.nlevels, first.k
+        # Z_1'Z_1 as l1 blocks of k1 x k1 (weighted)
+        A11 = np.zeros((l1, k1, k1))
+        for a in range(k1):
+            for b in range(a, k1):
+                prod = first.X[:, a] * first.X[:, b] * (w if w is not None else 1.0)
+                v = np.bincount(first.codes, weights=prod, minlength=l1)
+                A11[:, a, b] = v
+                A11[:, b, a] = v
+        Z1 = Zs[0]
+        Zt = sp.hstack(Zs[1:], format="csc") if len(terms) > 1 else None
+        At1_xy = np.asarray((Z1.T @ Xy).T)  # (p+1) x q1
+        if Zt is not None:
+            At1_z = (Zt.T @ Z1).tocsr()
+            Att_zz = (Zt.T @ Zt).tocsr()  # sparse too: for products
+            ztxy = np.asarray((Zt.T @ Xy))
+            Att = np.block([[Att_zz.toarray(), ztxy], [ztxy.T, Xy.T @ Xy]])
+        else:
+            At1_z = sp.csr_matrix((0, Z1.shape[1]))
+            Att_zz = sp.csr_matrix((0, 0))
+            Att = Xy.T @ Xy
+        return cls(A11, At1_z, At1_xy, Att_zz, Att, WeightedRows(Z1, Zt, Xy[:, :-1], sw, design.offset))
+
+    def __add__(self, other: "CrossProducts") -> "CrossProducts":
+        """The cross-products of the union of two row sets (same terms, same levels)."""
+        return CrossProducts(self.A11 + other.A11, (self.At1_z + other.At1_z).tocsr(),
+                             self.At1_xy + other.At1_xy, (self.Att_zz + other.Att_zz).tocsr(),
+                             self.Att + other.Att)
+
+    def set_response(self, y) -> "CrossProducts":
+        """Replace the response (one value per row, before weights and offset), in place: only
+        the products with y are recomputed."""
+        r = self.rows
+        if r is None:
+            raise ValueError("these cross-products have no rows (a sum of partitions): "
+                             "a new response needs the partitions' own")
+        yw = r.weighted_response(y)
+        self.At1_xy[-1] = r.Z1.T @ yw
+        col = np.concatenate([r.Zt.T @ yw if r.Zt is not None else [], r.Xw.T @ yw, [yw @ yw]])
+        self.Att[:, -1] = col
+        self.Att[-1, :] = col
+        return self

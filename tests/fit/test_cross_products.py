@@ -1,0 +1,71 @@
+"""CrossProducts: the blocks of [Z X y]'W[Z X y] as their own stage; partitions of the rows
+add up to the whole (the reduction a computation over partitions needs)."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+import lmmpy
+from lmmpy.fit.cross_products import CrossProducts
+from lmmpy.fit.deviance import LmmModel
+
+CASES = [("Reaction ~ Days + (Days | Subject)", "sleepstudy", {}),
+         ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin", {}),
+         ("strength ~ 1 + (1 | batch) + (1 | batch:cask)", "Pastes", {"weights": True})]
+
+
+def _design(formula, dataset, weights=False):
+    d = lmmpy.datasets.load(dataset)
+    kw = {}
+    if weights:
+        kw = {"weights": np.linspace(0.5, 2.0, len(d)), "offset": np.linspace(-1.0, 1.0, len(d))}
+    return lmmpy.lformula(formula, d, **kw)
+
+
+def _rows(design, idx):
+    """The design restricted to the rows idx, every term keeping all its levels."""
+    pick = (lambda a: None if a is None else a[idx])
+    terms = [dataclasses.replace(t, codes=t.codes[idx], X=t.X[idx]) for t in design.reterms]
+    return dataclasses.replace(design, y=design.y[idx], X=design.X[idx], reterms=terms,
+                               weights=pick(design.weights), offset=pick(design.offset))
+
+
+def _blocks(cp):
+    return [cp.A11, cp.At1_z.toarray(), cp.At1_xy, cp.Att_zz.toarray(), cp.Att]
+
+
+@pytest.mark.parametrize("formula,dataset,kw", CASES)
+def test_two_halves_add_up_to_the_whole(formula, dataset, kw):
+    design = _design(formula, dataset, **kw)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(design.n)
+    first, second = np.sort(order[: design.n // 2]), np.sort(order[design.n // 2:])
+    whole = CrossProducts.from_design(design)
+    summed = CrossProducts.from_design(_rows(design, first)) + CrossProducts.from_design(_rows(design, second))
+    for a, b in zip(_blocks(whole), _blocks(summed)):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-9)
+    # and the model built from the sum alone has the whole's criterion
+    model = LmmModel(design)
+    w = design.weights
+    reduced = LmmModel.from_cross_products(summed, model.sizes, design.theta_lower(), design.n, design.p,
+                                           float(np.log(w).sum()) if w is not None else 0.0)
+    theta = model.theta * 0.8
+    assert reduced.design is None and reduced(theta) == pytest.approx(model(theta), rel=1e-12)
+    assert np.allclose(reduced.gradient(theta), model.gradient(theta), rtol=1e-8, atol=1e-8)
+
+
+def test_a_sum_has_no_rows_to_change_the_response():
+    design = _design(*CASES[0][:2])
+    cp = CrossProducts.from_design(design)
+    with pytest.raises(ValueError, match="no rows"):
+        (cp + cp).set_response(design.y)
+
+
+def test_model_from_its_cross_products_equals_the_designs():
+    design = _design(*CASES[1][:2])
+    a, b = LmmModel(design), LmmModel(design, cross_products=CrossProducts.from_design(design))
+    theta = np.array([0.5, 1.5])
+    assert a(theta) == b(theta)
+    y = design.y[::-1].copy()
+    assert a.set_response(y)(theta) == LmmModel(dataclasses.replace(design, y=y))(theta)
