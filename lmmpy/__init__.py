@@ -7,8 +7,9 @@ from .fit.checks import LmerControl
 from .formula.design import RankDeficientWarning
 from .mixedml import MixedML
 from .lmer import lformula, lmer, mk_lmer_devfun, mk_lmer_fit, optimize_lmer
-from .results.inference import anova, tidy
-from .results.model import ConvergenceWarning, LmerFit, SingularFitWarning
+from .inference.lrt import anova, tidy
+from .lmerfit import LmerFit
+from .results.model import ConvergenceWarning, SingularFitWarning
 
 try:
     __version__ = _version("lmmpy")  # the one place the version is written: pyproject.toml

@@ -17,7 +17,7 @@ from .fit.optimize import OptSummary, evaluate_at, optimize_lmm
 from .fit.scaling import on_internal_scale
 from .formula.design import Design, build_design, caller_env, check_env
 from .linalg.threads import blas_threads_for_fit, current_blas_threads, dense_tail_order
-from .results.model import LmerFit
+from .lmerfit import LmerFit
 
 
 def lformula(formula, data, factors=(), weights=None, offset=None, env=None) -> Design:
@@ -159,7 +159,7 @@ def _optimize_lmer(model, start, optimizer, method, control) -> OptSummary:
 
 
 def mk_lmer_fit(model: LmmModel, opt, data_name: str = "data") -> LmerFit:
-    return LmerFit(model, opt, data_name=data_name)
+    return LmerFit(model, opt, data_name=data_name, optimize=optimize_lmer)  # refit fits as lmer does
 
 
 def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, factors=(), start=None,

@@ -11,8 +11,8 @@ import pytest
 
 import lmmpy
 from lmmpy.fit.deviance import LmmModel
-from lmmpy.results import inference
-from lmmpy.results import profile as prof
+from lmmpy.inference import lrt as inference
+from lmmpy.inference import profile as prof
 
 REF = json.loads((Path(__file__).parent / "reference" / "inference" / "profile_lme4.json").read_text())
 PROFILED = [m for m in REF if m != "lme4" and "confint_profile" in REF[m]]

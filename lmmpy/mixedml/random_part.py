@@ -45,7 +45,7 @@ from ..fit.deviance import LmmModel, theta_templates
 from ..fit.em import psd_lower_factor, theta_from_templates
 from ..fit.gradient import cond_cov_sums
 from ..formula.design import build_design, drop_aliased_columns, level_labels
-from ..results.predict import known_level_effects
+from ..inference.predict import known_level_effects
 
 
 @dataclasses.dataclass

@@ -22,7 +22,7 @@ class AnovaTable(pd.DataFrame):
         return AnovaTable
 
     def __str__(self):
-        from .rformat import SIGNIF_LEGEND, format_pval, format_real, print_matrix, signif_stars
+        from ..results.rformat import SIGNIF_LEGEND, format_pval, format_real, print_matrix, signif_stars
         digits = 5  # print.anova: max(getOption("digits") - 2, 3)
         cols = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
         cells = {c: [""] * len(self) for c in cols}
@@ -83,8 +83,7 @@ def anova(*fits, refit: bool = True) -> pd.DataFrame:
                            "test compares models of the same observations (lme4: all models must be fit to the "
                            "same data object)")
     if refit and any(f.REML for f in fits):
-        from .predict import refit as _refit
-        fits = [(_refit(f, f.design.y, REML=False) if f.REML else f) for f in fits]
+        fits = [(f.refit(f.design.y, REML=False) if f.REML else f) for f in fits]
     names = [f"m{i}" for i in range(len(fits))]
     order = sorted(range(len(fits)), key=lambda i: fits[i].npar)
     rows = []
