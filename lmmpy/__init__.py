@@ -7,7 +7,7 @@ from .fit.checks import LmerControl
 from .formula.design import RankDeficientWarning
 from .mixedml import MixedML
 from .lmer import lformula, lmer, mk_lmer_devfun, mk_lmer_fit, optimize_lmer
-from .inference.lrt import anova, tidy
+from .inference.lrt import LRTResult, anova, tidy
 from .lmerfit import LmerFit
 from .results.model import ConvergenceWarning, SingularFitWarning
 
@@ -16,6 +16,6 @@ try:
 except PackageNotFoundError:  # pragma: no cover - run from a source tree without installing
     __version__ = "0+unknown"
 
-__all__ = ["anova", "tidy", "LmerControl", "RankDeficientWarning", "lmer", "lformula", "mk_lmer_devfun", "optimize_lmer", "mk_lmer_fit", "LmerFit",
+__all__ = ["anova", "LRTResult", "tidy", "LmerControl", "RankDeficientWarning", "lmer", "lformula", "mk_lmer_devfun", "optimize_lmer", "mk_lmer_fit", "LmerFit",
            "LmmError", "FormulaError", "DataError", "SingularFitWarning", "ConvergenceWarning",
            "compare", "datasets", "plot", "MixedML", "__version__"]

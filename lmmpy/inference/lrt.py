@@ -10,34 +10,63 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import LmmError, require_bool, require_count, require_level
+from ..results.rformat import SIGNIF_LEGEND, format_pval, format_real, print_matrix, signif_stars
 
 
-class AnovaTable(pd.DataFrame):
-    """A DataFrame that prints as lme4 prints ``anova(m0, m1, ...)``."""
+class LRTResult:
+    """The likelihood-ratio table of :func:`anova`: one row per model (m0, m1, ...) with
+    formula, npar, AIC, BIC, logLik, deviance, Chisq, Df and Pr(>Chisq).
 
-    _metadata = ["data_name"]
+    It prints as lme4 prints ``anova(m0, m1, ...)``; :meth:`to_frame` gives the table, and
+    indexing (``result["Chisq"]``, ``.loc``, ``.iloc``, ``.columns``, ``.index``) reads it."""
+
+    def __init__(self, table: pd.DataFrame, data_name: str):
+        self.table = table
+        self.data_name = data_name
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table as a DataFrame (a copy)."""
+        return self.table.copy()
+
+    def __getitem__(self, key):
+        return self.table[key]
+
+    def __len__(self) -> int:
+        return len(self.table)
 
     @property
-    def _constructor(self):
-        return AnovaTable
+    def loc(self):
+        return self.table.loc
+
+    @property
+    def iloc(self):
+        return self.table.iloc
+
+    @property
+    def columns(self) -> pd.Index:
+        return self.table.columns
+
+    @property
+    def index(self) -> pd.Index:
+        return self.table.index
 
     def __str__(self):
-        from ..results.rformat import SIGNIF_LEGEND, format_pval, format_real, print_matrix, signif_stars
         digits = 5  # print.anova: max(getOption("digits") - 2, 3)
+        tab = self.table
         cols = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
-        cells = {c: [""] * len(self) for c in cols}
+        cells = {c: [""] * len(tab) for c in cols}
         for c in ("npar", "AIC", "BIC", "logLik", "deviance", "Df"):
-            v = self[c].to_numpy(dtype=float)
+            v = tab[c].to_numpy(dtype=float)
             ok = np.isfinite(v)
             if ok.any():
                 for i, txt in zip(np.flatnonzero(ok), format_real(v[ok], digits)):
                     cells[c][i] = txt
-        chisq = self["Chisq"].to_numpy(dtype=float)
+        chisq = tab["Chisq"].to_numpy(dtype=float)
         ok = np.isfinite(chisq)
         if ok.any():
             for i, txt in zip(np.flatnonzero(ok), format_real(np.round(chisq[ok], digits - 1), digits)):
                 cells["Chisq"][i] = txt
-        pv = self["Pr(>Chisq)"].to_numpy(dtype=float)
+        pv = tab["Pr(>Chisq)"].to_numpy(dtype=float)
         okp = np.isfinite(pv)
         stars = None
         if okp.any():
@@ -45,23 +74,26 @@ class AnovaTable(pd.DataFrame):
                 cells["Pr(>Chisq)"][i] = txt
             if np.any(pv[okp] < 0.1):
                 st = signif_stars(pv[okp])
-                stars = [""] * len(self)
+                stars = [""] * len(tab)
                 for i, txt in zip(np.flatnonzero(okp), st):
                     stars[i] = txt
                 w = max(map(len, st))
                 stars = [x.ljust(w) for x in stars]
         header = cols + ([""] if stars else [])
-        rows = [[cells[c][i] for c in cols] + ([stars[i]] if stars else []) for i in range(len(self))]
+        rows = [[cells[c][i] for c in cols] + ([stars[i]] if stars else []) for i in range(len(tab))]
         head = f"Data: {self.data_name}\nModels:\n" + "".join(
-            f"{m}: {f}\n" for m, f in zip(self.index, self["formula"]))
-        out = head + print_matrix(rows, list(self.index), header, right=True) + "\n"
+            f"{m}: {f}\n" for m, f in zip(tab.index, tab["formula"]))
+        out = head + print_matrix(rows, list(tab.index), header, right=True) + "\n"
         return out + (SIGNIF_LEGEND + "\n" if stars else "")
 
     def __repr__(self):
         return str(self)
 
+    def _repr_html_(self):
+        return self.table.to_html()
 
-def anova(*fits, refit: bool = True) -> pd.DataFrame:
+
+def anova(*fits, refit: bool = True) -> LRTResult:
     """lme4's ``anova(m0, m1, ...)``: models ordered by their number of parameters, with
     npar, AIC, BIC, logLik, deviance and the likelihood-ratio Chisq, Df and Pr(>Chisq) of each
     against the one before.  REML fits are refitted by ML first (as lme4 does, ``refit=False``
@@ -99,10 +131,9 @@ def anova(*fits, refit: bool = True) -> pd.DataFrame:
             row.update(Chisq=chisq, Df=df, **{"Pr(>Chisq)": stats.chi2.sf(chisq, df) if df > 0 else np.nan})
         rows.append(row)
         prev = row
-    table = AnovaTable(pd.DataFrame(rows).set_index("model"))
+    table = pd.DataFrame(rows).set_index("model")
     table.index.name = None
-    table.data_name = fits[0].data_name
-    return table
+    return LRTResult(table, fits[0].data_name)
 
 
 def _different_data(a, b) -> str:
