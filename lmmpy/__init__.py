@@ -7,7 +7,8 @@ from .fit.checks import LmerControl
 from .formula.design import RankDeficientWarning
 from .mixedml import MixedML
 from .lmer import lformula, lmer, mk_lmer_devfun, mk_lmer_fit, optimize_lmer
-from .inference.lrt import LRTResult, anova, tidy
+from .inference.lrt import LRTResult, anova
+from .inference.tidy import tidy
 from .lmerfit import LmerFit
 from .results.model import ConvergenceWarning, SingularFitWarning
 

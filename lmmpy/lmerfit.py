@@ -14,11 +14,14 @@ import pandas as pd
 from .errors import LmmError, require_count, require_level
 from .fit.deviance import LmmModel
 from .fit.optimize import OptSummary
+from .inference.bootstrap import confint_boot
 from .inference.kenward_roger import kenward_roger_table
-from .inference.lrt import confint_boot, confint_wald
-from .inference.predict import predict, refit, simulate
+from .inference.predict import predict
 from .inference.profile import confint_profile, profile
-from .inference.satterthwaite import anova_type3, satterthwaite_table
+from .inference.satterthwaite import satterthwaite_table
+from .inference.simulate import refit, simulate
+from .inference.type3 import anova_type3
+from .inference.wald import confint_wald
 from .results.model import FittedLmm
 from .results.summary import Summary
 

@@ -1,4 +1,4 @@
-"""Prediction on new data, simulation and refitting.
+"""Prediction on new data.
 
 New data are materialised through the formula specs kept from fitting (formulaic's
 ModelSpec), so categorical codings and transforms are exactly the training data's.  Levels of
@@ -10,14 +10,11 @@ grouping value is a level the fit has not seen.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 from formulaic.errors import FormulaicError
 
-from ..errors import DataError, FormulaError, LmmError, require_bool, require_count
-from ..fit.deviance import LmmModel
+from ..errors import DataError, FormulaError, require_bool
 from ..formula.bars import parse_formula
 from ..formula.design import CONTEXT, names_in, level_labels
 from ..formula.parser import deparse, parse
@@ -172,44 +169,3 @@ def group_labels(frame, names):
     """The grouping factor's level label of each row ("a" or "a:b"), as fitting labels them."""
     cols = [level_labels(frame[nm].to_numpy()) for nm in names]
     return [":".join(parts) for parts in zip(*cols)]
-
-
-def simulate(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
-    """``nsim`` responses drawn from the fitted model: X beta + offset + Z b* + e*, with
-    b* ~ N(0, Sigma) per level and e* ~ N(0, sigma^2 / w)."""
-    nsim = require_count("nsim", nsim)  # lme4: nsim > 0
-    try:
-        rng = np.random.default_rng(seed)
-    except (TypeError, ValueError) as e:
-        raise LmmError(f"seed must be None, a non-negative integer or a numpy Generator, not {seed!r} ({e})") from None
-    design = fit.design
-    base = design.X @ fit._beta + (design.offset if design.offset is not None else 0.0)
-    sd_e = fit.sigma / np.sqrt(design.weights) if design.weights is not None else fit.sigma
-    out = np.empty((design.n, nsim))
-    for s in range(nsim):
-        y = base + rng.normal(size=design.n) * sd_e
-        for t, T in zip(design.reterms, fit.templates):
-            b = rng.normal(size=(t.nlevels, t.k)) @ (fit.sigma * T).T
-            y = y + np.einsum("nk,nk->n", t.X, b[t.codes])
-        out[:, s] = y
-    return pd.DataFrame(out, index=design.row_index, columns=[f"sim_{s + 1}" for s in range(nsim)])
-
-
-def refit(fit, new_response, optimize, **kwargs):
-    """The same model fitted to another response (one value per row used in the fit).
-
-    ``optimize(model, start=..., **kwargs) -> OptSummary`` fits the new model (lmmpy's
-    ``optimize_lmer``, passed down by the caller: this layer does not import the API); the result
-    is a fit of ``fit``'s own class, made with the same ``optimize``."""
-    if optimize is None:
-        raise LmmError("this fit was made without an optimize function, so it cannot be refitted; "
-                       "fit it with lmmpy.lmer (or pass optimize=lmmpy.optimize_lmer to LmerFit)")
-    y = np.asarray(new_response, dtype=float).ravel()
-    if y.size != fit.design.n:
-        raise DataError(f"new_response has {y.size} values; the fit used {fit.design.n} rows")
-    if not np.all(np.isfinite(y)):
-        raise DataError("new_response has NaN or infinite values")
-    design = dataclasses.replace(fit.design, y=y)
-    model = LmmModel(design, REML=require_bool("REML", kwargs.pop("REML", fit.REML)))
-    opt = optimize(model, start=kwargs.pop("start", fit.theta), **kwargs)
-    return type(fit)(model, opt, data_name=fit.data_name, optimize=optimize)
