@@ -14,7 +14,7 @@ from lmmpy.fit.deviance import LmmModel
 from lmmpy.inference import parameters, progress as progress_line
 from lmmpy.inference import profile as prof
 
-REF = json.loads((Path(__file__).parent / "reference" / "inference" / "profile_lme4.json").read_text())
+REF = json.loads((Path(__file__).parents[1] / "reference" / "inference" / "profile_lme4.json").read_text())
 PROFILED = [m for m in REF if m != "lme4" and "confint_profile" in REF[m]]
 
 
