@@ -117,7 +117,7 @@ def _predict_complete(fit, newdata, labels) -> np.ndarray:
         X = X[:, design.x_keep]
     if X.shape[1] != len(design.xnames):
         raise DataError("the new data give a fixed-effects matrix of another width than the fit's")
-    eta = X @ fit._beta
+    eta = X @ fit.fixef.to_numpy()
     if design.offset_name and design.offset_name in newdata.columns:
         eta = eta + newdata[design.offset_name].to_numpy(dtype=float)
     if design.formula.offsets:  # offset(x) terms of the formula, evaluated on the new data

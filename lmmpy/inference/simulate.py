@@ -20,7 +20,7 @@ def simulate(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
     except (TypeError, ValueError) as e:
         raise LmmError(f"seed must be None, a non-negative integer or a numpy Generator, not {seed!r} ({e})") from None
     design = fit.design
-    base = design.X @ fit._beta + (design.offset if design.offset is not None else 0.0)
+    base = design.X @ fit.fixef.to_numpy() + (design.offset if design.offset is not None else 0.0)
     sd_e = fit.sigma / np.sqrt(design.weights) if design.weights is not None else fit.sigma
     out = np.empty((design.n, nsim))
     for s in range(nsim):
