@@ -7,14 +7,16 @@ from .fit.checks import LmerControl
 from .formula.design import RankDeficientWarning
 from .mixedml import MixedML
 from .lmer import lformula, lmer, mk_lmer_devfun, mk_lmer_fit, optimize_lmer
-from .results.inference import anova, tidy
-from .results.model import ConvergenceWarning, LmerFit, SingularFitWarning
+from .inference.lrt import LRTResult, anova
+from .inference.tidy import tidy
+from .lmerfit import LmerFit
+from .results.model import ConvergenceWarning, SingularFitWarning
 
 try:
     __version__ = _version("lmmpy")  # the one place the version is written: pyproject.toml
 except PackageNotFoundError:  # pragma: no cover - run from a source tree without installing
     __version__ = "0+unknown"
 
-__all__ = ["anova", "tidy", "LmerControl", "RankDeficientWarning", "lmer", "lformula", "mk_lmer_devfun", "optimize_lmer", "mk_lmer_fit", "LmerFit",
+__all__ = ["anova", "LRTResult", "tidy", "LmerControl", "RankDeficientWarning", "lmer", "lformula", "mk_lmer_devfun", "optimize_lmer", "mk_lmer_fit", "LmerFit",
            "LmmError", "FormulaError", "DataError", "SingularFitWarning", "ConvergenceWarning",
            "compare", "datasets", "plot", "MixedML", "__version__"]

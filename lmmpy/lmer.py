@@ -14,7 +14,7 @@ from .fit.deviance import LmmModel
 from .fit.driver import _check, optimize_lmer  # noqa: F401 (the chain's third step; _check for tests)
 from .formula.design import Design, build_design, caller_env, check_env
 from .linalg.threads import blas_threads_for_fit, dense_tail_order
-from .results.model import LmerFit
+from .lmerfit import LmerFit
 
 
 def lformula(formula, data, factors=(), weights=None, offset=None, env=None) -> Design:
@@ -30,7 +30,7 @@ def mk_lmer_devfun(design: Design, REML: bool = True) -> LmmModel:
 
 
 def mk_lmer_fit(model: LmmModel, opt, data_name: str = "data") -> LmerFit:
-    return LmerFit(model, opt, data_name=data_name)
+    return LmerFit(model, opt, data_name=data_name, optimize=optimize_lmer)  # refit fits as lmer does
 
 
 def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, factors=(), start=None,

@@ -34,7 +34,7 @@ def _term(fit, group, column):
     (default: its first column): (term, column index, modes, conditional SDs)."""
     terms = fit.design.reterms
     group = group if group is not None else terms[0].group
-    for t, b, v in zip(terms, fit._b_terms, fit._condvar_terms):
+    for t, b, v in zip(terms, fit.b_terms, fit.condvar_terms):
         if t.group == group and (column is None or column in t.cnames):
             j = 0 if column is None else t.cnames.index(column)
             return t, j, b[:, j], np.sqrt(v[:, j, j])
@@ -97,7 +97,7 @@ def shrinkage(fit, group=None, ax=None):
     conditional mode.  Two columns (intercept and slope): arrows from the group's own
     estimate to the model's; one column: the two estimates against each other."""
     t, _, _, _ = _term(fit, group, None)
-    b = fit._b_terms[fit.design.reterms.index(t)]
+    b = fit.b_terms[fit.design.reterms.index(t)]
     fixef = fit.fixef
     beta = np.array([fixef.get(c, 0.0) for c in t.cnames])
     model_est = beta + b

@@ -29,6 +29,7 @@ from ..errors import LmmError
 from ..fit.em import psd_lower_factor, theta_from_templates
 from ..formula.design import to_formulaic
 from ..formula.parser import deparse, parse
+from ..lmer import lmer
 
 
 @dataclass
@@ -203,6 +204,5 @@ def compare_fit(fit, max_crossed_columns: int = 2000, **fit_kwargs) -> Compariso
 def statsmodels(formula: str, data, REML: bool = True, max_crossed_columns: int = 2000, **kwargs) -> Comparison:
     """Fit ``formula`` with lmmpy and with statsmodels' MixedLM (where MixedLM can express it)
     and return the side-by-side :class:`Comparison`."""
-    from ..lmer import lmer
     fit = lmer(formula, data, REML=REML)
     return compare_fit(fit, max_crossed_columns, **kwargs)

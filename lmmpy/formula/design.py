@@ -102,8 +102,9 @@ def r_name(name: str, order=(), ) -> str:
     return ":".join(p for _, p in parts)
 
 
-def _names_in(node, out, in_call=False):
-    """Variable names of a tree: (name, inside-a-function-call), in order."""
+def names_in(node, out, in_call=False):
+    """Append to ``out`` the variable names of a formula tree, in order, as (name, whether it
+    sits inside a function call); what the design and prediction on new data read."""
     stack = [(node, in_call)]
     while stack:
         node, in_call = stack.pop()
@@ -429,7 +430,7 @@ def _formulaic_message(error, variables) -> str:
 
 def _names_in_list(node):
     out = []
-    _names_in(node, out)
+    names_in(node, out)
     return out
 
 
@@ -737,7 +738,7 @@ def _build_design(formula, data, factors, weights, offset, env) -> Design:
 
     used = []
     for node in (f.response, f.fixed, *f.offsets, *(b.lhs for b in f.bars), *(b.group for b in f.bars)):
-        _names_in(node, used)
+        names_in(node, used)
     data = first_of_duplicated_columns(data, [nm for nm, _ in used])
     variables, from_env = [], {}
     for name, in_call in used:

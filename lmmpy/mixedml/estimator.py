@@ -30,7 +30,7 @@ from ..fit.em import squarem_point
 from ..results.model import ConvergenceWarning, ranef_frames
 from ..results.varcorr import varcorr_frame
 from .fixed_part import FixedPart
-from ..results.predict import known_level_effects
+from ..inference.predict import group_labels, known_level_effects, new_data_matrix
 from .monitor import Changes, Progress, Snapshot
 from .random_part import RandomPart, RandomState
 
@@ -311,9 +311,8 @@ class MixedML(RegressorMixin, BaseEstimator):
         return out
 
     def _predict_frame(self, newdata, within=True):
-        from ..results.predict import _group_labels, _materialise
         design = self.design_
-        X = _materialise(design.fixed_spec, newdata, "fixed-effects matrix")
+        X = new_data_matrix(design.fixed_spec, newdata, "fixed-effects matrix")
         if design.x_keep is not None:
             X = X[:, design.x_keep]
         keep = [i for i, nm in enumerate(design.xnames) if nm != "(Intercept)"]
@@ -324,8 +323,8 @@ class MixedML(RegressorMixin, BaseEstimator):
                 missing = [g for g in t.group_vars if g not in newdata.columns]
                 if missing:
                     raise DataError(f"the new data lack the grouping column(s) {', '.join(missing)}")
-                Xr = _materialise(t.spec, newdata, f"random-effects term ({t.lhs} | {t.group})")
-                out = out + known_level_effects(t, b, _group_labels(newdata, t.group_vars), Xr)[0]
+                Xr = new_data_matrix(t.spec, newdata, f"random-effects term ({t.lhs} | {t.group})")
+                out = out + known_level_effects(t, b, group_labels(newdata, t.group_vars), Xr)[0]
         return out
 
     # -- reporting ---------------------------------------------------------------------------

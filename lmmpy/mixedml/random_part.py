@@ -46,7 +46,7 @@ from ..fit.driver import optimize_lmer
 from ..fit.em import em_m_step, psd_lower_factor, theta_from_templates
 from ..fit.gradient import cond_cov_sums
 from ..formula.design import build_design, drop_aliased_columns, level_labels
-from ..results.predict import known_level_effects
+from ..inference.predict import known_level_effects
 
 
 @dataclasses.dataclass

@@ -26,9 +26,16 @@ from ..fit.status import Check, Note
 from .varcorr import term_covariances, varcorr_frame
 
 
-class LmerFit:
-    """A linear mixed model fitted by :func:`lmmpy.lmer`: everything is read off the model's
-    factor at the estimates (``model.factor(theta)``, which other evaluations never change)."""
+class FittedLmm:
+    """A fitted linear mixed model: the estimates and what follows from them (lme4's fixef,
+    vcov, VarCorr, ranef, fitted, residuals, logLik, AIC, BIC), computed from the model at
+    its optimum.
+
+    This is the results layer's part of a fit, with no inference and no printing: the class
+    users get, :class:`lmmpy.lmerfit.LmerFit`, derives from it and attaches the methods that run
+    inference (confint, profile, anova, satterthwaite, kenward_roger, predict, simulate,
+    refit) and the summary, which live in higher layers.
+    """
 
     def __init__(self, model: LmmModel, opt: OptSummary, data_name: str = "data"):
         self.model = model
@@ -190,6 +197,18 @@ class LmerFit:
             out.setdefault(t.group, []).append(v)
         return out
 
+    @property
+    def b_terms(self) -> list:
+        """The conditional modes per random-effects term, lmmpy's order: one (levels x k)
+        array each (what :attr:`ranef` gathers by grouping factor)."""
+        return self._b_terms
+
+    @property
+    def condvar_terms(self) -> list:
+        """The conditional covariances per random-effects term: one (levels, k, k) array each
+        (what :attr:`ranef_sd` and :meth:`ranef_condvar` read)."""
+        return self._condvar_terms
+
     # -- fitted values and residuals ------------------------------------------------------------
     @cached_property
     def fitted(self) -> pd.Series:
@@ -229,100 +248,10 @@ class LmerFit:
         total = sum(taus.values()) + self.sigma ** 2
         return pd.Series({g: v / total for g, v in taus.items()}, name="ICC", dtype=float)
 
-    # -- prediction and inference --------------------------------------------------------------
-    def predict(self, newdata=None, re_form=None, allow_new_levels=False) -> pd.Series:
-        """Predictions for ``newdata`` (default: the fitting data); ``re_form``: None (all
-        random effects), "~0" (none) or a formula of the terms to keep, as in lme4."""
-        from .predict import predict
-        return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels)
-
-    def simulate(self, nsim: int = 1, seed=None) -> pd.DataFrame:
-        """Responses simulated from the fitted model, one column per simulation."""
-        from .predict import simulate
-        return simulate(self, nsim, seed)
-
-    def refit(self, new_response, **kwargs) -> "LmerFit":
-        """The same model fitted to another response."""
-        from .predict import refit
-        return refit(self, new_response, **kwargs)
-
-    def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
-        """Type III F tests of the fixed-effect terms with Satterthwaite's or Kenward-Roger's
-        denominator df (lmerTest's anova)."""
-        from ..errors import LmmError
-        from .satterthwaite import anova_type3
-        key = ddf.lower().replace("_", "-")
-        if key not in ("satterthwaite", "kenward-roger"):
-            raise LmmError(f"anova(ddf={ddf!r}): use 'satterthwaite' or 'kenward-roger'")
-        return anova_type3(self, key)
-
-    def profile(self, level: float = 0.99, n: int = 9, old_names: bool = True, progress=None) -> pd.DataFrame:
-        """Profile data (.par, value, zeta) of every parameter across its profile interval;
-        names as in :meth:`confint`, ``progress`` as for ``confint("profile")``."""
-        from ..errors import require_count, require_level
-        from .profile import profile
-        return profile(self, require_level(level), require_count("n", n, 2), old_names=old_names, progress=progress)
-
-    def kenward_roger(self) -> pd.DataFrame:
-        """Fixed effects with Kenward-Roger's adjusted SEs, df and p-values (REML fits), as
-        lmerTest with pbkrtest gives them."""
-        from .kenward_roger import kenward_roger_table
-        return kenward_roger_table(self)
-
-    def satterthwaite(self) -> pd.DataFrame:
-        """Fixed effects with Satterthwaite's df and p-values, as lmerTest's summary gives them."""
-        from .satterthwaite import satterthwaite_table
-        return satterthwaite_table(self)
-
-    def confint(self, method: str = "wald", level: float = 0.95, old_names: bool = True, progress=None,
-                **boot) -> pd.DataFrame:
-        """Confidence intervals: ``"wald"`` (fixed effects), ``"profile"`` (profile likelihood,
-        every parameter, as lme4) or ``"boot"`` (parametric bootstrap,
-        percentile intervals for every parameter; ``nsim``, ``seed``, ``n_jobs``).
-        Rows are named as lme4 names them: the variance parameters ``.sig01, .sig02, ...,
-        .sigma`` (lme4's default, oldNames = TRUE) or with ``old_names=False`` ``sd_x|g``,
-        ``cor_x.y|g``, ``sigma``.  ``progress`` (profile, boot): one updating line on stderr,
-        True, False or None (the default: when the work will take more than a few seconds)."""
-        from ..errors import LmmError, require_level
-        from .inference import confint_boot, confint_wald
-        level = require_level(level)
-        method = str(method).lower()
-        if boot and method != "boot":
-            raise LmmError(f"confint(method={method!r}) takes no {', '.join(boot)}: they are for method='boot'")
-        unknown = sorted(set(boot) - {"nsim", "seed", "n_jobs"})
-        if unknown:
-            raise LmmError(f"confint(method='boot') takes nsim, seed, n_jobs and progress, not {', '.join(unknown)}")
-        if method == "wald":
-            return confint_wald(self, level, old_names=old_names)
-        if method == "profile":
-            from .profile import confint_profile
-            return confint_profile(self, level, old_names=old_names, progress=progress)
-        if method == "boot":
-            return confint_boot(self, level, progress=progress, old_names=old_names, **boot)
-        raise LmmError(f"confint(method={method!r}): use 'wald', 'profile' or 'boot'")
-
-    # -- printing --------------------------------------------------------------------------------
-    def compare_statsmodels(self, **kwargs):
-        """This model fitted by statsmodels' MixedLM too, side by side (see lmmpy.compare)."""
-        from ..compare.bridge import compare_fit
-        return compare_fit(self, **kwargs)
-
-    def summary(self, ddf=None):
-        """The summary as lme4 prints it; ``ddf="satterthwaite"`` or ``"kenward-roger"`` adds
-        lmerTest's df and p-value columns."""
-        from .summary import Summary
-        return Summary.from_fit(self, ddf=ddf)
-
-    def __str__(self):
-        return str(self.summary())
-
     def __repr__(self):
         kind = "REML" if self.REML else "ML"
-        return (f"<LmerFit {self.formula!r} ({kind}), n={self.nobs}, "
+        return (f"<{type(self).__name__} {self.formula!r} ({kind}), n={self.nobs}, "
                 f"criterion={self.objective:.4f}>")
-
-    def _repr_html_(self):
-        return self.summary()._repr_html_()
 
     def _warn(self):
         """Warnings as lme4 gives them at the end of a fit."""

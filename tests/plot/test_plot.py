@@ -103,5 +103,5 @@ def test_plot_is_reachable_after_import_lmmpy_without_importing_matplotlib():
 def test_version_is_written_once_in_pyproject():
     import pathlib
     import re
-    pyproject = (pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text()
+    pyproject = (pathlib.Path(__file__).parents[2] / "pyproject.toml").read_text()
     assert lmmpy.__version__ == re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)

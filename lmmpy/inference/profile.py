@@ -53,8 +53,9 @@ from scipy import interpolate, optimize, stats
 from ..fit.deviance import LOG2PI, LmmModel
 from ..fit.gradient import profiled_gradient
 from ..linalg.threads import with_fit_blas_threads
-from .inference import Progress, parameter_vector, ran_par_names
-from .model import ConvergenceWarning
+from .parameters import parameter_vector, ran_par_names
+from .progress import Progress
+from ..results.model import ConvergenceWarning
 
 ALPHA_MAX = 0.01  # lme4's alphamax: the profiles' cutoff is sqrt(qchisq(1 - alphamax, #parameters))
 DELTA_CUTOFF = 1 / 8  # lme4's delta.cutoff: the zeta step is cutoff / 8

@@ -25,7 +25,7 @@ from lmmpy import DataError, FormulaError, LmmError
 from lmmpy.formula.bars import parse_formula
 from lmmpy.formula.parser import deparse_lines
 
-REFS = json.loads((Path(__file__).parent / "reference" / "formula_language" / "refs.json").read_text())
+REFS = json.loads((Path(__file__).parents[1] / "reference" / "formula_language" / "refs.json").read_text())
 SLEEP_CASES = ["lhs_minus", "lhs_log_minus", "lhs_divide", "lhs_times", "lhs_plus", "in_operator",
                "dotted_in_call", "offset_in_formula", "compare_gt", "compare_eq", "logic", "logic_not",
                "poly_raw", "poly_raw_T", "poly_orthogonal", "factor_levels", "ifelse_character",

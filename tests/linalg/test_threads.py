@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 import lmmpy
 from lmmpy.fit.deviance import LmmModel
 from lmmpy.linalg import threads
-from lmmpy.results.inference import bootstrap
+from lmmpy.inference.bootstrap import bootstrap
 
 from conftest import model_data, reference, spec
 

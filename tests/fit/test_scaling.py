@@ -27,7 +27,7 @@ import pytest
 
 import lmmpy
 
-REF = Path(__file__).parent / "reference" / "scaling"
+REF = Path(__file__).parents[1] / "reference" / "scaling"
 UNSCALED = json.loads((REF / "unscaled.json").read_text())
 RESCALED = json.loads((REF / "rescaled.json").read_text())
 SLOPE_ONLY = json.loads((REF / "slope_only.json").read_text())
@@ -309,7 +309,7 @@ def test_the_maps_are_exact():
 
 def test_ordinary_models_are_fitted_as_before():
     """No column of the reference models is outside the range, so none is rescaled (their
-    numbers and summaries stay as tests/test_reference.py and test_summary.py check them)."""
+    numbers and summaries stay as tests/results/test_reference.py and test_summary.py check them)."""
     import conftest
     from lmmpy.fit.scaling import ColumnScaling
     for mid in conftest.MODEL_IDS:

@@ -11,10 +11,10 @@ import pytest
 
 import lmmpy
 from lmmpy.fit.deviance import LmmModel
-from lmmpy.results import inference
-from lmmpy.results import profile as prof
+from lmmpy.inference import parameters, progress as progress_line
+from lmmpy.inference import profile as prof
 
-REF = json.loads((Path(__file__).parent / "reference" / "inference" / "profile_lme4.json").read_text())
+REF = json.loads((Path(__file__).parents[1] / "reference" / "inference" / "profile_lme4.json").read_text())
 PROFILED = [m for m in REF if m != "lme4" and "confint_profile" in REF[m]]
 
 
@@ -142,7 +142,7 @@ def test_three_by_three_covariance_on_its_edge():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ci = fit.confint("profile", old_names=False, progress=False)
-    est = inference.parameter_vector(fit)
+    est = parameters.parameter_vector(fit)
     assert np.all(np.isfinite(ci.to_numpy()))
     assert np.all((ci.iloc[:, 0] <= est) & (est <= ci.iloc[:, 1]))
     cors = ci.loc[[n for n in ci.index if n.startswith("cor_")]]
@@ -191,7 +191,7 @@ def test_small_fits_print_nothing_by_default(dyestuff, capsys):
 def test_progress_turns_on_when_the_work_will_take_long(dyestuff, capsys, monkeypatch):
     """The default: on as soon as the time taken so far projects a total over the threshold
     (here 0 s, so from the first step on)."""
-    monkeypatch.setattr(inference, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(progress_line, "PROGRESS_SECONDS", 0.0)
     dyestuff.confint("profile")
     assert "profile: " in capsys.readouterr().err
     dyestuff.confint("boot", nsim=30, seed=1)

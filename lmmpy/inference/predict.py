@@ -1,4 +1,4 @@
-"""Prediction on new data, simulation and refitting.
+"""Prediction on new data.
 
 New data are materialised through the formula specs kept from fitting (formulaic's
 ModelSpec), so categorical codings and transforms are exactly the training data's.  Levels of
@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from formulaic.errors import FormulaicError
 
-from ..errors import DataError, FormulaError, LmmError, require_bool, require_count
+from ..errors import DataError, FormulaError, require_bool
 from ..formula.bars import parse_formula
-from ..formula.design import CONTEXT, _names_in, level_labels
+from ..formula.design import CONTEXT, names_in, level_labels
 from ..formula.parser import deparse, parse
 
 
@@ -40,7 +40,10 @@ def _selected_terms(fit, re_form):
     return keep
 
 
-def _materialise(spec, newdata, what, **overrides):
+def new_data_matrix(spec, newdata, what, **overrides) -> np.ndarray:
+    """The model matrix of ``spec`` (a formulaic ModelSpec kept from fitting) for ``newdata``,
+    so that codings and transforms are the fitting data's; a DataError naming ``what`` (e.g.
+    "fixed-effects matrix") when the new data cannot give it."""
     try:
         return np.asarray(spec.get_model_matrix(newdata, context=CONTEXT, **overrides), dtype=float)
     except FormulaicError as e:
@@ -77,9 +80,9 @@ def _covariates(fit, terms) -> list:
     sides read (not the grouping columns: a missing level is an unseen one)."""
     design, used = fit.design, []
     for node in (design.formula.fixed, *design.formula.offsets):
-        _names_in(node, used)
+        names_in(node, used)
     for i in terms:
-        _names_in(parse(design.reterms[i].lhs), used)
+        names_in(parse(design.reterms[i].lhs), used)
     return list(dict.fromkeys(nm for nm, _ in used if nm in design.frame.columns))
 
 
@@ -89,7 +92,7 @@ def _known_labels(term, newdata, allow_new_levels) -> list:
     missing = [g for g in term.group_vars if g not in newdata.columns]
     if missing:
         raise DataError(f"the new data lack the grouping column(s) {', '.join(missing)}")
-    labels = _group_labels(newdata, term.group_vars)
+    labels = group_labels(newdata, term.group_vars)
     if not allow_new_levels:
         na = [g for g in term.group_vars if newdata[g].isna().any()]
         if na:
@@ -109,20 +112,20 @@ def _predict_complete(fit, newdata, labels) -> np.ndarray:
     """X beta (+ offset) + Z b for rows without missing covariates; ``labels``: the level
     labels of these rows for each kept term."""
     design = fit.design
-    X = _materialise(design.fixed_spec, newdata, "fixed-effects matrix", na_action="ignore")
+    X = new_data_matrix(design.fixed_spec, newdata, "fixed-effects matrix", na_action="ignore")
     if design.x_keep is not None:
         X = X[:, design.x_keep]
     if X.shape[1] != len(design.xnames):
         raise DataError("the new data give a fixed-effects matrix of another width than the fit's")
-    eta = X @ fit._beta
+    eta = X @ fit.fixef.to_numpy()
     if design.offset_name and design.offset_name in newdata.columns:
         eta = eta + newdata[design.offset_name].to_numpy(dtype=float)
     if design.formula.offsets:  # offset(x) terms of the formula, evaluated on the new data
         eta = eta + design.formula_offset(newdata)
     for i, term_labels in labels.items():
         t = design.reterms[i]
-        Xr = _materialise(t.spec, newdata, f"random-effects term ({t.lhs} | {t.group})", na_action="ignore")
-        eta = eta + known_level_effects(t, fit._b_terms[i], term_labels, Xr)[0]
+        Xr = new_data_matrix(t.spec, newdata, f"random-effects term ({t.lhs} | {t.group})", na_action="ignore")
+        eta = eta + known_level_effects(t, fit.b_terms[i], term_labels, Xr)[0]
     return eta
 
 
@@ -142,16 +145,16 @@ def _check_new_data(fit, newdata, terms):
     have no levels the fit has not seen."""
     design = fit.design
     used = []
-    _names_in(design.formula.fixed, used)
+    names_in(design.formula.fixed, used)
     for i in terms:
-        _names_in(parse(design.reterms[i].lhs), used)
+        names_in(parse(design.reterms[i].lhs), used)
         used += [(g, False) for g in design.reterms[i].group_vars]
     names = [nm for nm, _ in used if nm in design.frame.columns]
     missing = sorted({nm for nm in names if nm not in newdata.columns})
     if missing:
         raise DataError(f"the new data lack column(s): {', '.join(missing)}")
     fixed = []
-    _names_in(design.formula.fixed, fixed)
+    names_in(design.formula.fixed, fixed)
     for nm in {nm for nm, _ in fixed if nm in design.frame.columns}:
         col = design.frame[nm]
         if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
@@ -162,45 +165,7 @@ def _check_new_data(fit, newdata, terms):
                                 "model was fitted to")
 
 
-def _group_labels(frame, names):
+def group_labels(frame, names):
     """The grouping factor's level label of each row ("a" or "a:b"), as fitting labels them."""
     cols = [level_labels(frame[nm].to_numpy()) for nm in names]
     return [":".join(parts) for parts in zip(*cols)]
-
-
-def simulate(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
-    """``nsim`` responses drawn from the fitted model: X beta + offset + Z b* + e*, with
-    b* ~ N(0, Sigma) per level and e* ~ N(0, sigma^2 / w)."""
-    nsim = require_count("nsim", nsim)  # lme4: nsim > 0
-    try:
-        rng = np.random.default_rng(seed)
-    except (TypeError, ValueError) as e:
-        raise LmmError(f"seed must be None, a non-negative integer or a numpy Generator, not {seed!r} ({e})") from None
-    design = fit.design
-    base = design.X @ fit._beta + (design.offset if design.offset is not None else 0.0)
-    sd_e = fit.sigma / np.sqrt(design.weights) if design.weights is not None else fit.sigma
-    out = np.empty((design.n, nsim))
-    for s in range(nsim):
-        y = base + rng.normal(size=design.n) * sd_e
-        for t, T in zip(design.reterms, fit.templates):
-            b = rng.normal(size=(t.nlevels, t.k)) @ (fit.sigma * T).T
-            y = y + np.einsum("nk,nk->n", t.X, b[t.codes])
-        out[:, s] = y
-    return pd.DataFrame(out, index=design.row_index, columns=[f"sim_{s + 1}" for s in range(nsim)])
-
-
-def refit(fit, new_response, **kwargs):
-    """The same model fitted to another response (one value per row used in the fit)."""
-    from ..fit.deviance import LmmModel
-    from ..fit.driver import optimize_lmer
-    from .model import LmerFit
-    y = np.asarray(new_response, dtype=float).ravel()
-    if y.size != fit.design.n:
-        raise DataError(f"new_response has {y.size} values; the fit used {fit.design.n} rows")
-    if not np.all(np.isfinite(y)):
-        raise DataError("new_response has NaN or infinite values")
-    import dataclasses
-    design = dataclasses.replace(fit.design, y=y)
-    model = LmmModel(design, REML=require_bool("REML", kwargs.pop("REML", fit.REML)))
-    opt = optimize_lmer(model, start=kwargs.pop("start", fit.theta), **kwargs)
-    return LmerFit(model, opt, data_name=fit.data_name)

@@ -18,14 +18,10 @@ import lmmpy
 
 import pytest
 
-from conftest import MODEL_IDS, SLOW, fitted, reference
+from conftest import fitted, model_params, reference
 
 NUM = re.compile(r"-?\d+\.?\d*(?:e[+-]\d+)?")
 GRAD_MSG = re.compile(r"^(Model failed to converge with max\|grad\| = )(\S+)( .*)$")
-
-
-def model_params():
-    return [pytest.param(m, marks=[pytest.mark.slow] if m in SLOW else []) for m in MODEL_IDS]
 
 
 def lines(text):
@@ -113,7 +109,7 @@ def test_correlation_hidden_beyond_12_fixed_effects():
     assert isinstance(s, Summary)
 
 
-LMERTEST = Path(__file__).parent / "reference" / "lmertest"
+LMERTEST = Path(__file__).parents[1] / "reference" / "lmertest"
 
 
 @pytest.mark.parametrize("mid, dataset", [("sleepstudy_slopes_reml", "sleepstudy"), ("mlbook2_slope_ml", "mlbook2"),

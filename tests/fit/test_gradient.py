@@ -1,5 +1,5 @@
 """The analytic gradient of the profiled criteria equals central finite differences and the older
-route through Omega^{-1} P (tests/gradient_oracle.py), for ML and REML, scalar and vector-valued
+route through Omega^{-1} P (tests/fit/gradient_oracle.py), for ML and REML, scalar and vector-valued
 terms, on and off the boundary."""
 import warnings
 

@@ -1,0 +1,51 @@
+"""Responses simulated from a fitted model, and the model refitted to another response
+(what the parametric bootstrap, profiles of REML fits and anova's ML refits use)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, LmmError, require_bool, require_count
+from ..fit.deviance import LmmModel
+from ..fit.driver import optimize_lmer
+
+
+def simulate(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
+    """``nsim`` responses drawn from the fitted model: X beta + offset + Z b* + e*, with
+    b* ~ N(0, Sigma) per level and e* ~ N(0, sigma^2 / w)."""
+    nsim = require_count("nsim", nsim)  # lme4: nsim > 0
+    try:
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise LmmError(f"seed must be None, a non-negative integer or a numpy Generator, not {seed!r} ({e})") from None
+    design = fit.design
+    base = design.X @ fit.fixef.to_numpy() + (design.offset if design.offset is not None else 0.0)
+    sd_e = fit.sigma / np.sqrt(design.weights) if design.weights is not None else fit.sigma
+    out = np.empty((design.n, nsim))
+    for s in range(nsim):
+        y = base + rng.normal(size=design.n) * sd_e
+        for t, T in zip(design.reterms, fit.templates):
+            b = rng.normal(size=(t.nlevels, t.k)) @ (fit.sigma * T).T
+            y = y + np.einsum("nk,nk->n", t.X, b[t.codes])
+        out[:, s] = y
+    return pd.DataFrame(out, index=design.row_index, columns=[f"sim_{s + 1}" for s in range(nsim)])
+
+
+def refit(fit, new_response, optimize, **kwargs):
+    """The same model fitted to another response (one value per row used in the fit).
+
+    ``optimize(model, start=..., **kwargs) -> OptSummary`` fits the new model (default: the fit
+    layer's ``optimize_lmer``, lmer's own); the result is a fit of ``fit``'s own class, made with
+    the same ``optimize``."""
+    optimize = optimize_lmer if optimize is None else optimize
+    y = np.asarray(new_response, dtype=float).ravel()
+    if y.size != fit.design.n:
+        raise DataError(f"new_response has {y.size} values; the fit used {fit.design.n} rows")
+    if not np.all(np.isfinite(y)):
+        raise DataError("new_response has NaN or infinite values")
+    design = dataclasses.replace(fit.design, y=y)
+    model = LmmModel(design, REML=require_bool("REML", kwargs.pop("REML", fit.REML)))
+    opt = optimize(model, start=kwargs.pop("start", fit.theta), **kwargs)
+    return type(fit)(model, opt, data_name=fit.data_name, optimize=optimize)

@@ -1,0 +1,109 @@
+"""The fit users get from :func:`lmmpy.lmer`: the results layer's :class:`FittedLmm` with the
+methods that run inference and print the summary attached.
+
+It sits above the inference and display modules it calls; they read a fit but never import
+this module.  (The comparison with statsmodels, which fits through :func:`lmmpy.lmer`, is
+``lmmpy.compare.compare_fit(fit)``: a method here would be an import of a higher layer.)  ``refit`` (which ``anova``, profiles and
+the bootstrap use) fits through the ``optimize`` function the fit was made with, passed down by
+:func:`lmmpy.lmer.mk_lmer_fit`, so that no lower layer imports the API.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .errors import LmmError, require_count, require_level
+from .fit.deviance import LmmModel
+from .fit.optimize import OptSummary
+from .inference.bootstrap import confint_boot
+from .inference.kenward_roger import kenward_roger_table
+from .inference.predict import predict
+from .inference.profile import confint_profile, profile
+from .inference.satterthwaite import satterthwaite_table
+from .inference.simulate import refit, simulate
+from .inference.type3 import anova_type3
+from .inference.wald import confint_wald
+from .results.model import FittedLmm
+from .results.summary import Summary
+
+
+class LmerFit(FittedLmm):
+    """A linear mixed model fitted by :func:`lmmpy.lmer` (the model is left at its optimum).
+
+    ``optimize``: the function that fits a model (``optimize_lmer``'s signature), used by
+    :meth:`refit`; :func:`lmmpy.lmer.mk_lmer_fit` passes lmmpy's."""
+
+    def __init__(self, model: LmmModel, opt: OptSummary, data_name: str = "data", optimize=None):
+        super().__init__(model, opt, data_name=data_name)
+        self.optimize = optimize
+
+    # -- prediction and inference --------------------------------------------------------------
+    def predict(self, newdata=None, re_form=None, allow_new_levels=False) -> pd.Series:
+        """Predictions for ``newdata`` (default: the fitting data); ``re_form``: None (all
+        random effects), "~0" (none) or a formula of the terms to keep, as in lme4."""
+        return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels)
+
+    def simulate(self, nsim: int = 1, seed=None) -> pd.DataFrame:
+        """Responses simulated from the fitted model, one column per simulation."""
+        return simulate(self, nsim, seed)
+
+    def refit(self, new_response, **kwargs) -> LmerFit:
+        """The same model fitted to another response."""
+        return refit(self, new_response, self.optimize, **kwargs)
+
+    def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Type III F tests of the fixed-effect terms with Satterthwaite's or Kenward-Roger's
+        denominator df (lmerTest's anova)."""
+        key = ddf.lower().replace("_", "-")
+        if key not in ("satterthwaite", "kenward-roger"):
+            raise LmmError(f"anova(ddf={ddf!r}): use 'satterthwaite' or 'kenward-roger'")
+        return anova_type3(self, key)
+
+    def profile(self, level: float = 0.99, n: int = 9, old_names: bool = True, progress=None) -> pd.DataFrame:
+        """Profile data (.par, value, zeta) of every parameter across its profile interval;
+        names as in :meth:`confint`, ``progress`` as for ``confint("profile")``."""
+        return profile(self, require_level(level), require_count("n", n, 2), old_names=old_names, progress=progress)
+
+    def kenward_roger(self) -> pd.DataFrame:
+        """Fixed effects with Kenward-Roger's adjusted SEs, df and p-values (REML fits), as
+        lmerTest with pbkrtest gives them."""
+        return kenward_roger_table(self)
+
+    def satterthwaite(self) -> pd.DataFrame:
+        """Fixed effects with Satterthwaite's df and p-values, as lmerTest's summary gives them."""
+        return satterthwaite_table(self)
+
+    def confint(self, method: str = "wald", level: float = 0.95, old_names: bool = True, progress=None,
+                **boot) -> pd.DataFrame:
+        """Confidence intervals: ``"wald"`` (fixed effects), ``"profile"`` (profile likelihood,
+        every parameter, as lme4) or ``"boot"`` (parametric bootstrap,
+        percentile intervals for every parameter; ``nsim``, ``seed``, ``n_jobs``).
+        Rows are named as lme4 names them: the variance parameters ``.sig01, .sig02, ...,
+        .sigma`` (lme4's default, oldNames = TRUE) or with ``old_names=False`` ``sd_x|g``,
+        ``cor_x.y|g``, ``sigma``.  ``progress`` (profile, boot): one updating line on stderr,
+        True, False or None (the default: when the work will take more than a few seconds)."""
+        level = require_level(level)
+        method = str(method).lower()
+        if boot and method != "boot":
+            raise LmmError(f"confint(method={method!r}) takes no {', '.join(boot)}: they are for method='boot'")
+        unknown = sorted(set(boot) - {"nsim", "seed", "n_jobs"})
+        if unknown:
+            raise LmmError(f"confint(method='boot') takes nsim, seed, n_jobs and progress, not {', '.join(unknown)}")
+        if method == "wald":
+            return confint_wald(self, level, old_names=old_names)
+        if method == "profile":
+            return confint_profile(self, level, old_names=old_names, progress=progress)
+        if method == "boot":
+            return confint_boot(self, level, progress=progress, old_names=old_names, **boot)
+        raise LmmError(f"confint(method={method!r}): use 'wald', 'profile' or 'boot'")
+
+    # -- printing --------------------------------------------------------------------------------
+    def summary(self, ddf=None) -> Summary:
+        """The summary as lme4 prints it; ``ddf="satterthwaite"`` or ``"kenward-roger"`` adds
+        lmerTest's df and p-value columns."""
+        return Summary.from_fit(self, ddf=ddf)
+
+    def __str__(self):
+        return str(self.summary())
+
+    def _repr_html_(self):
+        return self.summary()._repr_html_()
