@@ -27,6 +27,7 @@ DEPENDENCY_MIN_PYTHON = {
     "scikit-learn": {"1.6": (3, 9)},
     "matplotlib": {"3.6": (3, 8)},
     "threadpoolctl": {"3": (3, 6)},
+    "ruff": {"0.6": (3, 7)},
 }
 
 

@@ -45,7 +45,7 @@ def _template_grad(D, T_shape):
     return [Dsum[b, a] for a, b in tril_positions(T_shape)]
 
 
-def _pwrss_gradient(model: LmmModel, templates, u, beta) -> np.ndarray:
+def _pwrss_gradient(model, templates, u, beta) -> np.ndarray:
     """(3): d pwrss / d theta = -2 (Z'W r)' dLambda u, with Z'W r from the stored cross-products
     (r = y - X beta - Z Lambda u)."""
     p, q_t = model.p, model.q_tail
@@ -70,7 +70,7 @@ def _starts(sizes):
     return np.concatenate([[0], np.cumsum([l * k for l, k in sizes])[:-1]]).astype(int)
 
 
-def _lead_inverse(model: LmmModel, L: BlockedCholesky, m: int, full: bool = True) -> np.ndarray:
+def _lead_inverse(model, L: BlockedCholesky, m: int, full: bool = True) -> np.ndarray:
     """K' = (L_lead L_lead')^{-1} for the leading m rows of the tail block: symmetric, or
     (not ``full``) its lower triangle with zeros above."""
     if m == 0:
@@ -84,7 +84,7 @@ def _lead_inverse(model: LmmModel, L: BlockedCholesky, m: int, full: bool = True
     return mirror_lower(K) if full else K
 
 
-def _lead_parts(model: LmmModel, L: BlockedCholesky, templates) -> dict:
+def _lead_parts(model, L: BlockedCholesky, templates) -> dict:
     """What the lead route needs: K' (lower triangle, or symmetric for vector-valued tail terms),
     C = Lambda_t K' Lambda_t' (lower triangle), Q_j = A_t1j' C A_t1j, O_j^{-1}, V and the gram's
     values at V (see the module docstring)."""
@@ -119,7 +119,7 @@ def _lead_parts(model: LmmModel, L: BlockedCholesky, templates) -> dict:
     return dict(m=m, K=K, C=C, Q=Q, O_inv=O_inv, V=V, values=values, lam=lam)
 
 
-def cond_cov_sums(model: LmmModel, L: BlockedCholesky = None, theta=None) -> list:
+def cond_cov_sums(model, L: BlockedCholesky = None, theta=None) -> list:
     """Per term, the sum over its levels of the k x k diagonal blocks of u's conditional
     covariance over sigma^2: of (L_theta L_theta')^{-1} (ML) or of M^{-1}'s random-effects part
     (REML, beta integrated out), what the EM algorithm needs, from the lead's inverse: O_j^{-1} + O_j^{-1} T1' Q_j T1 O_j^{-1} for the
@@ -140,7 +140,7 @@ def cond_cov_sums(model: LmmModel, L: BlockedCholesky = None, theta=None) -> lis
     return sums
 
 
-def _lead_logdet_gradient(model: LmmModel, L: BlockedCholesky, templates) -> np.ndarray:
+def _lead_logdet_gradient(model, L: BlockedCholesky, templates) -> np.ndarray:
     """d(log|L|^2 [+ log|R_X|^2]) by (4) and (5) of the module docstring."""
     (l1, k1) = model.sizes[0]
     T1, A11 = templates[0], model.A11
@@ -176,7 +176,7 @@ def _lead_logdet_gradient(model: LmmModel, L: BlockedCholesky, templates) -> np.
     return np.array(grads)
 
 
-def criterion_gradient_parts(model: LmmModel, L: BlockedCholesky, theta):
+def criterion_gradient_parts(model, L: BlockedCholesky, theta):
     """(d log-determinants, d pwrss) at theta, L the factor there (the model's work buffers
     for the lead's inverse; the model caches the result, :meth:`LmmModel.gradient`)."""
     templates = theta_templates(theta, model.ks)
@@ -185,7 +185,7 @@ def criterion_gradient_parts(model: LmmModel, L: BlockedCholesky, theta):
     return _lead_logdet_gradient(model, L, templates), g_pwrss
 
 
-def profiled_gradient(model: LmmModel, parts: bool = False) -> np.ndarray:
+def profiled_gradient(model, parts: bool = False) -> np.ndarray:
     """The gradient of the model's criterion at its working point; with ``parts``, its two
     pieces (d log-determinants, d pwrss) instead (:meth:`LmmModel.gradient`)."""
     return model.gradient(parts=parts)

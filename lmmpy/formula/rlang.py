@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FormulaError
-from .parser import PAREN, Call, Kw, Name, Num, Str, deparse
+from .parser import PAREN, Kw, Name, Num, Str, deparse
 
 CONSTANTS = {"TRUE": True, "FALSE": False, "T": True, "F": False, "NA": np.nan, "NaN": np.nan,
              "Inf": np.inf, "NULL": None, "pi": math.pi}

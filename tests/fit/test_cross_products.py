@@ -24,7 +24,8 @@ def _design(formula, dataset, weights=False):
 
 def _rows(design, idx):
     """The design restricted to the rows idx, every term keeping all its levels."""
-    pick = (lambda a: None if a is None else a[idx])
+    def pick(a):
+        return None if a is None else a[idx]
     terms = [dataclasses.replace(t, codes=t.codes[idx], X=t.X[idx]) for t in design.reterms]
     return dataclasses.replace(design, y=design.y[idx], X=design.X[idx], reterms=terms,
                                weights=pick(design.weights), offset=pick(design.offset))

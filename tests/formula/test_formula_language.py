@@ -124,7 +124,7 @@ def test_caller_variables_and_env(sleep):
     assert m.fixef["I(Days * k)"] == pytest.approx(ref["fixef"]["I(Days * k)"], rel=1e-5)
 
     def inner():
-        k = 5.0
+        k = 5.0  # noqa: F841 - read by the formula, through the caller's frame
         return lmmpy.lformula("Reaction ~ I(Days * k) + (1 | Subject)", sleep)
     assert np.allclose(inner().X[:, 1], 5.0 * sleep["Days"])
     with pytest.raises(FormulaError, match="object 'kk' not found"):
