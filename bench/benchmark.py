@@ -9,6 +9,7 @@ frame (formula parsing included).  lme4 is timed by Rscript on the same data wri
 (median of as many fits), statsmodels likewise, each with a time limit.  --write puts the
 table into bench/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,20 +36,36 @@ def simulate_crossed(n, la, lb, slope=False, seed=1):
     a = rng.integers(0, la, n)
     b = rng.integers(0, lb, n)
     x = rng.normal(size=n)
-    y = (1 + 0.5 * x + rng.normal(0, 0.5, la)[a] + rng.normal(0, 0.3, lb)[b]
-         + (rng.normal(0, 0.2, lb)[b] * x if slope else 0) + rng.normal(size=n))
+    y = (
+        1
+        + 0.5 * x
+        + rng.normal(0, 0.5, la)[a]
+        + rng.normal(0, 0.3, lb)[b]
+        + (rng.normal(0, 0.2, lb)[b] * x if slope else 0)
+        + rng.normal(size=n)
+    )
     return pd.DataFrame({"y": y, "x": x, "a": pd.Categorical(a), "b": pd.Categorical(b)})
 
 
 def cases(quick):
     """(name, data spec, formula, REML, statsmodels spec or None)."""
     out = [
-        ("sleepstudy", ("bundled", "sleepstudy"), "Reaction ~ Days + (Days | Subject)", True,
-         dict(groups="Subject", re_formula="~Days")),
+        (
+            "sleepstudy",
+            ("bundled", "sleepstudy"),
+            "Reaction ~ Days + (Days | Subject)",
+            True,
+            dict(groups="Subject", re_formula="~Days"),
+        ),
         ("Penicillin (crossed)", ("bundled", "Penicillin"), "diameter ~ 1 + (1 | plate) + (1 | sample)", True, None),
         ("Pastes (nested)", ("bundled", "Pastes"), "strength ~ 1 + (1 | batch/cask)", True, None),
-        ("S&B random slope (ML)", ("bundled", "mlbook2"), "langPOST ~ IQ_verb + sch_iqv + (IQ_verb | schoolnr)",
-         False, dict(groups="schoolnr", re_formula="~IQ_verb")),
+        (
+            "S&B random slope (ML)",
+            ("bundled", "mlbook2"),
+            "langPOST ~ IQ_verb + sch_iqv + (IQ_verb | schoolnr)",
+            False,
+            dict(groups="schoolnr", re_formula="~IQ_verb"),
+        ),
         ("InstEval", ("bundled", "InstEval"), "y ~ service + (1 | s) + (1 | d) + (1 | dept)", True, None),
         ("InstEval, slope on s", ("bundled", "InstEval"), "y ~ service + (service | s) + (1 | d)", True, None),
         ("crossed 50k, 2000 x 500", ("crossed", 50_000, 2000, 500, False), "y ~ x + (1 | a) + (1 | b)", True, None),
@@ -57,16 +74,31 @@ def cases(quick):
     if quick:
         sizes = sizes[:2]
     for n, la in sizes:
-        out.append((f"scaling: {n:,} rows, {la:,} x 1,000 + slope", ("crossed", n, la, 1000, True),
-                    "y ~ x + (1 | a) + (x | b)", True, None))
-    for lb in ([250, 500, 1000, 2000] if not quick else [250, 500]):
-        out.append((f"levels: 250,000 rows, 25,000 x {lb:,} + slope", ("crossed", 250_000, 25_000, lb, True),
-                    "y ~ x + (1 | a) + (x | b)", True, None))
+        out.append(
+            (
+                f"scaling: {n:,} rows, {la:,} x 1,000 + slope",
+                ("crossed", n, la, 1000, True),
+                "y ~ x + (1 | a) + (x | b)",
+                True,
+                None,
+            )
+        )
+    for lb in [250, 500, 1000, 2000] if not quick else [250, 500]:
+        out.append(
+            (
+                f"levels: 250,000 rows, 25,000 x {lb:,} + slope",
+                ("crossed", 250_000, 25_000, lb, True),
+                "y ~ x + (1 | a) + (x | b)",
+                True,
+                None,
+            )
+        )
     return out
 
 
 def load(spec):
     import lmmpy
+
     if spec[0] == "bundled":
         return lmmpy.datasets.load(spec[1])
     return simulate_crossed(*spec[1:])
@@ -76,6 +108,7 @@ def _child(spec, formula, reml, reps, queue):
     import warnings
 
     import lmmpy
+
     d = load(spec)
     times, fit = [], None
     for _ in range(reps):
@@ -84,9 +117,15 @@ def _child(spec, formula, reml, reps, queue):
             warnings.simplefilter("ignore")
             fit = lmmpy.lmer(formula, d, REML=reml)
         times.append(time.perf_counter() - t0)
-    queue.put(dict(seconds=float(np.median(times)), evals=fit.optsum.n_evals, criterion=fit.objective,
-                   optimizer=fit.optsum.optimizer,
-                   peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    queue.put(
+        dict(
+            seconds=float(np.median(times)),
+            evals=fit.optsum.n_evals,
+            criterion=fit.objective,
+            optimizer=fit.optsum.optimizer,
+            peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        )
+    )
 
 
 def time_lmmpy(spec, formula, reml, reps):
@@ -108,8 +147,13 @@ for (i in seq_len(reps)) t[i] <- system.time(m <- lmer(as.formula(args[2]), data
 cat(sprintf("%.6f %.10f\n", median(t), if (REML) REMLcrit(m) else deviance(m)))
 """
 
-FACTORS = {"sleepstudy": "Subject", "Penicillin": "plate,sample", "Pastes": "batch,cask",
-           "mlbook2": "schoolnr", "InstEval": "s,d,dept,service"}
+FACTORS = {
+    "sleepstudy": "Subject",
+    "Penicillin": "plate,sample",
+    "Pastes": "batch,cask",
+    "mlbook2": "schoolnr",
+    "InstEval": "s,d,dept,service",
+}
 
 
 def time_lme4(spec, formula, reml, reps, limit):
@@ -123,8 +167,12 @@ def time_lme4(spec, formula, reml, reps, limit):
         with open(script, "w") as fh:
             fh.write(R_SCRIPT)
         try:
-            r = subprocess.run(["Rscript", script, csv, formula, str(reps), factors, str(reml).upper()],
-                               capture_output=True, text=True, timeout=limit)
+            r = subprocess.run(
+                ["Rscript", script, csv, formula, str(reps), factors, str(reml).upper()],
+                capture_output=True,
+                text=True,
+                timeout=limit,
+            )
         except subprocess.TimeoutExpired:
             return {"seconds": float("inf")}
     if r.returncode != 0:
@@ -137,6 +185,7 @@ def _sm_child(spec, formula, reml, sm, queue):
     import warnings
 
     import statsmodels.formula.api as smf
+
     d = load(spec)
     fixed = formula.split("+ (")[0].strip()
     t0 = time.perf_counter()
@@ -180,8 +229,7 @@ def main():
     a = ap.parse_args()
 
     rows = []
-    header = ("| model | rows | lmmpy s | evals | peak MB | lme4 s | lmmpy / lme4 | statsmodels s "
-              "| crit. lmmpy - lme4 |")
+    header = "| model | rows | lmmpy s | evals | peak MB | lme4 s | lmmpy / lme4 | statsmodels s | crit. lmmpy - lme4 |"
     print(header)
     print("|" + "---|" * 9)
     for name, spec, formula, reml, sm in cases(a.quick):
@@ -194,13 +242,16 @@ def main():
         smt = None if a.no_statsmodels else time_statsmodels(spec, formula, reml, sm, a.limit)
         ratio = ours["seconds"] / lme4["seconds"] if lme4 and np.isfinite(lme4["seconds"]) else None
         dcrit = ours["criterion"] - lme4["criterion"] if lme4 and "criterion" in lme4 else None
-        line = (f"| {name} | {n:,} | {fmt(ours['seconds'])} | {ours['evals']} | {ours['peak_mb']:.0f} | "
-                f"{fmt(lme4['seconds'] if lme4 else None)} | {fmt(ratio, 2)} | {fmt(smt)} | "
-                f"{'-' if dcrit is None else f'{dcrit:+.1e}'} |")
+        line = (
+            f"| {name} | {n:,} | {fmt(ours['seconds'])} | {ours['evals']} | {ours['peak_mb']:.0f} | "
+            f"{fmt(lme4['seconds'] if lme4 else None)} | {fmt(ratio, 2)} | {fmt(smt)} | "
+            f"{'-' if dcrit is None else f'{dcrit:+.1e}'} |"
+        )
         print(line, flush=True)
         rows.append(line)
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-               f"numpy {np.__version__}")
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
+    )
     if a.write:
         write_readme([header, "|" + "---|" * 9, *rows], machine)
 
@@ -211,7 +262,7 @@ def write_readme(lines, machine):
     start, end = "<!-- table -->", "<!-- /table -->"
     table = f"{start}\nMachine: {machine}; {time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(lines) + f"\n{end}"
     if start in text:
-        text = text[:text.index(start)] + table + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + table + text[text.index(end) + len(end) :]
     else:
         text += "\n" + table + "\n"
     with open(path, "w") as fh:

@@ -21,6 +21,7 @@ R script: the median of --lme4-reps fits inside R, R's reference BLAS).
 
 Run it with BLAS at its defaults: OPENBLAS_NUM_THREADS and the like unset (it says so if not).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,10 @@ import lmmpy  # noqa: E402
 from benchmark import time_lme4  # noqa: E402
 from lmmpy.linalg import threads  # noqa: E402
 
-CASES = [("InstEval", "InstEval", "y ~ service + (1 | s) + (1 | d) + (1 | dept)"),
-         ("sleepstudy", "sleepstudy", "Reaction ~ Days + (Days | Subject)")]
+CASES = [
+    ("InstEval", "InstEval", "y ~ service + (1 | s) + (1 | d) + (1 | dept)"),
+    ("sleepstudy", "sleepstudy", "Reaction ~ Days + (Days | Subject)"),
+]
 MODES = [("rule", None), ("old", "inherit"), ("1 thread", 1)]
 
 NEIGHBOUR = """
@@ -75,8 +78,11 @@ def load_note():
     """Other processes' load now: idle cores over 0.5 s, and the 1-minute load average."""
     cpus = threads.usable_cpus()
     idle = threads.idle_cores(cpus, seconds=0.5)
-    return (f"{len(cpus)} cores, {idle:.1f} idle over 0.5 s, load average {os.getloadavg()[0]:.1f}"
-            if idle is not None else f"{len(cpus)} cores")
+    return (
+        f"{len(cpus)} cores, {idle:.1f} idle over 0.5 s, load average {os.getloadavg()[0]:.1f}"
+        if idle is not None
+        else f"{len(cpus)} cores"
+    )
 
 
 def time_cells(data, reps, budget, only, lme4_reps):
@@ -99,8 +105,7 @@ def time_cells(data, reps, budget, only, lme4_reps):
                     fit = lmmpy.lmer(formula, d, control={"blas_threads": request})
                     cell.append(time.perf_counter() - t0)
                 used[case, mode] = fit.optsum.blas_threads
-                print(f"  {case:10s} {mode:8s} {cell[-1]:8.3f} s  ({fit.optsum.blas_threads} BLAS threads)",
-                      flush=True)
+                print(f"  {case:10s} {mode:8s} {cell[-1]:8.3f} s  ({fit.optsum.blas_threads} BLAS threads)", flush=True)
         if lme4_reps:
             r = time_lme4(("bundled", dataset), formula, True, lme4_reps, limit=600)
             if r is not None:
@@ -114,8 +119,11 @@ def fmt(ts):
         return "."
     med = float(np.median(ts))
     digits = 3 if med < 1 else 2
-    return (f"{med:.{digits}f} ({min(ts):.{digits}f}-{max(ts):.{digits}f}, n={len(ts)})" if len(ts) > 1
-            else f"{med:.{digits}f} (n=1)")
+    return (
+        f"{med:.{digits}f} ({min(ts):.{digits}f}-{max(ts):.{digits}f}, n={len(ts)})"
+        if len(ts) > 1
+        else f"{med:.{digits}f} (n=1)"
+    )
 
 
 def main():
@@ -131,8 +139,11 @@ def main():
     user_env = {k: os.environ[k] for k in threads.THREAD_ENV_VARS if k in os.environ}
     if user_env:
         print(f"note: {user_env} set: the 'old' mode runs with these limits, not BLAS's defaults")
-    blas = [f"{i['internal_api']} {i['version']} ({i['num_threads']} threads, {i.get('architecture')})"
-            for i in __import__("threadpoolctl").threadpool_info() if i["user_api"] == "blas"]
+    blas = [
+        f"{i['internal_api']} {i['version']} ({i['num_threads']} threads, {i.get('architecture')})"
+        for i in __import__("threadpoolctl").threadpool_info()
+        if i["user_api"] == "blas"
+    ]
     coretype = os.environ.get("OPENBLAS_CORETYPE", "unset")
     data = {ds: lmmpy.datasets.load(ds) for _, ds, _ in CASES}
     lmmpy.lmer(CASES[1][2], data["sleepstudy"])  # imports and caches warm
@@ -149,7 +160,9 @@ def main():
     finally:
         stop(neighbour)
 
-    header = "| model | threads | quiet: s, median (range, n) | busy: s, median (range, n) | busy/quiet | busy/quiet(old) |"
+    header = (
+        "| model | threads | quiet: s, median (range, n) | busy: s, median (range, n) | busy/quiet | busy/quiet(old) |"
+    )
     rows = []
     for case, _, _ in CASES:
         for mode in [m for m, _ in MODES] + ["lme4"]:
@@ -160,12 +173,20 @@ def main():
             ratio = np.median(b) / np.median(q) if q and b else np.nan
             ratio_old = np.median(b) / np.median(q_old) if q_old and b else np.nan
             used = "R's BLAS" if mode == "lme4" else f"{used_q.get((case, mode))} / {used_b.get((case, mode))}"
-            cells = (fmt(q), fmt(b)) if mode != "lme4" else (f"{q[0]:.2f} (median of {lme4_reps} in R)",
-                                                                 f"{b[0]:.2f} (median of {lme4_reps} in R)")
-            rows.append(f"| {case} | {mode} ({used}) | {cells[0]} | {cells[1]} | {ratio:.2f} | "
-                        + ("." if mode == "lme4" else f"{ratio_old:.2f}") + " |")
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy "
-               f"{np.__version__}; BLAS: {'; '.join(blas)}; OPENBLAS_CORETYPE {coretype}")
+            cells = (
+                (fmt(q), fmt(b))
+                if mode != "lme4"
+                else (f"{q[0]:.2f} (median of {lme4_reps} in R)", f"{b[0]:.2f} (median of {lme4_reps} in R)")
+            )
+            rows.append(
+                f"| {case} | {mode} ({used}) | {cells[0]} | {cells[1]} | {ratio:.2f} | "
+                + ("." if mode == "lme4" else f"{ratio_old:.2f}")
+                + " |"
+            )
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy "
+        f"{np.__version__}; BLAS: {'; '.join(blas)}; OPENBLAS_CORETYPE {coretype}"
+    )
     print()
     print(f"Machine: {machine}")
     print(f"Load from other processes: quiet phase {notes['quiet']}; busy phase {notes['busy']}")
@@ -181,11 +202,14 @@ def write_readme(lines, machine, notes):
     path = os.path.join(HERE, "README.md")
     text = open(path).read() if os.path.exists(path) else ""
     start, end = "<!-- contention -->", "<!-- /contention -->"
-    table = (f"{start}\nMachine: {machine}; {time.strftime('%Y-%m-%d')}.\n"
-             f"Load from other processes: quiet phase {notes['quiet']}; busy phase {notes['busy']}.\n\n"
-             + "\n".join(lines) + f"\n{end}")
+    table = (
+        f"{start}\nMachine: {machine}; {time.strftime('%Y-%m-%d')}.\n"
+        f"Load from other processes: quiet phase {notes['quiet']}; busy phase {notes['busy']}.\n\n"
+        + "\n".join(lines)
+        + f"\n{end}"
+    )
     if start in text:
-        text = text[:text.index(start)] + table + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + table + text[text.index(end) + len(end) :]
     else:
         text += "\n" + table + "\n"
     with open(path, "w") as fh:

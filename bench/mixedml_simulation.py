@@ -21,6 +21,7 @@ the random effects, the mean covariance, sigma_e, the MSEs (within: f + Z b; out
 ml: the model trained once without random effects; hot: that model with the cluster one-hot
 encoded) on train and test, and the time per fold: mean (sd) over the folds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,6 +83,7 @@ def make_model(kind, seed):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVR
+
     if kind == "LIN":
         return LinearRegression()
     if kind == "MLP":  # fine-tuned from the last iteration's weights (warm_start)
@@ -126,9 +128,13 @@ def one_fold(name, data, train, test, nonlinear_terms, kind, method, max_iter, s
         out["n_iter"] = m.n_iter_
         # the pure model, and the pure model with the cluster one-hot encoded
         pure = make_model(kind, seed).fit(tr[feats], tr.y)
-        hot_cols = lambda d: pd.concat([d[feats].reset_index(drop=True),  # noqa: E731
-                                        pd.get_dummies(pd.Categorical(d.cluster, categories=sorted(data.cluster.unique())),
-                                                       prefix="c", dtype=float)], axis=1)
+
+        def hot_cols(d):
+            one_hot = pd.get_dummies(
+                pd.Categorical(d.cluster, categories=sorted(data.cluster.unique())), prefix="c", dtype=float
+            )
+            return pd.concat([d[feats].reset_index(drop=True), one_hot], axis=1)
+
         hot = make_model(kind, seed).fit(hot_cols(tr), tr.y) if method == "OOB" else None
         for part, d in (("train", tr), ("test", te)):
             out[f"MSE_ml ({part})"] = np.mean((d.y.to_numpy() - pure.predict(d[feats])) ** 2)
@@ -179,11 +185,19 @@ def run(case, k, seed, max_iter, kinds):
     sd = res.groupby("model", sort=False)[order].std().T
     table = mean.copy().astype(object)
     for c in mean.columns:
-        table[c] = [("." if np.isnan(m) else f"{m:.2f} ({s:.2f})" if k > 1 else f"{m:.2f}")
-                    for m, s in zip(mean[c], sd[c].fillna(0))]
+        table[c] = [
+            ("." if np.isnan(m) else f"{m:.2f} ({s:.2f})" if k > 1 else f"{m:.2f}")
+            for m, s in zip(mean[c], sd[c].fillna(0))
+        ]
     sim = {"bias": "5.00", "sigma_e": "3.50", "Cov (mean)": "0.00"}
-    table.insert(0, "sim", [sim.get(r, "1.00" if (r.startswith("x") or r.startswith("q") or r.startswith("Var"))
-                                    else ".") for r in table.index])
+    table.insert(
+        0,
+        "sim",
+        [
+            sim.get(r, "1.00" if (r.startswith("x") or r.startswith("q") or r.startswith("Var")) else ".")
+            for r in table.index
+        ],
+    )
     return data, table
 
 
@@ -206,21 +220,24 @@ def main(argv=None):
     args = ap.parse_args(argv)
     kinds = set(args.models.lower().split(","))
     out = []
-    for case in (["linear", "nonlinear"] if args.case == "both" else [args.case]):
+    for case in ["linear", "nonlinear"] if args.case == "both" else [args.case]:
         print(f"{case} case, {args.k}-fold:", file=sys.stderr)
         data, table = run(case, args.k, args.seed, args.max_iter, kinds)
-        text = (f"### {case} case (N = {len(data)}, J = 200, {args.k}-fold CV, mean (sd) over folds)\n\n"
-                + to_markdown(table))
+        text = f"### {case} case (N = {len(data)}, J = 200, {args.k}-fold CV, mean (sd) over folds)\n\n" + to_markdown(
+            table
+        )
         print(text + "\n")
         out.append(text)
     if args.write:
         path = os.path.join(HERE, "README.md")
         readme = open(path).read()
         start, end = "<!-- mixedml -->", "<!-- /mixedml -->"
-        block = (f"{start}\nCommand: `python bench/mixedml_simulation.py --k {args.k} --max-iter {args.max_iter}`; "
-                 f"{time.strftime('%Y-%m-%d')}.\n\n" + "\n\n".join(out) + f"\n{end}")
+        block = (
+            f"{start}\nCommand: `python bench/mixedml_simulation.py --k {args.k} --max-iter {args.max_iter}`; "
+            f"{time.strftime('%Y-%m-%d')}.\n\n" + "\n\n".join(out) + f"\n{end}"
+        )
         if start in readme:
-            readme = readme[:readme.index(start)] + block + readme[readme.index(end) + len(end):]
+            readme = readme[: readme.index(start)] + block + readme[readme.index(end) + len(end) :]
         else:
             readme += "\n## mixedML simulation (the paper's tables 3 and 4)\n\n" + block + "\n"
         open(path, "w").write(readme)

@@ -12,6 +12,7 @@ difference between the two sets of interval ends.  Both time the whole confint: 
 that includes its ML refit (lme4 profiles the ML deviance, as lmmpy does).  The fits themselves
 are not timed.  --write puts the table into bench/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,9 @@ def time_lmmpy(fit):
 
 
 def time_lme4(csv, script, formula, factors, reml):
-    r = subprocess.run(["Rscript", script, csv, formula, factors, str(reml).upper()],
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        ["Rscript", script, csv, formula, factors, str(reml).upper()], capture_output=True, text=True, timeout=900
+    )
     if r.returncode != 0:
         raise RuntimeError(r.stderr)
     lines = r.stdout.split("\n")
@@ -74,8 +76,8 @@ def main():
     if not shutil.which("Rscript"):
         sys.exit("Rscript (with lme4) is needed: apt-get install r-base-core r-cran-lme4")
     import lmmpy
-    header = ("| model | lmmpy s | lme4 s | lmmpy / lme4 (rounds' range) | "
-              "max rel. diff. of the ends |")
+
+    header = "| model | lmmpy s | lme4 s | lmmpy / lme4 (rounds' range) | max rel. diff. of the ends |"
     rule = "|---|---|---|---|---|"
     print(header)
     print(rule)
@@ -102,14 +104,18 @@ def main():
                 theirs.append(t)
             ratios = np.array(ours) / np.array(theirs)
             ends = np.abs(ci_ours - ci_lme4) / np.maximum(np.abs(ci_lme4), 1e-8)
-            line = (f"| {name} | {np.median(ours):.3g} | {np.median(theirs):.3g} | "
-                    f"{np.median(ours) / np.median(theirs):.2f} ({ratios.min():.2f}-{ratios.max():.2f}) | "
-                    f"{np.max(ends):.1e} |")
+            line = (
+                f"| {name} | {np.median(ours):.3g} | {np.median(theirs):.3g} | "
+                f"{np.median(ours) / np.median(theirs):.2f} ({ratios.min():.2f}-{ratios.max():.2f}) | "
+                f"{np.max(ends):.1e} |"
+            )
             print(line, flush=True)
             rows.append(line)
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-               f"numpy {np.__version__}, lme4 {lme4_version()}; load average during the runs "
-               f"{min(load):.1f}-{max(load):.1f}")
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"numpy {np.__version__}, lme4 {lme4_version()}; load average during the runs "
+        f"{min(load):.1f}-{max(load):.1f}"
+    )
     print(f"\n{machine}; medians of {a.reps} alternating rounds")
     if a.write:
         write_readme([header, rule, *rows], machine, a.reps)
@@ -119,10 +125,12 @@ def write_readme(lines, machine, reps):
     path = os.path.join(HERE, "README.md")
     text = open(path).read() if os.path.exists(path) else ""
     start, end = "<!-- profile -->", "<!-- /profile -->"
-    table = (f"{start}\nMachine: {machine}; {time.strftime('%Y-%m-%d')}; medians of {reps} alternating "
-             "rounds.\n\n" + "\n".join(lines) + f"\n{end}")
+    table = (
+        f"{start}\nMachine: {machine}; {time.strftime('%Y-%m-%d')}; medians of {reps} alternating "
+        "rounds.\n\n" + "\n".join(lines) + f"\n{end}"
+    )
     if start in text:
-        text = text[:text.index(start)] + table + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + table + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip("\n") + "\n\n## Profile intervals\n\n" + table + "\n"
     with open(path, "w") as fh:

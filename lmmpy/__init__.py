@@ -1,4 +1,5 @@
 """lmmpy: linear mixed-effects models with lme4's formulas and lme4's numbers."""
+
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import compare, datasets, plot  # plot: matplotlib is imported only when a plot is drawn
@@ -17,6 +18,26 @@ try:
 except PackageNotFoundError:  # pragma: no cover - run from a source tree without installing
     __version__ = "0+unknown"
 
-__all__ = ["anova", "LRTResult", "tidy", "LmerControl", "RankDeficientWarning", "lmer", "lformula", "mk_lmer_devfun", "optimize_lmer", "mk_lmer_fit", "LmerFit",
-           "LmmError", "FormulaError", "DataError", "SingularFitWarning", "ConvergenceWarning",
-           "compare", "datasets", "plot", "MixedML", "__version__"]
+__all__ = [
+    "anova",
+    "LRTResult",
+    "tidy",
+    "LmerControl",
+    "RankDeficientWarning",
+    "lmer",
+    "lformula",
+    "mk_lmer_devfun",
+    "optimize_lmer",
+    "mk_lmer_fit",
+    "LmerFit",
+    "LmmError",
+    "FormulaError",
+    "DataError",
+    "SingularFitWarning",
+    "ConvergenceWarning",
+    "compare",
+    "datasets",
+    "plot",
+    "MixedML",
+    "__version__",
+]

@@ -4,6 +4,7 @@ Every failure is one line on stderr, ``lmmpy: error: ...``, and a non-zero exit:
 problem in what the user gave (an :class:`lmmpy.LmmError`), 1 for anything else (then the
 exception's type is named too); ``--traceback`` shows Python's full traceback instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,13 +48,18 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     f = sub.add_parser("fit", help="fit a model and print its summary")
     f.add_argument("formula", help="lme4 formula, e.g. 'Reaction ~ Days + (Days | Subject)'")
-    f.add_argument("--data", required=True,
-                   help=f"a bundled data set ({', '.join(datasets.names())}) or a CSV file")
+    f.add_argument("--data", required=True, help=f"a bundled data set ({', '.join(datasets.names())}) or a CSV file")
     f.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
-    f.add_argument("--factor", action="append", default=[], metavar="COL",
-                   help="treat a numeric column as categorical (repeatable)")
-    f.add_argument("--traceback", action="store_true",
-                   help="on an error, show Python's full traceback instead of one line")
+    f.add_argument(
+        "--factor",
+        action="append",
+        default=[],
+        metavar="COL",
+        help="treat a numeric column as categorical (repeatable)",
+    )
+    f.add_argument(
+        "--traceback", action="store_true", help="on an error, show Python's full traceback instead of one line"
+    )
     sub.add_parser("datasets", help="list the bundled data sets")
     args = ap.parse_args(argv)
     if args.command == "datasets":
@@ -74,8 +80,7 @@ def main(argv=None) -> int:
             print(f"lmmpy: error: {e}", file=sys.stderr)
         else:
             detail = " ".join(str(e).split()) or "(no message)"
-            print(f"lmmpy: error: {type(e).__name__}: {detail} (run with --traceback for details)",
-                  file=sys.stderr)
+            print(f"lmmpy: error: {type(e).__name__}: {detail} (run with --traceback for details)", file=sys.stderr)
         return 2 if isinstance(e, LmmError) else 1
     return 0
 

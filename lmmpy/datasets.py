@@ -1,5 +1,6 @@
 """The bundled data sets (see data/README.md): ``load(name)`` returns a DataFrame whose
 grouping columns are categoricals, as the R packages that ship them define them."""
+
 from __future__ import annotations
 
 from importlib import resources

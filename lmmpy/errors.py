@@ -1,4 +1,5 @@
 """The one exception family lmmpy raises for problems in what the user gave it."""
+
 import numpy as np
 
 
@@ -22,6 +23,7 @@ class DataError(LmmError):
 # Argument checks shared by every layer: each names the argument, so a bad value is a clear
 # LmmError where it is given, not a wrong fit ("no" is truthy) or numpy's error further down.
 
+
 def require_bool(name: str, value) -> bool:
     """``value`` as a bool; only True/False (Python's or numpy's) are accepted."""
     if isinstance(value, (bool, np.bool_)):
@@ -38,7 +40,10 @@ def require_count(name: str, value, minimum: int = 1) -> int:
 
 def require_level(value, name: str = "level") -> float:
     """A confidence level: a real number with 0 < level < 1."""
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
-            and 0 < value < 1:
+    if (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, (bool, np.bool_))
+        and 0 < value < 1
+    ):
         return float(value)
     raise LmmError(f"{name} must be a number with 0 < {name} < 1 (0.95 for 95% intervals), not {value!r}")

@@ -1,11 +1,12 @@
 """``lmer()``: lme4's modular chain, each step usable on its own.
 
-    lformula(formula, data)         -> Design        (formula -> y, X, random-effects terms)
-    mk_lmer_devfun(design, REML)    -> LmmModel      (theta -> profiled criterion)
-    optimize_lmer(model)            -> OptSummary    (the optimum, and what the optimizer did;
-                                                      the policy lives in lmmpy.fit.driver)
-    mk_lmer_fit(model, opt)         -> LmerFit       (estimates, summary, ...)
+lformula(formula, data)         -> Design        (formula -> y, X, random-effects terms)
+mk_lmer_devfun(design, REML)    -> LmmModel      (theta -> profiled criterion)
+optimize_lmer(model)            -> OptSummary    (the optimum, and what the optimizer did;
+                                                  the policy lives in lmmpy.fit.driver)
+mk_lmer_fit(model, opt)         -> LmerFit       (estimates, summary, ...)
 """
+
 from __future__ import annotations
 
 from .errors import require_bool
@@ -33,9 +34,21 @@ def mk_lmer_fit(model: LmmModel, opt, data_name: str = "data") -> LmerFit:
     return LmerFit(model, opt, data_name=data_name, optimize=optimize_lmer)  # refit fits as lmer does
 
 
-def lmer(formula: str, data, REML: bool = True, *, weights=None, offset=None, factors=(), start=None,
-         method: str = "optimizer", optimizer: str = "auto", control=None,
-         data_name: str = "data", env=None) -> LmerFit:
+def lmer(
+    formula: str,
+    data,
+    REML: bool = True,
+    *,
+    weights=None,
+    offset=None,
+    factors=(),
+    start=None,
+    method: str = "optimizer",
+    optimizer: str = "auto",
+    control=None,
+    data_name: str = "data",
+    env=None,
+) -> LmerFit:
     """Fit a linear mixed model given by an lme4 formula, e.g.
     ``lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)``.
 

@@ -7,6 +7,7 @@ this module.  (The comparison with statsmodels, which fits through :func:`lmmpy.
 the bootstrap use) fits through the ``optimize`` function the fit was made with, passed down by
 :func:`lmmpy.lmer.mk_lmer_fit`, so that no lower layer imports the API.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -72,8 +73,9 @@ class LmerFit(FittedLmm):
         """Fixed effects with Satterthwaite's df and p-values, as lmerTest's summary gives them."""
         return satterthwaite_table(self)
 
-    def confint(self, method: str = "wald", level: float = 0.95, old_names: bool = True, progress=None,
-                **boot) -> pd.DataFrame:
+    def confint(
+        self, method: str = "wald", level: float = 0.95, old_names: bool = True, progress=None, **boot
+    ) -> pd.DataFrame:
         """Confidence intervals: ``"wald"`` (fixed effects), ``"profile"`` (profile likelihood,
         every parameter, as lme4) or ``"boot"`` (parametric bootstrap,
         percentile intervals for every parameter; ``nsim``, ``seed``, ``n_jobs``).

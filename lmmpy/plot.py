@@ -9,6 +9,7 @@
   plus conditional modes): the pull of the small groups towards the population line
 - :func:`profile` -- lme4's profile zeta plots, one panel per parameter
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Shared fixtures: lme4 reference fits (tests/reference/*.json, made by R; R is never run
 here) and lmmpy fits of the same models, each fitted once per test session."""
+
 import functools
 import json
 import warnings
@@ -14,8 +15,10 @@ import lmmpy
 REF_DIR = Path(__file__).parent / "reference"
 # the shared lme4 reference models, and more made with the same R script for formula syntax
 # they do not cover (reference/syntax/)
-_SPECS = [(REF_DIR, pd.read_csv(REF_DIR / "models.tsv", sep="\t")),
-          (REF_DIR / "syntax", pd.read_csv(REF_DIR / "syntax" / "models.tsv", sep="\t"))]
+_SPECS = [
+    (REF_DIR, pd.read_csv(REF_DIR / "models.tsv", sep="\t")),
+    (REF_DIR / "syntax", pd.read_csv(REF_DIR / "syntax" / "models.tsv", sep="\t")),
+]
 SPEC = pd.concat([s for _, s in _SPECS], ignore_index=True)
 REF_PATH = {mid: d / f"{mid}.json" for d, s in _SPECS for mid in s["id"]}
 MODEL_IDS = list(SPEC["id"])

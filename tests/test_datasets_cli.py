@@ -1,4 +1,5 @@
 """Bundled data sets and the command line."""
+
 import subprocess
 import sys
 
@@ -10,15 +11,18 @@ from lmmpy import LmmError
 from lmmpy.cli import main
 
 
-@pytest.mark.parametrize("name, shape, factors", [
-    ("sleepstudy", (180, 3), ["Subject"]),
-    ("Dyestuff", (30, 2), ["Batch"]),
-    ("Dyestuff2", (30, 2), ["Batch"]),
-    ("Penicillin", (144, 3), ["plate", "sample"]),
-    ("Pastes", (60, 4), ["batch", "cask", "sample"]),
-    ("mlbook2", (3758, 11), ["schoolnr"]),
-    ("InstEval", (73421, 7), ["s", "d", "dept", "service"]),
-])
+@pytest.mark.parametrize(
+    "name, shape, factors",
+    [
+        ("sleepstudy", (180, 3), ["Subject"]),
+        ("Dyestuff", (30, 2), ["Batch"]),
+        ("Dyestuff2", (30, 2), ["Batch"]),
+        ("Penicillin", (144, 3), ["plate", "sample"]),
+        ("Pastes", (60, 4), ["batch", "cask", "sample"]),
+        ("mlbook2", (3758, 11), ["schoolnr"]),
+        ("InstEval", (73421, 7), ["s", "d", "dept", "service"]),
+    ],
+)
 def test_load(name, shape, factors):
     d = lmmpy.datasets.load(name)
     assert d.shape == shape
@@ -44,8 +48,7 @@ def test_cli_prints_lme4_summary(capsys):
 def test_cli_ml_and_factor_and_csv(tmp_path, capsys):
     csv = tmp_path / "mydata.csv"
     lmmpy.datasets.load("mlbook2").to_csv(csv, index=False)
-    assert main(["fit", "langPOST ~ 1 + (1 | schoolnr)", "--data", str(csv), "--ml",
-                 "--factor", "schoolnr"]) == 0
+    assert main(["fit", "langPOST ~ 1 + (1 | schoolnr)", "--data", str(csv), "--ml", "--factor", "schoolnr"]) == 0
     out = capsys.readouterr().out
     assert "maximum likelihood" in out and "26595.3" in out and "Data: mydata" in out
 
@@ -57,6 +60,10 @@ def test_cli_errors_are_one_line(capsys):
 
 
 def test_console_script_runs():
-    r = subprocess.run([sys.executable, "-m", "lmmpy.cli", "fit", "Yield ~ 1 + (1 | Batch)", "--data", "Dyestuff"],
-                       capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "lmmpy.cli", "fit", "Yield ~ 1 + (1 | Batch)", "--data", "Dyestuff"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert " Batch    (Intercept) 1764     42.00   " in r.stdout.splitlines()

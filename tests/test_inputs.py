@@ -1,4 +1,5 @@
 """Bad input gets a clear lmmpy error naming the problem; the caller's data are never modified."""
+
 import warnings
 
 import numpy as np

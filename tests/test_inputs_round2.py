@@ -5,6 +5,7 @@ in tests/reference/inputs/inputs.json, made by make_refs.R there (lme4 1.1-31).
 Tolerances against lme4 (optimised fits, not at lme4's theta): criterion within 1e-6 (a Series
 matched by position instead misses it by ~4), fixed effects and predictions 1e-6 relative,
 anova's columns 1e-7 relative and its printed rows identical."""
+
 import json
 import re
 import warnings
@@ -35,8 +36,8 @@ def m1(sleep):
 
 # -- 1. boolean arguments ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("bad", ["no", "False", "TRUE", None, 1, 0, 1.0, [True], np.array([True])],
-                         ids=repr)
+
+@pytest.mark.parametrize("bad", ["no", "False", "TRUE", None, 1, 0, 1.0, [True], np.array([True])], ids=repr)
 def test_reml_accepts_only_booleans(sleep, bad):
     # lme4 refuses "no" and NULL; lmmpy refuses every non-boolean (REML="no" fitted REML)
     with pytest.raises(LmmError, match="REML must be True or False"):
@@ -68,6 +69,7 @@ def test_other_boolean_arguments(sleep, m1):
 
 
 # -- 2. anova across data ----------------------------------------------------------------------
+
 
 def test_anova_refuses_another_response(sleep, m1):
     d2 = sleep.assign(Reaction=sleep.Reaction.to_numpy()[::-1])  # same rows, another response
@@ -111,6 +113,7 @@ def test_anova_of_a_model_with_itself_is_lme4s_table(m1):
 
 # -- 3. weights and offset as a pandas Series ---------------------------------------------------
 
+
 @pytest.mark.parametrize("role, make", [("weights", lambda i: 1 + (i % 4) / 2), ("offset", lambda i: 5 * np.sin(i))])
 def test_series_weights_and_offset_are_matched_by_index(sleep, role, make):
     values = make(np.arange(len(sleep)))
@@ -135,6 +138,7 @@ def test_series_with_another_index_is_refused(sleep, role):
 
 # -- 4. more fixed effects than observations ----------------------------------------------------
 
+
 @pytest.mark.parametrize("reml", [True, False])
 def test_more_fixed_effects_than_observations(sleep, reml):
     rng = np.random.default_rng(3)
@@ -143,8 +147,11 @@ def test_more_fixed_effects_than_observations(sleep, reml):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", lmmpy.RankDeficientWarning)
         # lme4: "objective in x0 returns NA" (REML; under ML a fit with sigma ~ 1e-13)
-        with pytest.raises(DataError, match=r"has 20 columns of full rank \(after dropping 6 aliased\) for 20 "
-                                            "observations: there must be fewer fixed effects than observations"):
+        with pytest.raises(
+            DataError,
+            match=r"has 20 columns of full rank \(after dropping 6 aliased\) for 20 "
+            "observations: there must be fewer fixed effects than observations",
+        ):
             lmmpy.lmer(formula, wide, REML=reml)
         square = "Reaction ~ " + " + ".join(f"x{k}" for k in range(19)) + " + (1 | Subject)"
         with pytest.raises(DataError, match="has 20 columns for 20 observations"):
@@ -153,6 +160,7 @@ def test_more_fixed_effects_than_observations(sleep, reml):
 
 
 # -- 5. predict with missing values -------------------------------------------------------------
+
 
 def test_predict_with_a_missing_covariate_is_nan_for_that_row(sleep, m1):
     nd = sleep.head(3).copy()
@@ -178,14 +186,18 @@ def test_predict_with_a_missing_grouping_value(sleep, m1):
     nd = sleep.head(3).copy()
     nd.loc[1, "Subject"] = np.nan
     assert REF["error_na_group"].startswith("NAs are not allowed in prediction data for grouping variables")
-    with pytest.raises(DataError, match="missing values in the grouping column.s. 'Subject' of the new data; "
-                                        "as in lme4, they are allowed only with allow_new_levels=True"):
+    with pytest.raises(
+        DataError,
+        match="missing values in the grouping column.s. 'Subject' of the new data; "
+        "as in lme4, they are allowed only with allow_new_levels=True",
+    ):
         m1.predict(nd)
     p = m1.predict(nd, allow_new_levels=True)
     assert np.allclose(p, REF["predict_na_group_allow_new"], rtol=1e-6)
 
 
 # -- 6. numeric arguments of simulate, confint and bootstrap ------------------------------------
+
 
 @pytest.mark.parametrize("nsim", [-1, 0, 1.5, True, "2"], ids=repr)
 def test_simulate_nsim(m1, nsim):
@@ -222,6 +234,7 @@ def test_bootstrap_arguments(m1):
 
 # -- 7. messages that said the wrong thing ------------------------------------------------------
 
+
 def test_empty_data_says_it_has_no_rows(sleep):
     assert REF["error_empty"] == "0 (non-NA) cases"
     with pytest.raises(DataError, match="^the data have no rows$"):
@@ -256,6 +269,7 @@ def test_cli_missing_file_is_not_called_a_data_set(capsys, tmp_path):
 
 # -- 8. the command line never shows a foreign traceback ----------------------------------------
 
+
 def _one_error_line(err):
     lines = err.splitlines()
     return len(lines) == 1 and lines[0].startswith("lmmpy: error: ") and "Traceback" not in err
@@ -279,6 +293,7 @@ def test_cli_empty_csv_and_directory(capsys, tmp_path):
 def test_cli_unexpected_errors_are_one_line_and_traceback_shows_them(capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("something\nunforeseen")
+
     monkeypatch.setattr("lmmpy.cli.lmer", broken)
     assert main(["fit", F, "--data", "sleepstudy"]) == 1
     err = capsys.readouterr().err
@@ -296,9 +311,11 @@ def test_cli_traceback_flag_on_an_lmm_error(capsys):
 
 # -- 9. MixedML ---------------------------------------------------------------------------------
 
+
 def test_mixedml_refuses_a_classifier(sleep):
     from sklearn.linear_model import LogisticRegression
     from sklearn.tree import DecisionTreeClassifier
+
     for est in (LogisticRegression(), DecisionTreeClassifier()):
         with pytest.raises(LmmError, match=f"must be a regressor; {type(est).__name__} is a classifier"):
             lmmpy.MixedML(est).fit(sleep[["Days"]], sleep.Reaction, groups=sleep.Subject)
@@ -313,6 +330,7 @@ def test_mixedml_without_groups_warns(sleep):
 
 
 # -- the last foreign exceptions of argument handling ---------------------------------------------
+
 
 def test_a_control_of_another_type_is_an_lmm_error():
     with pytest.raises(lmmpy.LmmError, match="control must be an LmerControl or a dict, not list"):

@@ -6,6 +6,7 @@ Every ``lmmpy`` import is read from the source with ``ast`` -- absolute (``lmmpy
 Third-party imports are not edges.  The layer map is written once, here: a module's layer is that
 of the longest key that prefixes its dotted name.
 """
+
 from __future__ import annotations
 
 import ast
@@ -19,13 +20,13 @@ LAYERS = [
     ["lmmpy.formula"],
     ["lmmpy.linalg"],
     ["lmmpy.fit"],
-    ["lmmpy.results"],            # the fitted model: estimates, varcorr, ranef, printing helpers
-    ["lmmpy.inference"],          # tests, intervals, df, prediction, refits of a fitted model
-    ["lmmpy.lmerfit"],            # the fit users get: results + the inference methods
+    ["lmmpy.results"],  # the fitted model: estimates, varcorr, ranef, printing helpers
+    ["lmmpy.inference"],  # tests, intervals, df, prediction, refits of a fitted model
+    ["lmmpy.lmerfit"],  # the fit users get: results + the inference methods
     ["lmmpy.mixedml", "lmmpy.plot"],
-    ["lmmpy.lmer"],               # the API: lme4's chain and lmer()
-    ["lmmpy.compare"],            # fits with lmer, then with statsmodels
-    ["lmmpy.cli", "lmmpy"],       # the command line and the package's face
+    ["lmmpy.lmer"],  # the API: lme4's chain and lmer()
+    ["lmmpy.compare"],  # fits with lmer, then with statsmodels
+    ["lmmpy.cli", "lmmpy"],  # the command line and the package's face
 ]
 LAYER = {prefix: i for i, names in enumerate(LAYERS) for prefix in names}
 
@@ -62,7 +63,7 @@ def imports_of(name: str, path: Path, known: set) -> set:
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                stem = base[:len(base) - node.level + 1]
+                stem = base[: len(base) - node.level + 1]
                 target = ".".join(stem + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -71,8 +72,9 @@ def imports_of(name: str, path: Path, known: set) -> set:
             continue
         out.update(t for t in targets if t == "lmmpy" or t.startswith("lmmpy."))
     out.discard(name)
-    return {t for t in out if t in known} | {t.rsplit(".", 1)[0] for t in out if t not in known
-                                              and t.rsplit(".", 1)[0] in known}
+    return {t for t in out if t in known} | {
+        t.rsplit(".", 1)[0] for t in out if t not in known and t.rsplit(".", 1)[0] in known
+    }
 
 
 def graph() -> dict:
@@ -87,8 +89,9 @@ def test_every_module_has_a_layer():
 
 
 def test_no_import_of_a_higher_layer():
-    upward = sorted((a, b) for a, targets in graph().items() for b in targets
-                    if layer_of(b) > layer_of(a) and (a, b) not in PENDING)
+    upward = sorted(
+        (a, b) for a, targets in graph().items() for b in targets if layer_of(b) > layer_of(a) and (a, b) not in PENDING
+    )
     assert not upward, "imports of a higher layer:\n" + "\n".join(f"  {a} -> {b}" for a, b in upward)
 
 
@@ -108,7 +111,7 @@ def test_no_import_circle():
         state[node] = 1
         for nxt in sorted(g.get(node, ())):
             if state.get(nxt) == 1:
-                circles.append(path[path.index(nxt):] + [nxt])
+                circles.append(path[path.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, path + [nxt])
         state[node] = 2

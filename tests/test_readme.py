@@ -1,6 +1,7 @@
 """README.md tells the truth: its Python code runs, its shell lines are the package's commands,
 and the Python version it states is pyproject.toml's, which the dependencies need and the
 running interpreter has."""
+
 import re
 import shlex
 import sys
@@ -51,14 +52,18 @@ def _project_fields(text):
         return re.search(rf"^\[{re.escape(name)}\]\n(.*?)(?=^\[|\Z)", text, flags=re.M | re.S).group(1)
 
     def arrays(body):
-        return {key: re.findall(r'"([^"]+)"', items)
-                for key, items in re.findall(r"^([\w-]+)\s*=\s*\[(.*?)\]", body, flags=re.M | re.S)}
+        return {
+            key: re.findall(r'"([^"]+)"', items)
+            for key, items in re.findall(r"^([\w-]+)\s*=\s*\[(.*?)\]", body, flags=re.M | re.S)
+        }
 
     project = table("project")
-    return {"requires-python": re.search(r'^requires-python\s*=\s*"([^"]+)"', project, flags=re.M).group(1),
-            "dependencies": arrays(project)["dependencies"],
-            "optional-dependencies": arrays(table("project.optional-dependencies")),
-            "scripts": dict(re.findall(r'^([\w-]+)\s*=\s*"([^"]+)"', table("project.scripts"), flags=re.M))}
+    return {
+        "requires-python": re.search(r'^requires-python\s*=\s*"([^"]+)"', project, flags=re.M).group(1),
+        "dependencies": arrays(project)["dependencies"],
+        "optional-dependencies": arrays(table("project.optional-dependencies")),
+        "scripts": dict(re.findall(r'^([\w-]+)\s*=\s*"([^"]+)"', table("project.scripts"), flags=re.M)),
+    }
 
 
 def _minimum(requires_python):
@@ -78,7 +83,8 @@ def test_stated_python_is_what_the_dependencies_need_and_what_runs_here():
         name, floor = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9.]+)", pin.split(";")[0].strip()).groups()
         assert floor in DEPENDENCY_MIN_PYTHON.get(name, {}), (
             f"{name}>={floor}: record the oldest Python that {name} {floor} installs on (its "
-            f"Requires-Python) in DEPENDENCY_MIN_PYTHON, so requires-python can be checked")
+            f"Requires-Python) in DEPENDENCY_MIN_PYTHON, so requires-python can be checked"
+        )
         needed = max(needed, DEPENDENCY_MIN_PYTHON[name][floor])
     assert minimum == needed, f"requires-python says {minimum}, the dependencies need {needed}"
     stated = re.findall(r"Python >= (\d+)\.(\d+)", README.read_text())

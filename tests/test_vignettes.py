@@ -1,4 +1,5 @@
 """The vignettes' Python code runs and its assertions hold (so the vignettes never rot)."""
+
 import re
 from pathlib import Path
 

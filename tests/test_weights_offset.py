@@ -1,5 +1,6 @@
 """Prior weights, offsets and rank-deficient X against lme4 (tests/reference/robust, made by
 make_refs.R there): criterion, estimates, fitted values, Pearson residuals and summary text."""
+
 import json
 import re
 import warnings

@@ -16,6 +16,7 @@ criteria are on lme4's scale (-2 log-likelihood, REML or ML; MixedLM's ``llf`` i
 lmmpy also evaluates its own criterion at MixedLM's estimates, so "statsmodels stopped at a
 worse optimum" is a statement about one function.
 """
+
 from __future__ import annotations
 
 import time
@@ -73,8 +74,11 @@ def translate(fit, max_crossed_columns: int = 2000) -> Translation:
 
     if len(names) == 1:
         g = names[0]
-        first = terms[0] if terms[0].k > 1 or len(terms) == 1 else next(
-            (t for t in terms if "(Intercept)" in t.cnames), terms[0])
+        first = (
+            terms[0]
+            if terms[0].k > 1 or len(terms) == 1
+            else next((t for t in terms if "(Intercept)" in t.cnames), terms[0])
+        )
         kinds, vc = [], {}
         for t in terms:
             if t is first:
@@ -84,8 +88,10 @@ def translate(fit, max_crossed_columns: int = 2000) -> Translation:
                 vc[name] = rhs(t)
                 kinds.append(("vc", name))
             else:
-                raise LmmError(f"MixedLM cannot express two correlated blocks for {g!r} "
-                               f"({', '.join(t.lhs for t in terms)}): it has one covariance matrix per group")
+                raise LmmError(
+                    f"MixedLM cannot express two correlated blocks for {g!r} "
+                    f"({', '.join(t.lhs for t in terms)}): it has one covariance matrix per group"
+                )
         return Translation(_col(g), rhs(first), vc, kinds)
     outer = [g for g in names if all(h == g or _nested_in(frame, h, g) for h in names)]
     if outer:
@@ -101,26 +107,34 @@ def translate(fit, max_crossed_columns: int = 2000) -> Translation:
                 vc[t.group] = f"0 + C({_col(t.group)})"
                 kinds.append(("vc", t.group))
             else:
-                raise LmmError(f"MixedLM: the nested factor {t.group!r} has random slopes ({t.lhs}); "
-                               "only random intercepts of nested factors translate")
+                raise LmmError(
+                    f"MixedLM: the nested factor {t.group!r} has random slopes ({t.lhs}); "
+                    "only random intercepts of nested factors translate"
+                )
         return Translation(_col(g), rhs(main[0]), vc, kinds)
     if not all(intercept_only):
         slopes = [f"({t.lhs} | {t.group})" for t, io in zip(terms, intercept_only) if not io]
-        raise LmmError("MixedLM cannot express crossed grouping factors with random slopes "
-                       f"({', '.join(slopes)}): crossed factors only go in as variance components "
-                       "of one all-rows group, which carry a single variance each")
+        raise LmmError(
+            "MixedLM cannot express crossed grouping factors with random slopes "
+            f"({', '.join(slopes)}): crossed factors only go in as variance components "
+            "of one all-rows group, which carry a single variance each"
+        )
     width = sum(t.nlevels for t in terms)
     if width > max_crossed_columns:
-        raise LmmError(f"crossed factors with {width} levels in all: MixedLM would hold them as dense "
-                       f"columns of one group (more than max_crossed_columns={max_crossed_columns})")
-    return Translation("__one__", "0", {t.group: f"0 + C({_col(t.group)})" for t in terms},
-                       [("vc", t.group) for t in terms])
+        raise LmmError(
+            f"crossed factors with {width} levels in all: MixedLM would hold them as dense "
+            f"columns of one group (more than max_crossed_columns={max_crossed_columns})"
+        )
+    return Translation(
+        "__one__", "0", {t.group: f"0 + C({_col(t.group)})" for t in terms}, [("vc", t.group) for t in terms]
+    )
 
 
 @dataclass
 class Comparison:
     """Side by side: ``table`` (rows: fixed effects, their SEs, variance components,
     residual variance, criterion, seconds; columns lmmpy, statsmodels, difference)."""
+
     table: pd.DataFrame
     translation: Translation
     criterion_lmmpy: float
@@ -137,11 +151,16 @@ class Comparison:
         with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 120):
             text = self.table.to_string()
         t = self.translation
-        head = (f"lmmpy vs statsmodels MixedLM (groups={t.groups.strip('_')!r}, re_formula={t.re_formula!r}, "
-                f"vc_formula={t.vc_formula})\n")
-        flag = ("\nstatsmodels stopped at a worse optimum: criterion "
-                f"{self.criterion_at_statsmodels:.2f} against lmmpy's {self.criterion_lmmpy:.2f}\n"
-                if self.worse_optimum else "\n")
+        head = (
+            f"lmmpy vs statsmodels MixedLM (groups={t.groups.strip('_')!r}, re_formula={t.re_formula!r}, "
+            f"vc_formula={t.vc_formula})\n"
+        )
+        flag = (
+            "\nstatsmodels stopped at a worse optimum: criterion "
+            f"{self.criterion_at_statsmodels:.2f} against lmmpy's {self.criterion_lmmpy:.2f}\n"
+            if self.worse_optimum
+            else "\n"
+        )
         return head + text + flag
 
     def _repr_html_(self):
@@ -151,6 +170,7 @@ class Comparison:
 def compare_fit(fit, max_crossed_columns: int = 2000, **fit_kwargs) -> Comparison:
     """Fit the model of ``fit`` with MixedLM and put both side by side."""
     from statsmodels.regression.mixed_linear_model import MixedLM
+
     tr = translate(fit, max_crossed_columns)
     design = fit.design
     if design.weights is not None or design.offset is not None:
@@ -162,8 +182,9 @@ def compare_fit(fit, max_crossed_columns: int = 2000, **fit_kwargs) -> Compariso
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        md = MixedLM.from_formula(formula, data, groups=tr.groups, re_formula=tr.re_formula,
-                                  vc_formula=tr.vc_formula or None)
+        md = MixedLM.from_formula(
+            formula, data, groups=tr.groups, re_formula=tr.re_formula, vc_formula=tr.vc_formula or None
+        )
         res = md.fit(reml=fit.REML, **fit_kwargs)
     seconds = time.perf_counter() - t0
 
@@ -188,10 +209,9 @@ def compare_fit(fit, max_crossed_columns: int = 2000, **fit_kwargs) -> Compariso
     for t, S_l, S_s in zip(design.reterms, fit.covariances, covs):
         for a in range(t.k):
             for b in range(a + 1):
-                label = (f"var {t.group} {t.cnames[a]}" if a == b
-                         else f"cov {t.group} {t.cnames[b]}.{t.cnames[a]}")
+                label = f"var {t.group} {t.cnames[a]}" if a == b else f"cov {t.group} {t.cnames[b]}.{t.cnames[a]}"
                 rows[label] = (S_l[a, b], S_s[a, b])
-    rows["var Residual"] = (fit.sigma ** 2, sigma2)
+    rows["var Residual"] = (fit.sigma**2, sigma2)
     crit = "REML criterion" if fit.REML else "deviance"
     rows[f"{crit} (-2 logLik)"] = (fit.objective, -2 * float(res.llf))
     rows[f"{crit} at the estimates (lmmpy)"] = (fit.objective, at_sm)

@@ -13,6 +13,7 @@
   difference (several step sizes); if moving off the bound lowers the criterion, the
   optimizer starts again from there.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,8 +56,10 @@ class LmerControl:
         if isinstance(control, dict):
             unknown = set(control) - set(cls.__dataclass_fields__)
             if unknown:
-                raise LmmError(f"unknown control setting(s): {', '.join(sorted(unknown))}; "
-                               f"known: {', '.join(cls.__dataclass_fields__)}")
+                raise LmmError(
+                    f"unknown control setting(s): {', '.join(sorted(unknown))}; "
+                    f"known: {', '.join(cls.__dataclass_fields__)}"
+                )
             return cls(**control)
         raise LmmError(f"control must be an LmerControl or a dict, not {type(control).__name__}")
 
@@ -80,11 +83,15 @@ def deriv12(fun, x, delta: float = 1e-4, fx: float = None):
     with np.errstate(invalid="ignore", over="ignore"):
         for j in range(nx):
             fadd, fsub = at(j, delta), at(j, -delta)
-            H[j, j] = (fadd - 2 * fx + fsub) / delta ** 2
+            H[j, j] = (fadd - 2 * fx + fsub) / delta**2
             g[j] = (fadd - fsub) / (2 * delta)
             for i in range(j):
-                H[i, j] = H[j, i] = (at(i, delta, j, delta) - at(i, delta, j, -delta)
-                                     - at(i, -delta, j, delta) + at(i, -delta, j, -delta)) / (4 * delta ** 2)
+                H[i, j] = H[j, i] = (
+                    at(i, delta, j, delta)
+                    - at(i, delta, j, -delta)
+                    - at(i, -delta, j, delta)
+                    + at(i, -delta, j, -delta)
+                ) / (4 * delta**2)
     return g, H
 
 
@@ -95,6 +102,7 @@ def gradient_hessian(model, x, fx, delta: float = 1e-5):
     (The analytic gradient is accurate to ~1e-10 relative, so a step of 1e-5 leaves an error
     of ~1e-5 relative in H: below deriv12's rounding error in criteria of 1e5.)"""
     from .gradient import profiled_gradient
+
     x = np.asarray(x, dtype=float)
     model(x)
     g = profiled_gradient(model)

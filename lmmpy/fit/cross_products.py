@@ -19,6 +19,7 @@ all rows (``a + b``): the reduction a computation over partitions needs.  The ro
 are kept (``rows``) only to replace the response (:meth:`set_response`: refit, simulate,
 bootstrap, mixedML), and only by :meth:`from_design`; a sum has none.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -98,17 +99,22 @@ class CrossProducts:
 
     def __add__(self, other: "CrossProducts") -> "CrossProducts":
         """The cross-products of the union of two row sets (same terms, same levels)."""
-        return CrossProducts(self.A11 + other.A11, (self.At1_z + other.At1_z).tocsr(),
-                             self.At1_xy + other.At1_xy, (self.Att_zz + other.Att_zz).tocsr(),
-                             self.Att + other.Att)
+        return CrossProducts(
+            self.A11 + other.A11,
+            (self.At1_z + other.At1_z).tocsr(),
+            self.At1_xy + other.At1_xy,
+            (self.Att_zz + other.Att_zz).tocsr(),
+            self.Att + other.Att,
+        )
 
     def set_response(self, y) -> "CrossProducts":
         """Replace the response (one value per row, before weights and offset), in place: only
         the products with y are recomputed."""
         r = self.rows
         if r is None:
-            raise ValueError("these cross-products have no rows (a sum of partitions): "
-                             "a new response needs the partitions' own")
+            raise ValueError(
+                "these cross-products have no rows (a sum of partitions): a new response needs the partitions' own"
+            )
         yw = r.weighted_response(y)
         self.At1_xy[-1] = r.Z1.T @ yw
         col = np.concatenate([r.Zt.T @ yw if r.Zt is not None else [], r.Xw.T @ yw, [yw @ yw]])

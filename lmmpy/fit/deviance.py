@@ -12,6 +12,7 @@ sqrt(w) and both criteria gain -sum(log w), the log-determinant of the weights; 
 subtracted from y.
 ``objective(update(set_theta(model, theta)))`` is the whole fitting loop.
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,8 +44,7 @@ def reml_criterion(L: BlockedCholesky, n: int, p: int, log_w_sum: float = 0.0) -
     """The profiled REML criterion
     log|L_theta|^2 + log|R_X|^2 + (n - p)(1 + log(2 pi r^2 / (n - p))) - sum(log w)."""
     nmp = n - p
-    return (L.logdet_L2 + L.logdet_RX2 + nmp * (1.0 + LOG2PI + np.log(L.pwrss / nmp))
-            - log_w_sum)
+    return L.logdet_L2 + L.logdet_RX2 + nmp * (1.0 + LOG2PI + np.log(L.pwrss / nmp)) - log_w_sum
 
 
 class LmmModel:
@@ -60,13 +60,21 @@ class LmmModel:
         """The model of ``design``; its cross-products computed from the rows unless given."""
         cp = CrossProducts.from_design(design) if cross_products is None else cross_products
         w = design.weights
-        self._setup(cp, [(t.nlevels, t.k) for t in design.reterms], design.theta_lower(), design.n, design.p,
-                    float(np.log(w).sum()) if w is not None else 0.0, REML)
+        self._setup(
+            cp,
+            [(t.nlevels, t.k) for t in design.reterms],
+            design.theta_lower(),
+            design.n,
+            design.p,
+            float(np.log(w).sum()) if w is not None else 0.0,
+            REML,
+        )
         self.design = design
 
     @classmethod
-    def from_cross_products(cls, cp: CrossProducts, sizes, theta_lower, n: int, p: int, log_w_sum: float = 0.0,
-                            REML: bool = True) -> "LmmModel":
+    def from_cross_products(
+        cls, cp: CrossProducts, sizes, theta_lower, n: int, p: int, log_w_sum: float = 0.0, REML: bool = True
+    ) -> "LmmModel":
         """The model from its cross-products and the terms' structure alone: ``sizes`` the
         terms' (levels, k) in order, lme4's theta lower bounds, n rows, p fixed effects and
         sum(log w) (no design: a model whose rows are elsewhere)."""
@@ -161,7 +169,7 @@ class LmmModel:
         start = 0
         for (l, k), T in zip(self.sizes[1:], templates[1:]):
             if k == 1:
-                M[start:start + l] *= T[0, 0]
+                M[start : start + l] *= T[0, 0]
             else:  # level by level: T' (k x k) times the level's k rows, a few levels at a time
                 Tm = T if transpose else T.T
                 for j0 in range(0, l, ROW_BLOCK):
@@ -180,7 +188,7 @@ class LmmModel:
             else:  # each row's k entries of a level times T: a matrix product, rows in blocks
                 Tm = T.T if transpose else T
                 for r0 in range(0, M.shape[0], ROW_BLOCK):
-                    block = M[r0:r0 + ROW_BLOCK, seg]
+                    block = M[r0 : r0 + ROW_BLOCK, seg]
                     block[...] = (block.reshape(-1, k) @ Tm).reshape(block.shape)
             start += l * k
         return M
@@ -199,8 +207,10 @@ class LmmModel:
 
     def _lambda_z_sparse(self, templates, transpose: bool = False) -> sp.csr_matrix:
         """Lambda_t (``transpose``: Lambda_t') restricted to the tail's random effects, sparse."""
-        blocks = [sp.kron(sp.identity(l, format="csr"), sp.csr_matrix(T.T if transpose else T))
-                  for (l, _), T in zip(self.sizes[1:], templates[1:])]
+        blocks = [
+            sp.kron(sp.identity(l, format="csr"), sp.csr_matrix(T.T if transpose else T))
+            for (l, _), T in zip(self.sizes[1:], templates[1:])
+        ]
         return sp.block_diag(blocks, format="csr")
 
     # -- the factor ----------------------------------------------------------------------
@@ -329,8 +339,7 @@ class LmmModel:
         if self.q_tail:
             lam = self.tail_lambda(templates)
             self._schur_values = (T1.tobytes(), self.gram.values(V))  # the gradient needs them again
-            Ott = self.tail_schur(V, full=lam is None, out=out,
-                                  values=self._schur_values[1], scale=lam)
+            Ott = self.tail_schur(V, full=lam is None, out=out, values=self._schur_values[1], scale=lam)
             if lam is not None:  # L_t1 = Lambda_t' A_t1 R
                 rows = self._at1_rows if k1 == 1 else np.repeat(np.arange(A_R.shape[0]), np.diff(A_R.indptr))
                 A_R.data *= lam[rows]

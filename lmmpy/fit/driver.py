@@ -15,6 +15,7 @@ it fails; lme4's ``optimizeLmer`` with lmmpy's safeguards.
 - a model with badly scaled columns is fitted on rescaled ones (:mod:`lmmpy.fit.scaling`);
   the BLAS threads are set once for the whole fit (:mod:`lmmpy.linalg.threads`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,11 @@ def _check(model, opt, control):
     if opt.converged and not finite:
         opt.converged = False
         opt.failure = FitStatus.NONFINITE
-        opt.message = ("the criterion is not finite at the optimum" if not np.isfinite(opt.fmin)
-                       else "the gradient is not finite at the optimum")
+        opt.message = (
+            "the criterion is not finite at the optimum"
+            if not np.isfinite(opt.fmin)
+            else "the gradient is not finite at the optimum"
+        )
     return opt
 
 
@@ -86,8 +90,9 @@ def _optimize(model, start, optimizer, control, notes):
     return best
 
 
-def optimize_lmer(model: LmmModel, start=None, optimizer: str = "auto", method: str = "optimizer",
-                  control=None) -> OptSummary:
+def optimize_lmer(
+    model: LmmModel, start=None, optimizer: str = "auto", method: str = "optimizer", control=None
+) -> OptSummary:
     """Minimise the criterion and check the optimum as lme4 does.
 
     ``method="em"`` fits by EM alone.  Otherwise ``optimizer`` runs from ``start`` (or, with
@@ -138,8 +143,11 @@ def _optimize_lmer(model, start, optimizer, method, control) -> OptSummary:
         best = again if (again.converged and again.fmin <= em.fmin) else em
         _check(model, best, control)
         best.n_evals += opt.n_evals + (em.n_evals if best is again else 0)
-        notes.append(FitNote(Note.EM_FALLBACK, optimizer=opt.optimizer, reason=reason, steps=em.n_evals,
-                             kept_em=best is not again))
+        notes.append(
+            FitNote(
+                Note.EM_FALLBACK, optimizer=opt.optimizer, reason=reason, steps=em.n_evals, kept_em=best is not again
+            )
+        )
         opt = best
     opt.fit_notes = notes + opt.fit_notes
     return opt

@@ -30,6 +30,7 @@ zero.  So once progress stalls (relative change below 1e-7) the diagonal thetas 
 ``snap`` are tried at exactly zero, and kept there when that does not raise the criterion;
 trying earlier can strand EM on a boundary that is not the optimum, which it cannot leave.
 """
+
 from __future__ import annotations
 
 import time
@@ -61,7 +62,7 @@ def squarem_point(x0, x1, x2) -> np.ndarray:
     r, v = x1 - x0, x2 - 2 * x1 + x0
     nv = np.linalg.norm(v)
     alpha = min(-1.0, -np.linalg.norm(r) / nv) if nv > 0 else -1.0
-    return x0 - 2 * alpha * r + alpha ** 2 * v
+    return x0 - 2 * alpha * r + alpha**2 * v
 
 
 def em_step(model: LmmModel) -> np.ndarray:
@@ -91,7 +92,7 @@ def em_m_step(model: LmmModel, L, u, templates, sums, sigma2: float):
     sigma2_new = (rss + sigma2 * (q + (p if model.REML else 0) - tr_c)) / n
     new_templates, b_terms, pos = [], [], 0
     for (l, k), T, C in zip(model.sizes, templates, sums):
-        b = u[pos:pos + l * k].reshape(l, k) @ T.T
+        b = u[pos : pos + l * k].reshape(l, k) @ T.T
         pos += l * k
         b_terms.append(b)
         S = (b.T @ b + sigma2 * T @ C @ T.T) / l
@@ -115,15 +116,15 @@ def _snap_to_boundary(model: LmmModel, theta, f, snap):
     return (trial, ft) if ft <= f else (theta, f)
 
 
-def fit_em(model: LmmModel, theta0=None, max_iter: int = 10000, tol: float = 1e-10,
-           accelerate: bool = True, snap: float = 1e-3) -> OptSummary:
+def fit_em(
+    model: LmmModel, theta0=None, max_iter: int = 10000, tol: float = 1e-10, accelerate: bool = True, snap: float = 1e-3
+) -> OptSummary:
     """Run EM from ``theta0`` until the criterion's relative change is below ``tol``;
     ``max_iter`` bounds the number of EM steps (F evaluations).
 
     Leaves the model at the best theta; the OptSummary records the criterion trace."""
     theta = model.theta_start() if theta0 is None else np.atleast_1d(np.asarray(theta0, float))
-    opt = OptSummary(optimizer="em" + ("+squarem" if accelerate else ""), theta0=theta.copy(),
-                     lower=model.lower.copy())
+    opt = OptSummary(optimizer="em" + ("+squarem" if accelerate else ""), theta0=theta.copy(), lower=model.lower.copy())
     t0 = time.perf_counter()
     f, F = _em_map(model, theta)
     trace, steps, converged = [f], 0, False
@@ -157,6 +158,7 @@ def fit_em(model: LmmModel, theta0=None, max_iter: int = 10000, tol: float = 1e-
     opt.n_evals = steps
     opt.trace = trace
     opt.converged = converged and np.isfinite(opt.fmin)
-    opt.message = (f"EM converged in {steps} steps" if opt.converged
-                   else f"EM stopped after {steps} steps without converging")
+    opt.message = (
+        f"EM converged in {steps} steps" if opt.converged else f"EM stopped after {steps} steps without converging"
+    )
     return opt

@@ -27,6 +27,7 @@ blocked inverse; they need no products of K' with sparse matrices.  For a scalar
 appears, so the gradient is exact on the boundary too.  (The tests check this route against
 central differences and against the older route through Omega^{-1} P, tests/gradient_oracle.py.)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,18 +51,21 @@ def _pwrss_gradient(model, templates, u, beta) -> np.ndarray:
     (r = y - X beta - Z Lambda u)."""
     p, q_t = model.p, model.q_tail
     (l1, k1) = model.sizes[0]
-    b = np.concatenate([(u[s:s + l * k].reshape(l, k) @ T.T).ravel()  # b = Lambda u, term by term
-                        for (l, k), T, s in zip(model.sizes, templates, _starts(model.sizes))])
-    b1, bt = b[:l1 * k1], b[l1 * k1:]
+    b = np.concatenate(
+        [
+            (u[s : s + l * k].reshape(l, k) @ T.T).ravel()  # b = Lambda u, term by term
+            for (l, k), T, s in zip(model.sizes, templates, _starts(model.sizes))
+        ]
+    )
+    b1, bt = b[: l1 * k1], b[l1 * k1 :]
     A11, At1 = model.A11, model.At1_z
     zr = model.At1_xy[-1] - model.At1_xy[:p].T @ beta - np.einsum("jcd,jd->jc", A11, b1.reshape(l1, k1)).ravel()
     if q_t:
-        zrt = (model.Att[:q_t, -1] - model.Att[:q_t, q_t:q_t + p] @ beta - At1 @ b1
-               - model.Att_zz @ bt)
+        zrt = model.Att[:q_t, -1] - model.Att[:q_t, q_t : q_t + p] @ beta - At1 @ b1 - model.Att_zz @ bt
         zr = np.concatenate([zr - At1.T @ bt, zrt])
     out = []
     for (l, k), s in zip(model.sizes, _starts(model.sizes)):
-        dr2 = -2.0 * zr[s:s + l * k].reshape(l, k).T @ u[s:s + l * k].reshape(l, k)  # d pwrss / d T[a, b]
+        dr2 = -2.0 * zr[s : s + l * k].reshape(l, k).T @ u[s : s + l * k].reshape(l, k)  # d pwrss / d T[a, b]
         out.extend(dr2[a, b] for a, b in tril_positions(k))
     return np.array(out)
 
@@ -133,7 +137,7 @@ def cond_cov_sums(model, L: BlockedCholesky = None, theta=None) -> list:
     OT = np.einsum("lij,kj->lik", O_inv, T1)  # O_j^{-1} T1'
     sums = [(O_inv + np.einsum("lij,ljk,lmk->lim", OT, parts["Q"], OT)).sum(axis=0)]
     start = 0
-    for (l, k) in model.sizes[1:]:
+    for l, k in model.sizes[1:]:
         first = start + np.arange(l) * k
         sums.append(np.array([[K[first + c, first + d].sum() for d in range(k)] for c in range(k)]))
         start += l * k
@@ -165,7 +169,7 @@ def _lead_logdet_gradient(model, L: BlockedCholesky, templates) -> np.ndarray:
         At = model.tail_schur(V, full=True, out=model.work_buffer("schur", (N, N)), values=values)[:m, :m]
         Yt = model.lambda_t_cols(At, templates)
     start = 0
-    for (l, k) in model.sizes[1:]:
+    for l, k in model.sizes[1:]:
         seg = slice(start, start + l * k)
         if scalar:
             D = D_all[seg].reshape(l, 1, 1)

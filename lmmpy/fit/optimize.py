@@ -16,6 +16,7 @@
   better.
 Nelder-Mead and Powell are there for comparison; they stop short on random-slope models.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,11 +33,23 @@ from .pbfgs import minimize_pbfgs
 from .status import GRADIENT_FAILURES, HESSIAN_FAILURES, Check, FitStatus, Note
 
 # the statuses of a failed fit (lme4's negative convergence codes): the EM fallback's trigger
-FAILED = frozenset({FitStatus.OPTIMIZER_ERROR, FitStatus.NONFINITE, FitStatus.NOT_CONVERGED,
-                    FitStatus.FAILED_GRADIENT_CHECK, FitStatus.FAILED_HESSIAN_CHECK})
+FAILED = frozenset(
+    {
+        FitStatus.OPTIMIZER_ERROR,
+        FitStatus.NONFINITE,
+        FitStatus.NOT_CONVERGED,
+        FitStatus.FAILED_GRADIENT_CHECK,
+        FitStatus.FAILED_HESSIAN_CHECK,
+    }
+)
 
-OPTIMIZERS = {"cobyqa": "COBYQA", "l-bfgs-b": "L-BFGS-B", "bfgs": "BFGS", "nelder-mead": "Nelder-Mead",
-              "powell": "Powell"}
+OPTIMIZERS = {
+    "cobyqa": "COBYQA",
+    "l-bfgs-b": "L-BFGS-B",
+    "bfgs": "BFGS",
+    "nelder-mead": "Nelder-Mead",
+    "powell": "Powell",
+}
 
 
 @dataclass
@@ -110,9 +123,12 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
     method = OPTIMIZERS.get(str(optimizer).lower())
     if method is None:
         from ..errors import LmmError
+
         raise LmmError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)} (or method='em')")
-    opts = {"COBYQA": {"initial_tr_radius": 0.2, "final_tr_radius": 1e-7, "maxfev": 10000},
-            "L-BFGS-B": {"ftol": 1e-12, "gtol": 1e-7, "maxiter": 1000}}.get(method, {})
+    opts = {
+        "COBYQA": {"initial_tr_radius": 0.2, "final_tr_radius": 1e-7, "maxfev": 10000},
+        "L-BFGS-B": {"ftol": 1e-12, "gtol": 1e-7, "maxiter": 1000},
+    }.get(method, {})
     opts.update(options or {})
     fun, jac = (value_and_gradient(model), True) if method == "L-BFGS-B" else (model, None)
     start_evals = model.n_evals
@@ -144,11 +160,13 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
 
 def value_and_gradient(model: LmmModel):
     """theta -> (criterion, analytic gradient), for gradient-based optimizers."""
+
     def fg(theta):
         f = model(theta)
         if not np.isfinite(f):
             return np.inf, np.zeros_like(theta)
         return f, profiled_gradient(model)
+
     return fg
 
 
@@ -165,4 +183,3 @@ def evaluate_at(model: LmmModel, theta) -> OptSummary:
     opt.fmin = float(model(theta))
     opt.n_evals, opt.converged, opt.message = 1, bool(np.isfinite(opt.fmin)), "evaluated at the given theta"
     return opt
-

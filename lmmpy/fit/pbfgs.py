@@ -12,6 +12,7 @@ l levels: the curvature the EM algorithm implies at theta = 1), and is updated w
 accepted step (s, y) where s'y > 0.  The run stops when the criterion changes by at most ftol
 relative, or the projected gradient is below gtol.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,8 +31,9 @@ class PbfgsResult:
     success: bool
 
 
-def minimize_pbfgs(fun, fun_grad, x0, lower, h0, max_iter: int = 1000, ftol: float = 1e-12,
-                   gtol: float = 1e-7) -> PbfgsResult:
+def minimize_pbfgs(
+    fun, fun_grad, x0, lower, h0, max_iter: int = 1000, ftol: float = 1e-12, gtol: float = 1e-7
+) -> PbfgsResult:
     """Minimise ``fun`` (value only) with ``fun_grad`` (value and gradient) over x >= lower."""
     lower = np.asarray(lower, dtype=float)
     x = np.maximum(np.asarray(x0, dtype=float), lower)

@@ -45,6 +45,7 @@ reference model's columns lie well inside it (largest 346, smallest 1).  The
 largest absolute value rather than a root mean square, so that a rare 0/1 indicator is not
 inflated.
 """
+
 from __future__ import annotations
 
 import dataclasses

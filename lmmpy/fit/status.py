@@ -7,6 +7,7 @@ and numbers; the text lme4 prints is made from them only when shown (``str``).
   EM fallback, rescaled columns).
 - :class:`FitStatus`: the fit's overall status, derived from the record (``OptSummary.status``).
 """
+
 from __future__ import annotations
 
 import enum
@@ -71,8 +72,9 @@ class CheckFinding:
             return "Problem with Hessian check (infinite or missing values?)"
         if k is Check.HESSIAN_NEGATIVE:
             neg = int(self.value)
-            return (f"Model failed to converge: degenerate  Hessian with {neg} negative eigenvalue"
-                    + ("s" if neg > 1 else ""))
+            return f"Model failed to converge: degenerate  Hessian with {neg} negative eigenvalue" + (
+                "s" if neg > 1 else ""
+            )
         if k is Check.HESSIAN_SINGULAR:
             return " Hessian is numerically singular: parameters are not uniquely determined"
         if k is Check.LARGE_EIGENVALUE:
@@ -111,7 +113,9 @@ class FitNote:
         if k is Note.EM_START:
             return f"started from {self.steps} EM steps"
         if k is Note.EM_FALLBACK:
-            return (f"the optimizer ({self.optimizer}) failed ({self.reason}); refitted by EM "
-                    f"({self.steps} steps), then " + ("kept EM's estimate" if self.kept_em
-                                                      else "the optimizer from EM's estimate"))
+            return (
+                f"the optimizer ({self.optimizer}) failed ({self.reason}); refitted by EM "
+                f"({self.steps} steps), then "
+                + ("kept EM's estimate" if self.kept_em else "the optimizer from EM's estimate")
+            )
         return self.detail

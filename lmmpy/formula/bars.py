@@ -5,6 +5,7 @@ terms as lme4's ``expandDoubleVerts`` does; ``(expr | a/b)`` into ``(expr | b:a)
 as its ``expandSlash`` does.  The fixed part is what remains after the bars are removed
 (``1`` if nothing does).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -191,8 +192,14 @@ def parse_formula(text: str) -> LmerFormula:
             _check_group(text, group)
             if inner.op == "||":
                 expanded = _expand_double_vert(text, lhs, group)
-                printed.append(("+", Call(PAREN, (_rebuild([("+", Call(PAREN, (Call("|", (b.lhs, b.group)),)))
-                                                            for b in expanded]),))))
+                printed.append(
+                    (
+                        "+",
+                        Call(
+                            PAREN, (_rebuild([("+", Call(PAREN, (Call("|", (b.lhs, b.group)),))) for b in expanded]),)
+                        ),
+                    )
+                )
             else:
                 expanded = [Bar(lhs, group)]
                 printed.append(("+", term))
@@ -200,8 +207,10 @@ def parse_formula(text: str) -> LmerFormula:
                 for g in _slash_groups(text, b.group):
                     bars.append(Bar(b.lhs, g))
         elif _contains_bar(term):
-            raise FormulaError(text, f"'|' may appear only in a parenthesised random-effects term, "
-                                     f"as in (1 | g); found {deparse(term)!r}")
+            raise FormulaError(
+                text,
+                f"'|' may appear only in a parenthesised random-effects term, as in (1 | g); found {deparse(term)!r}",
+            )
         elif isinstance(inner, Call) and inner.op == "offset":  # a known part of the linear predictor
             if sign == "-" or len(inner.args) != 1:
                 raise FormulaError(text, f"an offset term reads '+ offset(x)'; found {deparse(term)!r}")
@@ -211,7 +220,8 @@ def parse_formula(text: str) -> LmerFormula:
             fixed_terms.append((sign, term))
             printed.append((sign, term))
     if not bars:
-        raise FormulaError(text, "no random-effects terms: add one such as (1 | group), "
-                                 "or use a linear model for fixed effects only")
+        raise FormulaError(
+            text, "no random-effects terms: add one such as (1 | group), or use a linear model for fixed effects only"
+        )
     lm_tree = Call("~", (response, _rebuild(printed)))
     return LmerFormula(text, lm_tree, response, _rebuild(fixed_terms), tuple(bars), tuple(offsets))

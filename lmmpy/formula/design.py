@@ -14,6 +14,7 @@ model matrix (intercept, contrasts, interactions), and the columns get R's names
 Date columns are numbers, as in R: ``datetime.date`` values days since 1970-01-01,
 datetime64 values (and ``datetime.datetime``) seconds since 1970-01-01 UTC.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -40,8 +41,14 @@ from .theta_layout import tril_positions
 # the base of every formula's environment (behind the caller's variables); also formulaic's
 # context for to_formulaic's translations
 CONTEXT = {
-    "log": np.log, "log10": np.log10, "log2": np.log2, "log1p": np.log1p, "exp": np.exp,
-    "sqrt": np.sqrt, "abs": np.abs, "np": np,
+    "log": np.log,
+    "log10": np.log10,
+    "log2": np.log2,
+    "log1p": np.log1p,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+    "np": np,
 }
 _FACTOR_FUNS = {"factor", "as.factor", "ordered", "as.ordered"}
 _OPERATORS = (PAREN, "~", "|", "||", "+", "-", "*", "/", ":", "^", "%in%")
@@ -84,7 +91,10 @@ def factor_expressions(node, out=None) -> list:
     return out
 
 
-def r_name(name: str, order=(), ) -> str:
+def r_name(
+    name: str,
+    order=(),
+) -> str:
     """formulaic's column name -> R's: ``Intercept`` -> ``(Intercept)``, ``g[T.b]`` -> ``gb``,
     ``I(x ** 2)`` -> ``I(x^2)``, ``C(x)`` -> ``factor(x)``; the parts of an interaction put in
     the order their variables first appear in the formula (``order``), as R labels them."""
@@ -126,8 +136,9 @@ def caller_env(depth: int = 1) -> Mapping:
 
 def check_env(env) -> Mapping:
     if not isinstance(env, Mapping):
-        raise LmmError(f"env must be a mapping of names to values (such as a dict or locals()), "
-                       f"not {type(env).__name__}")
+        raise LmmError(
+            f"env must be a mapping of names to values (such as a dict or locals()), not {type(env).__name__}"
+        )
     return env
 
 
@@ -153,8 +164,10 @@ def dates_as_numbers(frame: pd.DataFrame) -> pd.DataFrame:
                 number = (stamps - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
             elif isinstance(first, datetime.date):
                 epoch = datetime.date(1970, 1, 1)
-                number = pd.Series([float((v - epoch).days) if isinstance(v, datetime.date) else np.nan
-                                    for v in values], index=values.index)
+                number = pd.Series(
+                    [float((v - epoch).days) if isinstance(v, datetime.date) else np.nan for v in values],
+                    index=values.index,
+                )
             else:
                 continue
         else:
@@ -173,8 +186,11 @@ def first_of_duplicated_columns(data: pd.DataFrame, used=()) -> pd.DataFrame:
         return data
     names = [c for c in dict.fromkeys(data.columns[dup]) if c in set(used)]
     if names:
-        warnings.warn(f"the data have several columns named {', '.join(map(repr, names))}: "
-                      "the first of each is used, as in R", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"the data have several columns named {', '.join(map(repr, names))}: the first of each is used, as in R",
+            UserWarning,
+            stacklevel=4,
+        )
     return data.loc[:, ~dup]
 
 
@@ -227,8 +243,9 @@ class ModelVariables:
             var = self._by_label.get(label)
             if var is None:
                 used = [nm for nm, _ in _names_in_list(node) if nm in self.columns]
-                var = _Variable(node, label, f"__lmm_v{len(self._by_label)}__",
-                                list(dict.fromkeys(used)) or [self.anchor])
+                var = _Variable(
+                    node, label, f"__lmm_v{len(self._by_label)}__", list(dict.fromkeys(used)) or [self.anchor]
+                )
                 self._by_label[label] = var
                 self.context[var.name] = self._transform(var)
             code = var.code
@@ -242,6 +259,7 @@ class ModelVariables:
         """Picklable (fits go to worker processes): modules of the environment by name; values
         that cannot be pickled (a lambda) are left out."""
         import pickle
+
         env, state = {}, dict(self.__dict__)
         for nm, value in state["env"].maps[0].items():
             if isinstance(value, type(sys)):
@@ -262,8 +280,10 @@ class ModelVariables:
 
     def evaluate(self, node, values):
         """The R value of ``node`` given data columns ``values`` (name -> column)."""
+
         def lookup(name):
             return column_value(values[name])
+
         return evaluate(node, lookup, self.env, self.state, self.formula_text)
 
     def formula_code(self, node) -> str:
@@ -345,7 +365,7 @@ class ModelVariables:
                     if q + 1 == len(name) or (name[q + 1] == ":" and any(name.startswith(e, q + 2) for e in exprs)):
                         break
                     q += 1
-                level, p = name[p + 1:q], q + 1
+                level, p = name[p + 1 : q], q + 1
             parts.append((expr, level))
             if p < len(name):
                 if name[p] != ":":
@@ -380,19 +400,22 @@ class ModelVariables:
         """formulaic's model matrix of a formula part and R's column names."""
         code = prefix + self.formula_code(node)
         try:
-            mm = model_matrix(code, self.prepare(frame), context=self.context, na_action="raise",
-                              ensure_full_rank=full_rank)
+            mm = model_matrix(
+                code, self.prepare(frame), context=self.context, na_action="raise", ensure_full_rank=full_rank
+            )
         except FormulaicError as e:
             cause = e.__cause__
             if isinstance(cause, LmmError):
                 raise cause from None
-            raise FormulaError(self.formula_text, f"cannot build the {what} from {deparse(node)!r}: "
-                                                  f"{_formulaic_message(e, self)}") from None
+            raise FormulaError(
+                self.formula_text, f"cannot build the {what} from {deparse(node)!r}: {_formulaic_message(e, self)}"
+            ) from None
         except LmmError:
             raise
         except Exception as e:  # noqa: BLE001 - pandas, numpy or formulaic, never to the user raw
-            raise FormulaError(self.formula_text, f"cannot build the {what} from {deparse(node)!r}: "
-                                                  f"{type(e).__name__}: {e}") from None
+            raise FormulaError(
+                self.formula_text, f"cannot build the {what} from {deparse(node)!r}: {type(e).__name__}: {e}"
+            ) from None
         order = self.order(node)
         return mm, [self.column_name(c, order) for c in mm.columns]
 
@@ -417,6 +440,7 @@ class _Module:
 
     def load(self):
         import importlib
+
         return importlib.import_module(self.name)
 
 
@@ -561,8 +585,10 @@ class ReTerm:
 
     def theta_names(self) -> list:
         """lme4's names: lower triangle, column by column."""
-        return [f"{self.group}.{self.cnames[i]}" if i == j else f"{self.group}.{self.cnames[i]}.{self.cnames[j]}"
-                for i, j in tril_positions(self.k)]
+        return [
+            f"{self.group}.{self.cnames[i]}" if i == j else f"{self.group}.{self.cnames[i]}.{self.cnames[j]}"
+            for i, j in tril_positions(self.k)
+        ]
 
 
 @dataclass
@@ -616,14 +642,16 @@ class Design:
         """(R's label, column indices in the formula's full X) of each fixed-effects term
         but the intercept."""
         order = self.variables.order(self.formula.fixed)
-        return [(self.variables.term_label(t, order), idx)
-                for t, idx in self.fixed_spec.term_indices.items() if str(t) != "1"]
+        return [
+            (self.variables.term_label(t, order), idx)
+            for t, idx in self.fixed_spec.term_indices.items()
+            if str(t) != "1"
+        ]
 
     def fixed_matrix_all_levels(self):
         """The fixed-effects matrix with every level of every factor its own column (formulaic's
         ensure_full_rank=False) on the fitting rows, and R's names of its columns."""
-        mm, names = self.variables.model_matrix(self.formula.fixed, self.frame, "fixed-effects matrix",
-                                                full_rank=False)
+        mm, names = self.variables.model_matrix(self.formula.fixed, self.frame, "fixed-effects matrix", full_rank=False)
         return np.asarray(mm, dtype=float), names
 
 
@@ -711,7 +739,7 @@ def _referenced_names(f) -> set:
     one: np of np.log)."""
     out = set()
     for node in walk(f.tree):
-        for nm in ([node.id] if isinstance(node, Name) else [node.op] if isinstance(node, Call) else []):
+        for nm in [node.id] if isinstance(node, Name) else [node.op] if isinstance(node, Call) else []:
             out.update((nm, nm.split(".")[0]))
     return out
 
@@ -771,8 +799,13 @@ def _build_design(formula, data, factors, weights, offset, env) -> Design:
     frame = frame.loc[complete]
     if len(frame) == 0:
         raise DataError("no observations left after dropping rows with missing values")
-    model_vars = ModelVariables(f.text, [c for c in frame.columns if c not in (".weights", ".offset")],
-                                env, frame.columns[0], names=_referenced_names(f))
+    model_vars = ModelVariables(
+        f.text,
+        [c for c in frame.columns if c not in (".weights", ".offset")],
+        env,
+        frame.columns[0],
+        names=_referenced_names(f),
+    )
     parts = (f.fixed, *f.offsets, *(b.lhs for b in f.bars))
     computed_na = model_vars.missing_rows(frame, parts + (f.response,))
     if computed_na.any():
@@ -811,13 +844,30 @@ def _build_design(formula, data, factors, weights, offset, env) -> Design:
         # deviance unbounded below as sigma -> 0); lme4 stops with "objective in x0 returns NA",
         # after the grouping factors' checks, as here
         aliased = f" of full rank (after dropping {len(dropped)} aliased)" if dropped else ""
-        raise DataError(f"the fixed-effects model matrix has {X.shape[1]} columns{aliased} for {len(y)} "
-                        "observations: there must be fewer fixed effects than observations, or no residual "
-                        "variance is left to estimate")
+        raise DataError(
+            f"the fixed-effects model matrix has {X.shape[1]} columns{aliased} for {len(y)} "
+            "observations: there must be fewer fixed effects than observations, or no residual "
+            "variance is left to estimate"
+        )
     mark_fitted(model_vars.state)
-    return Design(f, y, X, xnames, terms, fixed_spec, frame, n_dropped, frame.index, w, off,
-                  extra.get("weights", (None, None))[1], extra.get("offset", (None, None))[1], dropped, x_keep,
-                  model_vars)
+    return Design(
+        f,
+        y,
+        X,
+        xnames,
+        terms,
+        fixed_spec,
+        frame,
+        n_dropped,
+        frame.index,
+        w,
+        off,
+        extra.get("weights", (None, None))[1],
+        extra.get("offset", (None, None))[1],
+        dropped,
+        x_keep,
+        model_vars,
+    )
 
 
 def _row_values(role, arg, data):
@@ -831,8 +881,10 @@ def _row_values(role, arg, data):
             raise DataError(f"{role} has {len(arg)} values but the data have {len(data)} rows")
         if not arg.index.equals(data.index):
             if not (arg.index.is_unique and data.index.is_unique and data.index.isin(arg.index).all()):
-                raise DataError(f"{role} is a pandas Series whose index does not match the data's index; "
-                                f"give {role} the data's index (or pass an array, matched by position)")
+                raise DataError(
+                    f"{role} is a pandas Series whose index does not match the data's index; "
+                    f"give {role} the data's index (or pass an array, matched by position)"
+                )
             arg = arg.reindex(data.index)
         values, name = arg.set_axis(data.index), role
     else:
@@ -863,9 +915,12 @@ def drop_aliased_columns(X, names, tol=1e-7):
     dropped = [names[j] for j in range(X.shape[1]) if j not in keep]
     if dropped:
         k = len(dropped)
-        warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {k} column"
-                      f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''} ({', '.join(dropped)})",
-                      RankDeficientWarning, stacklevel=4)
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {k} column"
+            f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''} ({', '.join(dropped)})",
+            RankDeficientWarning,
+            stacklevel=4,
+        )
     return X[:, keep], [names[j] for j in keep], dropped, keep
 
 
@@ -902,12 +957,18 @@ def _check_terms(terms, n):
     """lme4's checkNlevels and checkZdims."""
     for t in terms:
         if t.nlevels < 2:
-            raise DataError(f"the grouping factor {t.group!r} has only {t.nlevels} level; "
-                            "grouping factors must have > 1 sampled level")
+            raise DataError(
+                f"the grouping factor {t.group!r} has only {t.nlevels} level; "
+                "grouping factors must have > 1 sampled level"
+            )
         if t.nlevels >= n:
-            raise DataError(f"the grouping factor {t.group!r} has {t.nlevels} levels for {n} observations: "
-                            "the number of levels of each grouping factor must be < number of observations")
+            raise DataError(
+                f"the grouping factor {t.group!r} has {t.nlevels} levels for {n} observations: "
+                "the number of levels of each grouping factor must be < number of observations"
+            )
         if t.q >= n:
-            raise DataError(f"number of observations (={n}) <= number of random effects (={t.q}) "
-                            f"for term ({t.lhs} | {t.group}); the random-effects parameters and the "
-                            "residual variance are probably unidentifiable")
+            raise DataError(
+                f"number of observations (={n}) <= number of random effects (={t.q}) "
+                f"for term ({t.lhs} | {t.group}); the random-effects parameters and the "
+                "residual variance are probably unidentifiable"
+            )

@@ -24,6 +24,7 @@ limit allows (hundreds of parentheses) is refused with a :class:`FormulaError`.
 :func:`deparse` writes a tree back the way R's ``deparse()`` does, including its
 line breaking at 60 characters, so that summaries print the formula as lme4 does.
 """
+
 from __future__ import annotations
 
 import re
@@ -74,9 +75,26 @@ class Call:
 PAREN = "("
 # the formula language's own operators; any other call is an R expression (a model variable)
 FORMULA_OPERATORS = frozenset({PAREN, "~", "|", "||", "+", "-", "*", "/", ":", "^", "%in%"})
-BINARY = {"~": 1, "|": 2, "||": 2, "&": 3, "&&": 3,
-          "==": 5, "!=": 5, "<": 5, ">": 5, "<=": 5, ">=": 5,
-          "+": 6, "-": 6, "*": 7, "/": 7, "%in%": 8, ":": 9, "^": 11}
+BINARY = {
+    "~": 1,
+    "|": 2,
+    "||": 2,
+    "&": 3,
+    "&&": 3,
+    "==": 5,
+    "!=": 5,
+    "<": 5,
+    ">": 5,
+    "<=": 5,
+    ">=": 5,
+    "+": 6,
+    "-": 6,
+    "*": 7,
+    "/": 7,
+    "%in%": 8,
+    ":": 9,
+    "^": 11,
+}
 SPECIAL_PREC = 8  # R's %any% operators (%in%, %%, %/%, ...)
 RIGHT_ASSOC = {"^"}
 NOT_PREC = 4  # unary !: binds less tightly than comparisons, more than & and |
@@ -87,7 +105,9 @@ _SKIP = re.compile(r"(?:\s|#[^\n]*)*")  # blanks, and comments to the end of the
 _TOKEN = re.compile(
     r"""(?:
       (?P<num>0[xX][0-9a-fA-F]+L?|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?L?)
-    | (?P<name>""" + _NAME + r"""|`[^`]+`)
+    | (?P<name>"""
+    + _NAME
+    + r"""|`[^`]+`)
     | (?P<op>\|\||&&|%[^%\n]*%|\*\*|==|!=|<=|>=|[~|&!<>=+\-*/:^(),])
     | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
     )""",

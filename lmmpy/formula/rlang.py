@@ -35,6 +35,7 @@ R functions:
 polynomial contrasts lmmpy does not implement, are refused rather than fitted with other
 contrasts.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,17 @@ import pandas as pd
 from ..errors import DataError, FormulaError
 from .parser import PAREN, Kw, Name, Num, Str, deparse
 
-CONSTANTS = {"TRUE": True, "FALSE": False, "T": True, "F": False, "NA": np.nan, "NaN": np.nan,
-             "Inf": np.inf, "NULL": None, "pi": math.pi}
+CONSTANTS = {
+    "TRUE": True,
+    "FALSE": False,
+    "T": True,
+    "F": False,
+    "NA": np.nan,
+    "NaN": np.nan,
+    "Inf": np.inf,
+    "NULL": None,
+    "pi": math.pi,
+}
 
 
 @dataclass
@@ -179,16 +189,20 @@ class _Eval:
                 pass
             else:
                 return _env_value(value)
-        self.error(f"object {name!r} not found: it is neither a column of the data nor a variable "
-                   "of the formula's environment (the calling code's, or env=)")
+        self.error(
+            f"object {name!r} not found: it is neither a column of the data nor a variable "
+            "of the formula's environment (the calling code's, or env=)"
+        )
 
     def call(self, node):
         fname = node.op
         args = [self(a) for a in node.args if not isinstance(a, Kw)]
         kwargs = {a.name: self(a.value) for a in node.args if isinstance(a, Kw)}
         if fname in ("ordered", "as.ordered"):
-            self.error(f"{deparse(node)}: ordered factors have polynomial contrasts in R, which lmmpy "
-                       "does not implement; use factor() for treatment contrasts")
+            self.error(
+                f"{deparse(node)}: ordered factors have polynomial contrasts in R, which lmmpy "
+                "does not implement; use factor() for treatment contrasts"
+            )
         fun = FUNCTIONS.get(fname)
         if fun is not None:
             state = self.state.setdefault(deparse(node), {}) if fname in _STATEFUL else None
@@ -216,9 +230,11 @@ class _Eval:
                     value = getattr(value, part, None)
         if callable(value):
             return value
-        self.error(f"unknown function {fname!r} in {deparse(node)!r}: it is not one of the R functions "
-                   f"lmmpy knows ({', '.join(sorted(FUNCTIONS))}) nor a function of the formula's "
-                   "environment")
+        self.error(
+            f"unknown function {fname!r} in {deparse(node)!r}: it is not one of the R functions "
+            f"lmmpy knows ({', '.join(sorted(FUNCTIONS))}) nor a function of the formula's "
+            "environment"
+        )
 
 
 def _env_value(v):
@@ -241,6 +257,7 @@ def _arith(fun):
     def op(ev, a, b, node):
         with np.errstate(all="ignore"):
             return fun(ev.num(a, node), ev.num(b, node))
+
     return op
 
 
@@ -251,6 +268,7 @@ def _compare(fun):
             return np.asarray(fun(a, b), dtype=bool)
         with np.errstate(invalid="ignore"):
             return fun(ev.num(a, node), ev.num(b, node))
+
     return op
 
 
@@ -263,20 +281,33 @@ def _seq(ev, a, b, node):
 
 
 def _in(ev, a, b, node):
-    return np.isin(_labels(a), _labels(b)) if (isinstance(a, pd.Categorical) or _is_character(a)
-                                                 or _is_character(b)) else np.isin(ev.num(a, node), ev.num(b, node))
+    return (
+        np.isin(_labels(a), _labels(b))
+        if (isinstance(a, pd.Categorical) or _is_character(a) or _is_character(b))
+        else np.isin(ev.num(a, node), ev.num(b, node))
+    )
 
 
 _BINARY = {
-    "+": _arith(np.add), "-": _arith(np.subtract), "*": _arith(np.multiply), "/": _arith(np.true_divide),
-    "^": _arith(np.power), "%%": _arith(np.mod), "%/%": _arith(np.floor_divide),
-    "==": _compare(np.equal), "!=": _compare(np.not_equal), "<": _compare(np.less), ">": _compare(np.greater),
-    "<=": _compare(np.less_equal), ">=": _compare(np.greater_equal),
+    "+": _arith(np.add),
+    "-": _arith(np.subtract),
+    "*": _arith(np.multiply),
+    "/": _arith(np.true_divide),
+    "^": _arith(np.power),
+    "%%": _arith(np.mod),
+    "%/%": _arith(np.floor_divide),
+    "==": _compare(np.equal),
+    "!=": _compare(np.not_equal),
+    "<": _compare(np.less),
+    ">": _compare(np.greater),
+    "<=": _compare(np.less_equal),
+    ">=": _compare(np.greater_equal),
     "&": lambda ev, a, b, node: np.logical_and(ev.logical(a), ev.logical(b)),
     "&&": lambda ev, a, b, node: np.logical_and(ev.logical(a), ev.logical(b)),
     "|": lambda ev, a, b, node: np.logical_or(ev.logical(a), ev.logical(b)),
     "||": lambda ev, a, b, node: np.logical_or(ev.logical(a), ev.logical(b)),
-    ":": _seq, "%in%": _in,
+    ":": _seq,
+    "%in%": _in,
 }
 
 
@@ -287,6 +318,7 @@ def _math(fun):
     def f(ev, node, state, x):
         with np.errstate(all="ignore"):
             return fun(ev.num(x, node))
+
     return f
 
 
@@ -309,6 +341,7 @@ def _summary(fun):
         if na_rm:
             x = x[~np.isnan(x)]
         return float(fun(x))
+
     return f
 
 
@@ -325,12 +358,12 @@ def _pminmax(fun):
         for v in vals[1:]:
             out = (np.fmin if fun is np.minimum else np.fmax)(out, v) if na_rm else fun(out, v)
         return out
+
     return f
 
 
 def _c(ev, node, state, *xs):
-    parts = [np.atleast_1d(_labels(x) if isinstance(x, pd.Categorical) else np.asarray(x)) for x in xs
-             if x is not None]
+    parts = [np.atleast_1d(_labels(x) if isinstance(x, pd.Categorical) else np.asarray(x)) for x in xs if x is not None]
     if not parts:
         return None
     if any(p.dtype == object or p.dtype.kind in "US" for p in parts):
@@ -343,8 +376,11 @@ def _ifelse(ev, node, state, test, yes, no):
     yes = _labels(yes) if isinstance(yes, pd.Categorical) else yes
     no = _labels(no) if isinstance(no, pd.Categorical) else no
     if _is_character(yes) or _is_character(no):
-        return np.where(cond, _labels(yes) if np.ndim(yes) else r_label(yes) if not isinstance(yes, str) else yes,
-                        _labels(no) if np.ndim(no) else r_label(no) if not isinstance(no, str) else no).astype(object)
+        return np.where(
+            cond,
+            _labels(yes) if np.ndim(yes) else r_label(yes) if not isinstance(yes, str) else yes,
+            _labels(no) if np.ndim(no) else r_label(no) if not isinstance(no, str) else no,
+        ).astype(object)
     return np.where(cond, ev.num(yes, node), ev.num(no, node))
 
 
@@ -363,6 +399,7 @@ def _paste(sep):
         n = max((len(p) for p in parts), default=0)
         out = np.array([sep.join(str(p[i % len(p)]) for p in parts) for i in range(n)], dtype=object)
         return out if collapse is None else collapse.join(out)
+
     return f
 
 
@@ -376,6 +413,7 @@ def _as_numeric(integer):
         else:
             out = ev.num(x, node)
         return np.trunc(out) if integer else out
+
     return f
 
 
@@ -407,7 +445,7 @@ def _poly(ev, node, state, x, *dots, degree=1, raw=False, coefs=None, simple=Fal
     if degree < 1:
         ev.error(f"{deparse(node)!r}: 'degree' must be at least 1")
     if raw:
-        return Matrix({str(j): x ** j for j in range(1, degree + 1)})
+        return Matrix({str(j): x**j for j in range(1, degree + 1)})
     if "alpha" not in state:
         if np.any(np.isnan(x)):
             ev.error(f"{deparse(node)!r}: missing values are not allowed in poly()")
@@ -434,7 +472,7 @@ def _scale(ev, node, state, x, center=True, scale=True):
     x = ev.num(x, node)
     if "center" not in state:
         ok = x[~np.isnan(x)]
-        c = (float(np.mean(ok)) if center is True else 0.0 if center is False else float(center))
+        c = float(np.mean(ok)) if center is True else 0.0 if center is False else float(center)
         if scale is True:
             s = float(np.sqrt(np.sum((ok - c) ** 2) / max(len(ok) - 1, 1)))
         else:
@@ -466,7 +504,9 @@ def _as_factor_of(ev, node, state, x, levels, labels):
         if labels is None:
             names = lv
         else:
-            names = [r_label(v) if not isinstance(v, str) else v for v in np.atleast_1d(np.asarray(labels, dtype=object))]
+            names = [
+                r_label(v) if not isinstance(v, str) else v for v in np.atleast_1d(np.asarray(labels, dtype=object))
+            ]
             if len(names) == 1 and len(lv) > 1:
                 names = [f"{names[0]}{i + 1}" for i in range(len(lv))]
             if len(names) != len(lv):
@@ -476,8 +516,10 @@ def _as_factor_of(ev, node, state, x, levels, labels):
         seen = set(state["levels"])
         new = sorted({v for v in lab if v is not None and v not in seen and v != "NA"})
         if new:
-            raise DataError(f"{deparse(node)} has new level(s) {', '.join(map(repr, new[:10]))} not in the data "
-                            "the model was fitted to")
+            raise DataError(
+                f"{deparse(node)} has new level(s) {', '.join(map(repr, new[:10]))} not in the data "
+                "the model was fitted to"
+            )
     index = {v: i for i, v in enumerate(state["levels"])}
     codes = np.array([index.get(v, -1) for v in lab], dtype=np.int64)
     out = pd.Categorical.from_codes(codes, categories=list(dict.fromkeys(state["labels"])))
@@ -486,8 +528,7 @@ def _as_factor_of(ev, node, state, x, levels, labels):
 
 def _factor(ev, node, state, x=None, levels=None, labels=None, exclude=None, ordered=False, nmax=None):
     if ordered:
-        ev.error(f"{deparse(node)}: ordered factors have polynomial contrasts in R, which lmmpy does not "
-                 "implement")
+        ev.error(f"{deparse(node)}: ordered factors have polynomial contrasts in R, which lmmpy does not implement")
     if x is None:
         ev.error(f"{deparse(node)!r} needs a variable")
     if levels is None:
@@ -517,8 +558,7 @@ def _format_g(v, digits):
     return "%.*g" % (digits, v + 0.0)
 
 
-def _cut(ev, node, state, x, breaks, labels=None, include_lowest=False, right=True, dig_lab=3,
-         ordered_result=False):
+def _cut(ev, node, state, x, breaks, labels=None, include_lowest=False, right=True, dig_lab=3, ordered_result=False):
     """R's cut(): the interval of each value, a factor labelled "(a,b]" (or "[a,b)" with
     right = FALSE).  ``breaks`` a number n cuts the range into n equal intervals, widened by
     a thousandth of the range at both ends; the labels have the fewest significant digits
@@ -575,21 +615,56 @@ def _cut(ev, node, state, x, breaks, labels=None, include_lowest=False, right=Tr
 
 
 FUNCTIONS = {
-    "I": _identity, "offset": _identity,
-    "log": _log, "log10": _math(np.log10), "log2": _math(np.log2), "log1p": _math(np.log1p),
-    "exp": _math(np.exp), "expm1": _math(np.expm1), "sqrt": _math(np.sqrt), "abs": _math(np.abs),
-    "sign": _math(np.sign), "floor": _math(np.floor), "ceiling": _math(np.ceil), "trunc": _math(np.trunc),
-    "round": _round, "sin": _math(np.sin), "cos": _math(np.cos), "tan": _math(np.tan),
-    "asin": _math(np.arcsin), "acos": _math(np.arccos), "atan": _math(np.arctan),
-    "sinh": _math(np.sinh), "cosh": _math(np.cosh), "tanh": _math(np.tanh),
-    "poly": _poly, "scale": _scale, "factor": _factor, "as.factor": _as_factor, "relevel": _relevel,
-    "cut": _cut, "ifelse": _ifelse, "pmin": _pminmax(np.minimum), "pmax": _pminmax(np.maximum),
-    "c": _c, "is.na": _is_na, "paste": _paste(" "), "paste0": _paste(""),
-    "as.numeric": _as_numeric(False), "as.double": _as_numeric(False), "as.integer": _as_numeric(True),
-    "as.character": _as_character, "as.logical": _as_logical,
-    "mean": _summary(np.mean), "sd": _summary(lambda v: np.std(v, ddof=1)),
-    "var": _summary(lambda v: np.var(v, ddof=1)), "median": _summary(np.median),
-    "min": _summary(np.min), "max": _summary(np.max), "sum": _summary(np.sum), "length": _length,
+    "I": _identity,
+    "offset": _identity,
+    "log": _log,
+    "log10": _math(np.log10),
+    "log2": _math(np.log2),
+    "log1p": _math(np.log1p),
+    "exp": _math(np.exp),
+    "expm1": _math(np.expm1),
+    "sqrt": _math(np.sqrt),
+    "abs": _math(np.abs),
+    "sign": _math(np.sign),
+    "floor": _math(np.floor),
+    "ceiling": _math(np.ceil),
+    "trunc": _math(np.trunc),
+    "round": _round,
+    "sin": _math(np.sin),
+    "cos": _math(np.cos),
+    "tan": _math(np.tan),
+    "asin": _math(np.arcsin),
+    "acos": _math(np.arccos),
+    "atan": _math(np.arctan),
+    "sinh": _math(np.sinh),
+    "cosh": _math(np.cosh),
+    "tanh": _math(np.tanh),
+    "poly": _poly,
+    "scale": _scale,
+    "factor": _factor,
+    "as.factor": _as_factor,
+    "relevel": _relevel,
+    "cut": _cut,
+    "ifelse": _ifelse,
+    "pmin": _pminmax(np.minimum),
+    "pmax": _pminmax(np.maximum),
+    "c": _c,
+    "is.na": _is_na,
+    "paste": _paste(" "),
+    "paste0": _paste(""),
+    "as.numeric": _as_numeric(False),
+    "as.double": _as_numeric(False),
+    "as.integer": _as_numeric(True),
+    "as.character": _as_character,
+    "as.logical": _as_logical,
+    "mean": _summary(np.mean),
+    "sd": _summary(lambda v: np.std(v, ddof=1)),
+    "var": _summary(lambda v: np.var(v, ddof=1)),
+    "median": _summary(np.median),
+    "min": _summary(np.min),
+    "max": _summary(np.max),
+    "sum": _summary(np.sum),
+    "length": _length,
 }
 _STATEFUL = {"poly", "scale", "factor", "as.factor", "cut"}
 

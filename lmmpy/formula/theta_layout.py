@@ -4,6 +4,7 @@
 For k = 2 theta = (T[0,0], T[1,0], T[1,1]); a model's theta is its terms' pieces in order.
 Every map between theta and the templates, or positions and names in that order, is here.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,7 @@ def theta_templates(theta, ks) -> list:
         rows, cols = np.tril_indices(k)
         order = np.lexsort((rows, cols))  # column-major lower triangle, as lme4 stores it
         m = k * (k + 1) // 2
-        T[rows[order], cols[order]] = theta[pos:pos + m]
+        T[rows[order], cols[order]] = theta[pos : pos + m]
         out.append(T)
         pos += m
     return out

@@ -3,6 +3,7 @@
 The refits run through ``fit.simulate`` and ``fit.refit`` (methods of the fit the API layer
 builds), so this module needs nothing above the inference layer.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,17 +30,20 @@ def bootstrap(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress=None) -
     fit's theta); one row of parameters (lme4's names) per simulation.  ``progress``: one
     updating line on stderr (None: if the refits will take more than a few seconds)."""
     import warnings
+
     nsim, n_jobs = require_count("nsim", nsim), require_count("n_jobs", n_jobs)
     progress = None if progress is None else require_bool("progress", progress)  # None: by the time it takes
     sims = fit.simulate(nsim, seed=seed).to_numpy().T
-    chunks = [sims[i:i + 25] for i in range(0, nsim, 25)]
+    chunks = [sims[i : i + 25] for i in range(0, nsim, 25)]
     from ..linalg.threads import blas_threads_for_fit, dense_tail_order, single_blas_thread
+
     rows = []
     bar = Progress("bootstrap", nsim, "refits", on=progress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if n_jobs > 1:
             import multiprocessing as mp
+
             # one BLAS thread in each worker: the workers are the parallelism
             with mp.get_context("fork").Pool(n_jobs, initializer=single_blas_thread) as pool:
                 for part in pool.imap(_boot_worker, [(fit, c) for c in chunks]):
@@ -55,8 +59,9 @@ def bootstrap(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress=None) -
     return pd.DataFrame(rows, columns=parameter_vector(fit).index)
 
 
-def confint_boot(fit, level: float = 0.95, nsim: int = 500, seed=None, n_jobs: int = 1,
-                 progress=None, old_names: bool = True) -> pd.DataFrame:
+def confint_boot(
+    fit, level: float = 0.95, nsim: int = 500, seed=None, n_jobs: int = 1, progress=None, old_names: bool = True
+) -> pd.DataFrame:
     """Percentile intervals from the parametric bootstrap; names as :func:`ran_par_names`."""
     level = require_level(level)
     draws = bootstrap(fit, nsim, seed, n_jobs, progress)

@@ -11,6 +11,7 @@ W = 2 IE2^{-1}, IE2_ij = tr(V^{-1}G_iV^{-1}G_j) - 2 tr(Phi Q_ij) + tr(Phi P_i Ph
 and a contrast L gets Kenward and Roger's (1997) df m from A1, A2 of Theta = L'(L Phi L')^{-1}L.
 The matrices are n x n and dense, as in pbkrtest, so this is for n up to a few thousand.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,7 +50,7 @@ def _G_matrices(fit, zscales):
                 factors.append(d[i] * d[j])
     w = design.weights
     Gs.append(np.diag(1.0 / w) if w is not None else np.eye(design.n))
-    gammas.append(fit.sigma ** 2)
+    gammas.append(fit.sigma**2)
     factors.append(1.0)
     return Gs, np.array(gammas), np.array(factors)
 
@@ -90,8 +91,7 @@ def vcov_adjusted(fit):
             term = W[i, j] * (Q[i, j] - P[i] @ Phi @ P[j])
             U += term if i == j else term + term.T
     xx = np.outer(xscale, xscale)
-    return ((Phi + 2 * Phi @ U @ Phi) / xx, Phi / xx, [g * p * xx for g, p in zip(gfac, P)],
-            W / np.outer(gfac, gfac))
+    return ((Phi + 2 * Phi @ U @ Phi) / xx, Phi / xx, [g * p * xx for g, p in zip(gfac, P)], W / np.outer(gfac, gfac))
 
 
 def lb_ddf(L, Phi, P, W):

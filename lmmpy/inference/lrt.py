@@ -4,6 +4,7 @@ For models ordered by their number of parameters, each against the one before:
 Chisq = max(0, deviance_{i-1} - deviance_i) on Df = npar_i - npar_{i-1} degrees of freedom,
 Pr(>Chisq) = P(chi^2_Df > Chisq); the deviance is -2 logLik of an ML fit.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -82,8 +83,7 @@ class LRTResult:
                 stars = [x.ljust(w) for x in stars]
         header = cols + ([""] if stars else [])
         rows = [[cells[c][i] for c in cols] + ([stars[i]] if stars else []) for i in range(len(tab))]
-        head = f"Data: {self.data_name}\nModels:\n" + "".join(
-            f"{m}: {f}\n" for m, f in zip(tab.index, tab["formula"]))
+        head = f"Data: {self.data_name}\nModels:\n" + "".join(f"{m}: {f}\n" for m, f in zip(tab.index, tab["formula"]))
         out = head + print_matrix(rows, list(tab.index), header, right=True) + "\n"
         return out + (SIGNIF_LEGEND + "\n" if stars else "")
 
@@ -107,14 +107,18 @@ def anova(*fits, refit: bool = True) -> LRTResult:
             raise LmmError(f"anova() compares models fitted by lmer; argument {i + 1} is a {type(f).__name__}")
     n = {f.nobs for f in fits}
     if len(n) > 1:
-        raise LmmError(f"the models were not all fitted to the same size of dataset: {sorted(n)} observations "
-                       "(lme4 stops here too); fit them to the same rows")
+        raise LmmError(
+            f"the models were not all fitted to the same size of dataset: {sorted(n)} observations "
+            "(lme4 stops here too); fit them to the same rows"
+        )
     for i, f in enumerate(fits[1:], start=1):
         problem = _different_data(fits[0], f)
         if problem:
-            raise LmmError(f"models m0 and m{i} were not fitted to the same data ({problem}); a likelihood-ratio "
-                           "test compares models of the same observations (lme4: all models must be fit to the "
-                           "same data object)")
+            raise LmmError(
+                f"models m0 and m{i} were not fitted to the same data ({problem}); a likelihood-ratio "
+                "test compares models of the same observations (lme4: all models must be fit to the "
+                "same data object)"
+            )
     if refit and any(f.REML for f in fits):
         fits = [(f.refit(f.design.y, REML=False) if f.REML else f) for f in fits]
     names = [f"m{i}" for i in range(len(fits))]
@@ -124,8 +128,18 @@ def anova(*fits, refit: bool = True) -> LRTResult:
     for i in order:
         f = fits[i]
         dev = -2.0 * f.loglik
-        row = dict(model=names[i], formula=f.formula, npar=f.npar, AIC=f.aic, BIC=f.bic, logLik=f.loglik,
-                   deviance=dev, Chisq=np.nan, Df=np.nan, **{"Pr(>Chisq)": np.nan})
+        row = dict(
+            model=names[i],
+            formula=f.formula,
+            npar=f.npar,
+            AIC=f.aic,
+            BIC=f.bic,
+            logLik=f.loglik,
+            deviance=dev,
+            Chisq=np.nan,
+            Df=np.nan,
+            **{"Pr(>Chisq)": np.nan},
+        )
         if prev is not None:
             chisq = max(0.0, prev["deviance"] - dev)
             df = f.npar - prev["npar"]

@@ -4,6 +4,7 @@ For a term with covariance S (k x k): sd_i = sqrt(S_ii) and cor_ij = S_ij / (sd_
 column by column of the lower triangle (lme4's order: sd_x|g, then cor_y.x|g, ...), then sigma,
 then the fixed effects.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,7 @@ def ran_par_names(fit, old_names: bool = False) -> list:
     for t in fit.design.reterms:
         for j in range(t.k):
             for i in range(j, t.k):
-                out.append(f"sd_{t.cnames[i]}|{t.group}" if i == j
-                           else f"cor_{t.cnames[i]}.{t.cnames[j]}|{t.group}")
+                out.append(f"sd_{t.cnames[i]}|{t.group}" if i == j else f"cor_{t.cnames[i]}.{t.cnames[j]}|{t.group}")
     return out + ["sigma"]
 
 

@@ -8,6 +8,7 @@ As in lme4 (its default ``na.action = na.pass``), a row with a missing value in 
 of the model predicts NaN, and the other rows are predicted as without it; a missing
 grouping value is a level the fit has not seen.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -96,15 +97,19 @@ def _known_labels(term, newdata, allow_new_levels) -> list:
     if not allow_new_levels:
         na = [g for g in term.group_vars if newdata[g].isna().any()]
         if na:
-            raise DataError(f"missing values in the grouping column(s) {', '.join(map(repr, na))} of the "
-                            "new data; as in lme4, they are allowed only with allow_new_levels=True, which "
-                            "predicts those rows with random effects of zero")
+            raise DataError(
+                f"missing values in the grouping column(s) {', '.join(map(repr, na))} of the "
+                "new data; as in lme4, they are allowed only with allow_new_levels=True, which "
+                "predicts those rows with random effects of zero"
+            )
         known = set(term.levels)
         unseen = sorted({lv for lv in labels if lv not in known})
         if unseen:
-            raise DataError(f"new levels of {term.group!r} not in the fit: {', '.join(unseen[:10])}"
-                            f"{' ...' if len(unseen) > 10 else ''} (allow_new_levels=True predicts "
-                            "them with random effects of zero)")
+            raise DataError(
+                f"new levels of {term.group!r} not in the fit: {', '.join(unseen[:10])}"
+                f"{' ...' if len(unseen) > 10 else ''} (allow_new_levels=True predicts "
+                "them with random effects of zero)"
+            )
     return labels
 
 
@@ -161,8 +166,9 @@ def _check_new_data(fit, newdata, terms):
             seen = set(level_labels(col.unique()))
             unseen = sorted(set(level_labels(newdata[nm].dropna().unique())) - seen)
             if unseen:
-                raise DataError(f"level(s) {', '.join(map(repr, unseen))} of {nm!r} were not in the data the "
-                                "model was fitted to")
+                raise DataError(
+                    f"level(s) {', '.join(map(repr, unseen))} of {nm!r} were not in the data the model was fitted to"
+                )
 
 
 def group_labels(frame, names):

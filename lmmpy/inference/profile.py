@@ -41,6 +41,7 @@ spline) crosses -/+ the quantile, each checked by one more evaluation there and 
 refitted until zeta there is within ROOT_TOL of the quantile.  A profile that stays inside the
 quantile up to a bound ends at the bound, as in lme4.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -81,7 +82,7 @@ def _term_slots(model):
     """Per random-effects term, {(row, column) of its template: position in theta}, lme4's
     column-major order of the lower triangle."""
     out, pos = [], 0
-    for (_, k) in model.sizes:
+    for _, k in model.sizes:
         slots = {}
         for c in range(k):
             for a in range(c, k):
@@ -131,10 +132,10 @@ def _sigma_slice(model, theta_hat, sigma_hat):
             return np.inf, np.zeros_like(x)
         L = model.L
         g_logdet, g_pwrss = profiled_gradient(model, parts=True)
-        f = L.logdet_L2 + L.pwrss / v ** 2 + n * (LOG2PI + 2.0 * np.log(v)) - lw
-        return f, g_logdet + g_pwrss / v ** 2
-    return _Slice("sigma", sigma_hat, 0.0, np.inf, 0.01 * sigma_hat, theta_hat.copy(), fg,
-                  lambda v: lower)
+        f = L.logdet_L2 + L.pwrss / v**2 + n * (LOG2PI + 2.0 * np.log(v)) - lw
+        return f, g_logdet + g_pwrss / v**2
+
+    return _Slice("sigma", sigma_hat, 0.0, np.inf, 0.01 * sigma_hat, theta_hat.copy(), fg, lambda v: lower)
 
 
 def _sd_slice(model, theta_hat, sd_hat, sigma_hat, row_slots, unit):
@@ -159,9 +160,9 @@ def _sd_slice(model, theta_hat, sd_hat, sigma_hat, row_slots, unit):
             return np.inf, np.zeros_like(x)
         L = model.L
         g_logdet, g_pwrss = profiled_gradient(model, parts=True)
-        f = L.logdet_L2 + L.pwrss * s / v ** 2 + n * (LOG2PI + np.log(v ** 2 / s)) - lw
-        g = g_logdet + (s / v ** 2) * g_pwrss
-        g[rows] += (L.pwrss / v ** 2 - n / s) * 2.0 * x[rows]
+        f = L.logdet_L2 + L.pwrss * s / v**2 + n * (LOG2PI + np.log(v**2 / s)) - lw
+        g = g_logdet + (s / v**2) * g_pwrss
+        g[rows] += (L.pwrss / v**2 - n / s) * 2.0 * x[rows]
         return f, g
 
     def start(x0, v):  # a zero row (the estimate on its bound) has no sigma: give it sigma_hat's
@@ -169,10 +170,10 @@ def _sd_slice(model, theta_hat, sd_hat, sigma_hat, row_slots, unit):
             x0 = x0.copy()
             x0[rows[-1]] = v / sigma_hat  # the row's last slot is its diagonal
         return x0
+
     # from an estimate on the bound, lme4's 1e-3 in units where the column and sigma are 1
     step = 0.01 * sd_hat if sd_hat > 0 else 1e-3 * sigma_hat * unit
-    return _Slice("sd", sd_hat, 0.0, np.inf, step, theta_hat.copy(), fg,
-                  lambda v: at_zero if v == 0 else free, start)
+    return _Slice("sd", sd_hat, 0.0, np.inf, step, theta_hat.copy(), fg, lambda v: at_zero if v == 0 else free, start)
 
 
 def _cor_slice(model, theta_hat, cor_hat, slots, a, b, magnitudes):
@@ -195,9 +196,10 @@ def _cor_slice(model, theta_hat, cor_hat, slots, a, b, magnitudes):
 
     def direction(x):
         e = np.zeros(m)
-        e[:b + 1] = x[row_b]
+        e[: b + 1] = x[row_b]
         norm = np.linalg.norm(e)
         return e / norm if norm > 0 else np.eye(m)[b]
+
     e_ref = direction(theta_hat)
     basis_ref = np.linalg.qr(np.column_stack([e_ref, np.eye(m)]))[0][:, 1:m]  # e_ref's complement
 
@@ -208,9 +210,10 @@ def _cor_slice(model, theta_hat, cor_hat, slots, a, b, magnitudes):
         B = _rotation(e_ref, e) @ basis_ref
         theta[row_a] = np.sqrt(max(0.0, 1.0 - v * v)) * (B @ z) + v * np.linalg.norm(z) * e
         return theta
+
     x_hat = theta_hat.copy()
     T_a = theta_hat[row_a]
-    c = np.sqrt(max(0.0, 1.0 - cor_hat ** 2))
+    c = np.sqrt(max(0.0, 1.0 - cor_hat**2))
     x_hat[z_slots] = basis_ref.T @ T_a / c if c > 0 else np.linalg.norm(T_a) * np.eye(a)[0]
     x_hat[fixed] = cor_hat
     free_bounds = [(lo, None) for lo in model.lower]
@@ -236,6 +239,7 @@ def _cor_slice(model, theta_hat, cor_hat, slots, a, b, magnitudes):
         out = list(free_bounds)
         out[fixed] = (v, v)
         return out
+
     step = 0.01 * cor_hat if cor_hat != 0 else 1e-3
     if abs(cor_hat + step) > 1:  # the estimate at (or next to) -/+1: step inwards
         step = -np.sign(cor_hat) * 0.01
@@ -258,9 +262,11 @@ def _fixed_slice(fit_ml, j, delta):
         if not _update(model, x):
             return np.inf, np.zeros_like(x)
         return model.deviance_ml(), profiled_gradient(model)
+
     se = float(fit_ml.se.iloc[j])
-    return _Slice("fixed", float(fit_ml._beta[j]), -np.inf, np.inf, delta * se, fit_ml.theta.copy(), fg,
-                  lambda v: lower)
+    return _Slice(
+        "fixed", float(fit_ml._beta[j]), -np.inf, np.inf, delta * se, fit_ml.theta.copy(), fg, lambda v: lower
+    )
 
 
 def _slices(fit_ml, delta):
@@ -347,14 +353,16 @@ class _Trace:
         bnds = slc.bounds(v)
         lo = np.array([-np.inf if b[0] is None else b[0] for b in bnds])
         hi = np.array([np.inf if b[1] is None else b[1] for b in bnds])
-        y_bounds = list(zip(np.where(np.isfinite(lo), (lo - xc) / s, None),
-                            np.where(np.isfinite(hi), (hi - xc) / s, None)))
+        y_bounds = list(
+            zip(np.where(np.isfinite(lo), (lo - xc) / s, None), np.where(np.isfinite(hi), (hi - xc) / s, None))
+        )
 
         def fg_y(y):
             f, g = slc.fg(xc + s * y, v)
             if not (np.isfinite(f) and np.all(np.isfinite(g))):
                 return np.inf, np.zeros_like(y)
             return f, g * s
+
         x0 = np.clip(x0, lo, hi)
         if slc.start is not None:
             x0 = slc.start(x0, v)
@@ -362,8 +370,9 @@ class _Trace:
             x0 = np.clip(self.nearest(v), lo, hi)
             x0 = slc.start(x0, v) if slc.start is not None else x0
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            res = optimize.minimize(fg_y, (x0 - xc) / s, jac=True, method="L-BFGS-B",
-                                    bounds=y_bounds, options=INNER_OPTIONS)
+            res = optimize.minimize(
+                fg_y, (x0 - xc) / s, jac=True, method="L-BFGS-B", bounds=y_bounds, options=INNER_OPTIONS
+            )
         if not np.all(np.isfinite(res.x)):
             res.x, res.fun = (x0 - xc) / s, fg_y((x0 - xc) / s)[0]
         dev, x = float(res.fun), np.clip(xc + s * np.asarray(res.x, dtype=float), lo, hi)
@@ -418,8 +427,11 @@ class _Trace:
             x0 = last[2] + (last[2] - prev[2]) * ((v - last[0]) / dv)
             z, x = self.zeta(v, x0)
             prev, last = last, (v, z, x)
-        warnings.warn(f"the profile of {self.label} did not reach zeta = {z_target:.3g} in "
-                      f"{MAX_STEPS} steps", ConvergenceWarning, stacklevel=4)
+        warnings.warn(
+            f"the profile of {self.label} did not reach zeta = {z_target:.3g} in {MAX_STEPS} steps",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
     def end(self, target):
         """Where zeta = target: the root of the spline through the points between the last one
@@ -430,8 +442,9 @@ class _Trace:
         bound = slc.upper if direction > 0 else slc.lower
         v_new = np.nan
         for _ in range(8):
-            outward = sorted((p for p in self.points if direction * (p[0] - slc.hat) >= 0),
-                             key=lambda p: direction * p[0])
+            outward = sorted(
+                (p for p in self.points if direction * (p[0] - slc.hat) >= 0), key=lambda p: direction * p[0]
+            )
             past = next((k for k, p in enumerate(outward) if not direction * p[1] < abs(target)), None)
             if past is None:  # never past the target: the bound, if the profile got there
                 return bound if outward[-1][0] == bound else np.nan
@@ -460,9 +473,12 @@ class _Trace:
             if roots:
                 return float(roots[0])
         elif not self.warned:
-            warnings.warn(f"the profile of {self.label} is not monotone (as lme4 warns: non-monotonic "
-                          "profile); its interval's ends are interpolated linearly", ConvergenceWarning,
-                          stacklevel=5)
+            warnings.warn(
+                f"the profile of {self.label} is not monotone (as lme4 warns: non-monotonic "
+                "profile); its interval's ends are interpolated linearly",
+                ConvergenceWarning,
+                stacklevel=5,
+            )
             self.warned = True
         za, zb = np.interp([a, b], v, z)
         return float(a + (target - za) * (b - a) / (zb - za)) if zb != za else 0.5 * (a + b)
@@ -482,8 +498,10 @@ def _profile_all(fit, level, old_names, progress, n_points=0):
     bar = Progress("profile", len(names), "parameters", on=progress)
     try:
         for i, (slc, name) in enumerate(zip(slices, names)):
+
             def on_step(k, i=i, name=name):  # the share of a parameter's work done, roughly
                 bar.update(i + min(k / EXPECTED_STEPS, 0.95), name)
+
             tr = _Trace(slc, base, name, delta, on_step)
             traces.append(tr)
             if not np.isfinite(slc.hat):  # a correlation of a term whose sd is 0
@@ -502,9 +520,12 @@ def _profile_all(fit, level, old_names, progress, n_points=0):
         fit_ml.model(fit_ml.theta)  # leave the fit's model at its optimum
     for tr in traces:
         if tr.lowest < -DEV_TOL:
-            warnings.warn(f"the profile of {tr.label} found a deviance {-tr.lowest:.3g} below the fit's: "
-                          "the fit is not at its optimum, and its profile intervals are not trustworthy",
-                          ConvergenceWarning, stacklevel=3)
+            warnings.warn(
+                f"the profile of {tr.label} found a deviance {-tr.lowest:.3g} below the fit's: "
+                "the fit is not at its optimum, and its profile intervals are not trustworthy",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
     return names, ends, grids
 
 

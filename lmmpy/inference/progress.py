@@ -1,4 +1,5 @@
 """A progress line for long work (profiles, the bootstrap): one line on stderr, rewritten."""
+
 from __future__ import annotations
 
 import sys

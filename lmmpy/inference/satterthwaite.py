@@ -15,6 +15,7 @@ H is the Jacobian of the analytic gradient of d (:mod:`lmmpy.fit.gradient`), and
 a Jacobian of V, both by central differences refined by Richardson extrapolation (numDeriv's
 method, which lmerTest uses for all of them).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,9 @@ def _deviance_vp(model, reml):
         theta, sigma = vp[:-1], vp[-1]
         L = model.factor(theta)
         m = n - p if reml else n
-        val = L.logdet_L2 + m * (LOG2PI + 2 * np.log(sigma)) + L.pwrss / sigma ** 2 - model.log_w_sum
+        val = L.logdet_L2 + m * (LOG2PI + 2 * np.log(sigma)) + L.pwrss / sigma**2 - model.log_w_sum
         return val + (L.logdet_RX2 if reml else 0.0)
+
     return f
 
 
@@ -45,7 +47,8 @@ def _deviance_vp_gradient(model, reml):
         theta, sigma = vp[:-1], vp[-1]
         d_logdet, d_pwrss = model.gradient(theta, parts=True)
         pwrss = model.factor(theta).pwrss
-        return np.append(d_logdet + d_pwrss / sigma ** 2, 2 * m / sigma - 2 * pwrss / sigma ** 3)
+        return np.append(d_logdet + d_pwrss / sigma**2, 2 * m / sigma - 2 * pwrss / sigma**3)
+
     return g
 
 
@@ -54,6 +57,7 @@ def _cov_beta(model):
         RX = model.factor(vp[:-1]).RX
         inv = sla.solve_triangular(RX, np.eye(RX.shape[0]), lower=True)
         return vp[-1] ** 2 * inv.T @ inv
+
     return f
 
 
@@ -66,10 +70,12 @@ def richardson_jacobian(f, x):
     x = np.asarray(x, float)
     out = []
     for j in range(x.size):
+
         def d(h):
             e = np.zeros_like(x)
             e[j] = h
             return (np.asarray(f(x + e)) - np.asarray(f(x - e))) / (2 * h)
+
         h = _step(x)[j]
         out.append((4 * d(h / 2) - d(h)) / 3)
     return np.stack(out, axis=-1)

@@ -1,5 +1,6 @@
 """Responses simulated from a fitted model, and the model refitted to another response
 (what the parametric bootstrap, profiles of REML fits and anova's ML refits use)."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """broom.mixed's tidy() tables of a fit: fixed effects, variance parameters, conditional modes."""
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,15 @@ def tidy(fit, effects: str = "fixed") -> pd.DataFrame:
     """broom.mixed's tidy(): effects "fixed" (estimate, std.error, statistic), "ran_pars"
     (standard deviations and correlations) or "ran_vals" (conditional modes and their SDs)."""
     if effects == "fixed":
-        return pd.DataFrame({"effect": "fixed", "term": fit.fixef.index, "estimate": fit.fixef.to_numpy(),
-                             "std.error": fit.se.to_numpy(), "statistic": fit.tvalues.to_numpy()})
+        return pd.DataFrame(
+            {
+                "effect": "fixed",
+                "term": fit.fixef.index,
+                "estimate": fit.fixef.to_numpy(),
+                "std.error": fit.se.to_numpy(),
+                "statistic": fit.tvalues.to_numpy(),
+            }
+        )
     if effects == "ran_pars":
         rows = []
         for t, S in zip(fit.design.reterms, fit.covariances):
@@ -28,7 +36,8 @@ def tidy(fit, effects: str = "fixed") -> pd.DataFrame:
                         rows.append((t.group, f"cor__{t.cnames[j]}.{t.cnames[i]}", r))
         rows.append(("Residual", "sd__Observation", fit.sigma))
         return pd.DataFrame(rows, columns=["group", "term", "estimate"]).assign(effect="ran_pars")[
-            ["effect", "group", "term", "estimate"]]
+            ["effect", "group", "term", "estimate"]
+        ]
     if effects == "ran_vals":
         frames = []
         for g, df in fit.ranef.items():
@@ -39,5 +48,6 @@ def tidy(fit, effects: str = "fixed") -> pd.DataFrame:
             long.insert(0, "group", g)
             frames.append(long)
         return pd.concat(frames, ignore_index=True).assign(effect="ran_vals")[
-            ["effect", "group", "level", "term", "estimate", "std.error"]]
+            ["effect", "group", "level", "term", "estimate", "std.error"]
+        ]
     raise LmmError(f"effects must be 'fixed', 'ran_pars' or 'ran_vals', not {effects!r}")

@@ -4,6 +4,7 @@ Satterthwaite's or Kenward-Roger's denominator df.
 A term's type III hypothesis is L beta = 0 with L built from the over-parameterised design
 (:func:`type3_contrasts`); F = b'(L V L')^{-1} b / q with b = L beta-hat and q = rank L.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,7 +60,7 @@ def anova_type3(fit, ddf: str = "satterthwaite") -> pd.DataFrame:
         beta = fit.fixef.to_numpy()
     else:
         A, J, V, beta = _pieces(fit)
-    sigma2 = fit.sigma ** 2
+    sigma2 = fit.sigma**2
     rows = []
     for name, L in type3_contrasts(fit).items():
         q = L.shape[0]
@@ -82,5 +83,6 @@ def anova_type3(fit, ddf: str = "satterthwaite") -> pd.DataFrame:
             E = float(np.sum(nus[nus > 2] / (nus[nus > 2] - 2)))
             ddf = 2 * E / (E - q) if E > q else np.nan
         rows.append((name, F * q * sigma2, F * sigma2, q, ddf, F, stats.f.sf(F, q, ddf)))
-    return pd.DataFrame(rows, columns=["term", "Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value",
-                                       "Pr(>F)"]).set_index("term")
+    return pd.DataFrame(rows, columns=["term", "Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]).set_index(
+        "term"
+    )

@@ -1,4 +1,5 @@
 """Wald intervals for the fixed effects: beta_j +- z_{(1+level)/2} se_j (lme4's confint(method = "Wald"))."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -20,6 +20,7 @@ that block in anyway, and one LAPACK call on it costs what the blockwise updates
 Everything lme4's profiled criteria need is read off L: ``log|L_theta|^2`` from the diagonals
 of L_11 and of the Z part of L_tt, ``R_X`` and ``r_yy = sqrt(pwrss)`` from its last rows.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -71,7 +72,7 @@ class UniformBlockDiagonal:
     def to_sparse(self) -> sp.csr_matrix:
         l, k, _ = self.blocks.shape
         rows = np.repeat(np.arange(l * k), k)  # block j, row a: columns j k .. j k + k - 1
-        cols = (np.repeat(np.arange(l) * k, k * k) + np.tile(np.arange(k), l * k))
+        cols = np.repeat(np.arange(l) * k, k * k) + np.tile(np.arange(k), l * k)
         return sp.csr_matrix((self.blocks.ravel(), (rows, cols)), shape=(l * k, l * k))
 
     def right_multiply(self, M: np.ndarray) -> np.ndarray:
@@ -90,8 +91,9 @@ class UniformBlockDiagonal:
 class BlockedCholesky:
     """The factor L of Omega for one theta; see the module docstring for the blocks."""
 
-    def __init__(self, L11: UniformBlockDiagonal, Lt1_z: sp.csr_matrix, Lt1_xy: np.ndarray,
-                 Ltt: np.ndarray, q_tail: int, p: int):
+    def __init__(
+        self, L11: UniformBlockDiagonal, Lt1_z: sp.csr_matrix, Lt1_xy: np.ndarray, Ltt: np.ndarray, q_tail: int, p: int
+    ):
         self.L11 = L11  # first term
         self.Lt1_z = Lt1_z  # rows of the other terms' random effects (sparse)
         self.Lt1_xy = Lt1_xy  # rows of X and y (dense)
@@ -113,7 +115,7 @@ class BlockedCholesky:
     def RX(self) -> np.ndarray:
         """Lower-triangular R_X' (p x p): the X block of L."""
         s = self.q_tail
-        return self.Ltt[s:s + self.p, s:s + self.p]
+        return self.Ltt[s : s + self.p, s : s + self.p]
 
     @property
     def logdet_RX2(self) -> float:
@@ -129,8 +131,9 @@ class BlockedCholesky:
         rhs = np.asarray(rhs, dtype=float)
         q1 = rhs.shape[0] - self.q_tail
         if self.q_tail:
-            x_tail = sla.solve_triangular(self.Ltt[: self.q_tail, : self.q_tail], rhs[q1:], lower=True,
-                                          trans="T", check_finite=False)
+            x_tail = sla.solve_triangular(
+                self.Ltt[: self.q_tail, : self.q_tail], rhs[q1:], lower=True, trans="T", check_finite=False
+            )
             c1 = rhs[:q1] - self.Lt1_z.T @ x_tail
         else:
             x_tail, c1 = rhs[q1:], rhs[:q1]
@@ -145,20 +148,20 @@ class BlockedCholesky:
         if beta is not None:
             beta = np.asarray(beta, dtype=float)
         elif p:
-            beta = sla.solve_triangular(self.RX, self.Ltt[s + p, s:s + p], lower=True, trans="T",
-                                        check_finite=False)
+            beta = sla.solve_triangular(self.RX, self.Ltt[s + p, s : s + p], lower=True, trans="T", check_finite=False)
         else:
             beta = np.zeros(0)
         # L_Z' u = l_yZ' - L_XZ' beta
-        rhs = np.concatenate([self.Lt1_xy[-1] - self.Lt1_xy[:-1].T @ beta,
-                              self.Ltt[s + p, :s] - self.Ltt[s:s + p, :s].T @ beta])
+        rhs = np.concatenate(
+            [self.Lt1_xy[-1] - self.Lt1_xy[:-1].T @ beta, self.Ltt[s + p, :s] - self.Ltt[s : s + p, :s].T @ beta]
+        )
         return self.solve_LZt(rhs[:, None])[:, 0], beta
 
     def fixed_correction(self) -> np.ndarray:
         """G = R_X^{-1} L_XZ L_Z^{-1} (p x q): the REML conditional covariance of u, with beta
         integrated out, is (L_Z L_Z')^{-1} + G'G."""
         s, p = self.q_tail, self.p
-        LXZ = np.hstack([self.Lt1_xy[:-1], self.Ltt[s:s + p, :s]])  # p x q
+        LXZ = np.hstack([self.Lt1_xy[:-1], self.Ltt[s : s + p, :s]])  # p x q
         H = self.solve_LZt(LXZ.T).T
         return sla.solve_triangular(self.RX, H, lower=True, check_finite=False)
 
@@ -178,7 +181,7 @@ class BlockedCholesky:
             Wtt = sla.solve_triangular(Lz, np.eye(self.q_tail), lower=True)
             G = Wtt.T @ Wtt
             start = 0
-            for (l, k) in rest:
+            for l, k in rest:
                 idx = start + np.arange(l * k).reshape(l, k)
                 out.append(G[idx[:, :, None], idx[:, None, :]])
                 start += l * k
@@ -188,14 +191,14 @@ class BlockedCholesky:
                 C = sla.solve_triangular(Lz, Lt1[:, c0:c1].toarray(), lower=True)
                 nl = (c1 - c0) // k1
                 CtC = np.einsum("ria,rib->iab", C.reshape(-1, nl, k1), C.reshape(-1, nl, k1))
-                blk = inv11[c0 // k1: c1 // k1]
-                out1[c0 // k1: c1 // k1] += np.einsum("lji,ljk,lkm->lim", blk, CtC, blk)
+                blk = inv11[c0 // k1 : c1 // k1]
+                out1[c0 // k1 : c1 // k1] += np.einsum("lji,ljk,lkm->lim", blk, CtC, blk)
         blocks = [out1] + out
         if reml and self.p:
             G = self.fixed_correction()
             start = 0
             for b, (l, k) in zip(blocks, sizes):
-                Gt = G[:, start:start + l * k].reshape(self.p, l, k)
+                Gt = G[:, start : start + l * k].reshape(self.p, l, k)
                 b += np.einsum("pla,plb->lab", Gt, Gt)
                 start += l * k
         return blocks

@@ -15,6 +15,7 @@ The transposed product ``S' x`` gives, per level, ``A_j' C A_j`` for a symmetric
 positions (what the gradient needs).  For k = 1 the pairs come out grouped by column, so S is
 built directly in compressed-column form.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -81,11 +82,13 @@ class WeightedGram:
         if k == 1:  # built by columns (levels in self.order) as the pairs come, stored by rows:
             c = counts[self.order]  # the product S v then writes its output in order
             indptr = np.concatenate([[0], np.cumsum(c * (c + 1) // 2)])
-            self.S = sp.csc_matrix((np.concatenate(values), row_of_pair, indptr),
-                                   shape=(positions.size, self.order.size)).tocsr()
+            self.S = sp.csc_matrix(
+                (np.concatenate(values), row_of_pair, indptr), shape=(positions.size, self.order.size)
+            ).tocsr()
         else:
-            self.S = sp.csr_matrix((np.concatenate(values), (row_of_pair, np.concatenate(weights))),
-                                   shape=(positions.size, n * k * k))
+            self.S = sp.csr_matrix(
+                (np.concatenate(values), (row_of_pair, np.concatenate(weights))), shape=(positions.size, n * k * k)
+            )
 
     def _weights(self, V) -> np.ndarray:
         """The weights as S's columns take them."""
@@ -111,7 +114,7 @@ class WeightedGram:
             out = np.empty((self.nlevels, k, k))
             for j0 in range(0, self.nlevels, 256):
                 j1 = min(self.nlevels, j0 + 256)
-                AJ = self.A[:, j0 * k:j1 * k]
+                AJ = self.A[:, j0 * k : j1 * k]
                 P = np.asarray(AJ.T @ np.asarray(AJ.T @ full).T).reshape(j1 - j0, k, j1 - j0, k)
                 out[j0:j1] = P[np.arange(j1 - j0), :, np.arange(j1 - j0), :]
             return out[:, 0, 0] if k == 1 else out

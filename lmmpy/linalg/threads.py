@@ -34,6 +34,7 @@ nothing: the BLAS thread count is one setting for the whole process, so only the
 sets it, and restores it when it ends (a fit in another thread that is still running then goes
 on with the process's own setting).
 """
+
 from __future__ import annotations
 
 import functools
@@ -53,8 +54,14 @@ MULTITHREAD_MIN_ORDER = 512
 # shows clearly and the sample costs a few percent of a fit that is large enough to ask.
 IDLE_SAMPLE_SECONDS = 0.02
 # environment variables that limit the BLAS libraries numpy and scipy may load
-THREAD_ENV_VARS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                   "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+THREAD_ENV_VARS = (
+    "OPENBLAS_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 INHERIT = "inherit"
 
 _controller = None
@@ -69,6 +76,7 @@ def blas_controller():
     global _controller
     if _controller is None:
         from threadpoolctl import ThreadpoolController
+
         _controller = ThreadpoolController().select(user_api="blas")
     return _controller
 
@@ -201,8 +209,10 @@ def check_blas_threads_request(request):
     if request is None or request == INHERIT:
         return request
     if isinstance(request, bool) or not isinstance(request, int) or request < 1:
-        raise LmmError(f"blas_threads must be None (lmmpy's rule), a positive integer or "
-                       f"'{INHERIT}' (leave BLAS as it is), not {request!r}")
+        raise LmmError(
+            f"blas_threads must be None (lmmpy's rule), a positive integer or "
+            f"'{INHERIT}' (leave BLAS as it is), not {request!r}"
+        )
     return request
 
 
@@ -255,10 +265,12 @@ def with_fit_blas_threads(func):
     """Decorator for a function of a fitted model (first argument ``fit``, with ``fit.model``)
     that refits or evaluates it many times (profiles): one limit for the whole call, sized to
     that model by the rule."""
+
     @functools.wraps(func)
     def under_limit(fit, *args, **kwargs):
         with blas_threads_for_fit(dense_tail_order(fit.model.sizes, fit.model.p)):
             return func(fit, *args, **kwargs)
+
     return under_limit
 
 

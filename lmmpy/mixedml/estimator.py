@@ -16,6 +16,7 @@ Predictions are f(X) + Z b for known groups ("within") and f(X) for new ones ("o
 The estimator follows scikit-learn's conventions (constructor stores its arguments, learned
 attributes end in ``_``, ``fit`` returns ``self``); scikit-learn itself is optional.
 """
+
 from __future__ import annotations
 
 import time
@@ -60,6 +61,7 @@ except ImportError:  # pragma: no cover - the same protocol, minimal
     def is_classifier(estimator):
         return getattr(estimator, "_estimator_type", None) == "classifier"
 
+
 METHODS = ("ml", "reml", "oob")
 POLISH_EVERY = 5  # steps between moves of the random part to its optimum (see _fit_loop)
 OOB_BACKENDS = ("lmer", "statsmodels")
@@ -102,8 +104,17 @@ class MixedML(RegressorMixin, BaseEstimator):
     ``theta_``, ``gll_trace_``, ``n_iter_``, ``converged_``, ``fitted_``, ``fitted_fixed_``.
     """
 
-    def __init__(self, estimator=None, method="reml", max_iter=100, tol=1e-8, tol_change=1e-4,
-                 accelerate=True, oob_backend="lmer", verbose=0):
+    def __init__(
+        self,
+        estimator=None,
+        method="reml",
+        max_iter=100,
+        tol=1e-8,
+        tol_change=1e-4,
+        accelerate=True,
+        oob_backend="lmer",
+        verbose=0,
+    ):
         self.estimator = estimator
         self.method = method
         self.max_iter = max_iter
@@ -122,8 +133,12 @@ class MixedML(RegressorMixin, BaseEstimator):
         features, y = self._validate(X, y, reset=True)
         self.formula_ = None
         if groups is None:
-            warnings.warn("MixedML.fit() without groups fits no random effects, only the fixed part f; "
-                          "pass groups= (and Z=) for random effects", UserWarning, stacklevel=2)
+            warnings.warn(
+                "MixedML.fit() without groups fits no random effects, only the fixed part f; "
+                "pass groups= (and Z=) for random effects",
+                UserWarning,
+                stacklevel=2,
+            )
             return self._fit_loop(features, y, None)
         X_reml = np.column_stack([np.ones(len(y)), _numeric_columns(features)])
         random = RandomPart.from_arrays(groups, Z, X_reml, len(y))
@@ -142,8 +157,7 @@ class MixedML(RegressorMixin, BaseEstimator):
         keep = [i for i, nm in enumerate(design.xnames) if nm != "(Intercept)"]
         if not keep:
             raise LmmError(f"the formula {formula!r} gives the fixed part no features")
-        features = pd.DataFrame(design.X[:, keep], columns=[design.xnames[i] for i in keep],
-                                index=design.row_index)
+        features = pd.DataFrame(design.X[:, keep], columns=[design.xnames[i] for i in keep], index=design.row_index)
         model._validate(features, design.y, reset=True)
         model.formula_, model.design_ = design.formula.text, design
         random = RandomPart(design, design.X, design.xnames)
@@ -158,10 +172,11 @@ class MixedML(RegressorMixin, BaseEstimator):
             self._store(fixed, None, None, f, y - f, [], True, 1)
             return self
         reml = self.method == "reml"
-        step = {"ml": lambda e, s: random.em_step(e, s, reml=False),
-                "reml": lambda e, s: random.em_step(e, s, reml=True),
-                "oob": random.lmer_step if self.oob_backend == "lmer" else random.statsmodels_step,
-                }[self.method]
+        step = {
+            "ml": lambda e, s: random.em_step(e, s, reml=False),
+            "reml": lambda e, s: random.em_step(e, s, reml=True),
+            "oob": random.lmer_step if self.oob_backend == "lmer" else random.statsmodels_step,
+        }[self.method]
 
         def iteration(state):
             """One mixedML iteration: f on y - Z b, then the random part on e = y - f."""
@@ -206,8 +221,9 @@ class MixedML(RegressorMixin, BaseEstimator):
                 converged = small
                 update = "lmer" if self.method == "oob" else "EM"
             trace.append(gll)
-            progress.step(step_no, it, gll, changes, time.perf_counter() - t0, update,
-                          force=converged or it >= self.max_iter)
+            progress.step(
+                step_no, it, gll, changes, time.perf_counter() - t0, update, force=converged or it >= self.max_iter
+            )
             if converged:
                 break
             last = now
@@ -227,29 +243,40 @@ class MixedML(RegressorMixin, BaseEstimator):
 
     def _describe(self, random, n) -> str:
         """The first line of the progress output: what is fitted, and how."""
-        fixed = "least squares" if self.estimator is None else (
-            type(self.estimator).__name__ if hasattr(self.estimator, "fit") else
-            getattr(self.estimator, "__name__", "a callable"))
+        fixed = (
+            "least squares"
+            if self.estimator is None
+            else (
+                type(self.estimator).__name__
+                if hasattr(self.estimator, "fit")
+                else getattr(self.estimator, "__name__", "a callable")
+            )
+        )
         terms = " + ".join(f"({t.lhs} | {t.group})" for t in random.terms)
         how = {"ml": "ML-EM", "reml": "REML-EM", "oob": "out of the box"}[self.method]
         if self.accelerate and self.method != "oob":
             how += " with SQUAREM"
-        return (f"mixedML, {how}: f = {fixed}, random part {terms}, {n} rows; max_iter={self.max_iter}, "
-                f"tol={self.tol:g}, tol_change={self.tol_change:g}")
+        return (
+            f"mixedML, {how}: f = {fixed}, random part {terms}, {n} rows; max_iter={self.max_iter}, "
+            f"tol={self.tol:g}, tol_change={self.tol_change:g}"
+        )
 
     def _not_converged_message(self, n_iter, changes, moved) -> str:
         """Says what did not settle and how far the last step (or the move of the random part
         to its optimum after it) still moved."""
-        head = f"mixedML did not converge in {n_iter} iterations (max_iter={self.max_iter}, " \
-               f"{self.fit_seconds_:.1f} s)"
+        head = f"mixedML did not converge in {n_iter} iterations (max_iter={self.max_iter}, {self.fit_seconds_:.1f} s)"
         if changes is None:
-            return head + ": it stopped after one step (an iteration or SQUAREM cycle), with nothing to " \
-                          "compare it with; raise max_iter"
+            return (
+                head + ": it stopped after one step (an iteration or SQUAREM cycle), with nothing to "
+                "compare it with; raise max_iter"
+            )
         what = "the move of the random part to its optimum after the last step" if moved else "the last step"
-        return (f"{head}: {what} changed the GLL by {changes.gll:.3g} relative (tol={self.tol:g}), "
-                f"the random part's parameters (theta, log sigma^2) by {changes.params:.3g} and the "
-                f"fitted values by {changes.fitted:.3g} residual SDs (tol_change={self.tol_change:g}); "
-                f"raise max_iter or tol_change, or use verbose=1 to watch the iterations")
+        return (
+            f"{head}: {what} changed the GLL by {changes.gll:.3g} relative (tol={self.tol:g}), "
+            f"the random part's parameters (theta, log sigma^2) by {changes.params:.3g} and the "
+            f"fitted values by {changes.fitted:.3g} residual SDs (tol_change={self.tol_change:g}); "
+            f"raise max_iter or tol_change, or use verbose=1 to watch the iterations"
+        )
 
     @staticmethod
     def _squarem(iteration, random, s0, first):
@@ -258,6 +285,7 @@ class MixedML(RegressorMixin, BaseEstimator):
         there, kept when its GLL is not above the plain steps'.  Z b is not extrapolated (f's
         target stays a genuine y - Z b, safe for a non-smooth f).  EM alone crawls along ridges
         and towards zero variances; this needs a few times fewer fits of f."""
+
         def vec(s):
             return np.concatenate([s.theta, [np.log(s.sigma2)]])
 
@@ -283,7 +311,7 @@ class MixedML(RegressorMixin, BaseEstimator):
         self.gll_trace_ = np.asarray(trace, dtype=float)
         self.n_iter_, self.converged_ = n_iter, converged
         if state is None:
-            self.sigma_ = float(np.sqrt(np.mean(resid ** 2)))
+            self.sigma_ = float(np.sqrt(np.mean(resid**2)))
             self.theta_ = np.zeros(0)
             self.varcorr_ = varcorr_frame([], [], [], self.sigma_)
             self.ranef_ = {}
@@ -291,8 +319,9 @@ class MixedML(RegressorMixin, BaseEstimator):
         self.sigma_ = float(np.sqrt(state.sigma2))
         self.theta_ = state.theta.copy()
         terms = random.terms
-        self.varcorr_ = varcorr_frame([t.group for t in terms], [t.cnames for t in terms],
-                                      random.covariances(state), self.sigma_)
+        self.varcorr_ = varcorr_frame(
+            [t.group for t in terms], [t.cnames for t in terms], random.covariances(state), self.sigma_
+        )
         self.ranef_ = ranef_frames(terms, state.b_terms)
 
     # -- prediction ------------------------------------------------------------------------
@@ -301,8 +330,12 @@ class MixedML(RegressorMixin, BaseEstimator):
         ``groups`` ("out").  A model fitted from a formula predicts a DataFrame of the
         formula's variables (groups and slopes read from it; ``groups=False``: f(X) alone)."""
         self._check_fitted()
-        if self.formula_ is not None and isinstance(X, pd.DataFrame) and Z is None and \
-                not isinstance(groups, (pd.Series, np.ndarray, list, pd.DataFrame)):
+        if (
+            self.formula_ is not None
+            and isinstance(X, pd.DataFrame)
+            and Z is None
+            and not isinstance(groups, (pd.Series, np.ndarray, list, pd.DataFrame))
+        ):
             return self._predict_frame(X, within=groups is not False)
         features, _ = self._validate(X, None, reset=False, fitting=False)
         out = self.fixed_part_.predict(features)
@@ -332,6 +365,7 @@ class MixedML(RegressorMixin, BaseEstimator):
         """What was fitted: the method, iterations, random effects as lme4 prints them, MSEs."""
         self._check_fitted()
         from .summary import MixedMLSummary
+
         return MixedMLSummary.from_model(self)
 
     def __str__(self):
@@ -347,12 +381,17 @@ class MixedML(RegressorMixin, BaseEstimator):
             raise LmmError(f"max_iter must be a positive integer, not {self.max_iter!r}")
         if _is_classifier(self.estimator):
             # scikit-learn would only say "Unknown label type: continuous" at the first fit
-            raise LmmError(f"the fixed part must be a regressor; {type(self.estimator).__name__} is a classifier "
-                           "(mixedML models a continuous response; use a regressor)")
+            raise LmmError(
+                f"the fixed part must be a regressor; {type(self.estimator).__name__} is a classifier "
+                "(mixedML models a continuous response; use a regressor)"
+            )
         for name in ("tol", "tol_change"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not value >= 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float, np.integer, np.floating))
+                or not value >= 0
+            ):
                 raise LmmError(f"{name} must be a number >= 0, not {value!r}")
         if not (isinstance(self.verbose, (bool, int, np.integer)) and self.verbose >= 0):
             raise LmmError(f"verbose must be True, False or an integer level >= 0, not {self.verbose!r}")

@@ -6,6 +6,7 @@ place every iteration, so ``warm_start=True`` makes each iteration fine-tune the
 model.  A callable ``f(X, target)`` is trained however the user likes and returns either the
 predictions at X or a fitted object with ``predict`` (needed to predict new data).
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,8 +42,10 @@ class FixedPart:
         elif callable(estimator):
             self.model, self.fun = None, estimator
         else:
-            raise LmmError(f"the fixed part must have fit() and predict() or be a callable f(X, target), "
-                           f"not {type(estimator).__name__}")
+            raise LmmError(
+                f"the fixed part must have fit() and predict() or be a callable f(X, target), "
+                f"not {type(estimator).__name__}"
+            )
 
     def fit_predict(self, X, target) -> np.ndarray:
         if self.fun is None:
@@ -61,6 +64,8 @@ class FixedPart:
 
     def predict(self, X) -> np.ndarray:
         if self.model is None:
-            raise LmmError("the fixed part is a callable that returned predictions only; to predict new "
-                           "data let it return a fitted object with predict()")
+            raise LmmError(
+                "the fixed part is a callable that returned predictions only; to predict new "
+                "data let it return a fitted object with predict()"
+            )
         return np.asarray(self.model.predict(X), dtype=float).ravel()

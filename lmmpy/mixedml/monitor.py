@@ -26,6 +26,7 @@ mlbook2's ``langPOST ~ IQ_verb + ses + sch_iqv + (IQ_verb | schoolnr)`` its step
 moves the random part to its ML / REML optimum for the current residuals (EM's limit for
 them) and has converged when that move, measured the same way, is within ``tol_change``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,6 +38,7 @@ import numpy as np
 @dataclasses.dataclass
 class Snapshot:
     """What one iteration ended with."""
+
     gll: float
     theta: np.ndarray
     sigma2: float
@@ -46,6 +48,7 @@ class Snapshot:
 @dataclasses.dataclass
 class Changes:
     """How far one iteration moved (see the module docstring)."""
+
     gll: float
     params: float
     fitted: float
@@ -74,8 +77,10 @@ class Progress:
     shown.  After a move to the optimum the GLL is the optimum's, and the changes are the
     move's when it followed a small step (what convergence then depends on)."""
 
-    HEADER = (f"{'step':>5} {'iter':>5} {'GLL':>15} {'GLL change':>11} {'param change':>13} "
-              f"{'fitted change':>14} {'elapsed':>9}  random part")
+    HEADER = (
+        f"{'step':>5} {'iter':>5} {'GLL':>15} {'GLL change':>11} {'param change':>13} "
+        f"{'fitted change':>14} {'elapsed':>9}  random part"
+    )
 
     def __init__(self, verbose):
         self.level = int(verbose)
@@ -88,14 +93,25 @@ class Progress:
             self._print(description)
             self._print(self.HEADER)
 
-    def step(self, step: int, n_iter: int, gll: float, changes: Changes | None, seconds: float,
-             update: str, force: bool = False) -> None:
+    def step(
+        self,
+        step: int,
+        n_iter: int,
+        gll: float,
+        changes: Changes | None,
+        seconds: float,
+        update: str,
+        force: bool = False,
+    ) -> None:
         """One line; ``update`` says how the random part was last updated ("EM", "optimum"
         when it was moved to its ML / REML optimum, "lmer" out of the box)."""
         if self.level <= 0 or not (force or self.level >= 2 or step <= 10 or step % 10 == 0):
             return
-        gc, pc, fc = ((f"{changes.gll:11.3e}", f"{changes.params:13.3e}", f"{changes.fitted:14.3e}")
-                      if changes is not None else (f"{'':11}", f"{'':13}", f"{'':14}"))
+        gc, pc, fc = (
+            (f"{changes.gll:11.3e}", f"{changes.params:13.3e}", f"{changes.fitted:14.3e}")
+            if changes is not None
+            else (f"{'':11}", f"{'':13}", f"{'':14}")
+        )
         self._print(f"{step:5d} {n_iter:5d} {gll:15.6f} {gc} {pc} {fc} {seconds:8.1f}s  {update}")
 
     def end(self, text: str) -> None:

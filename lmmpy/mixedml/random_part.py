@@ -31,6 +31,7 @@ Convergence is monitored by the generalized log-likelihood (the paper's eq. 7, a
 
 (with Sigma's pseudo-inverse and pseudo-determinant when a variance is on its boundary).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,6 +53,7 @@ from ..inference.predict import known_level_effects
 @dataclasses.dataclass
 class RandomState:
     """The random part's parameters after an update."""
+
     theta: np.ndarray
     sigma2: float
     b_terms: list  # per term, (levels x k) conditional modes
@@ -65,10 +67,12 @@ class RandomPart:
     def __init__(self, design, X_reml: np.ndarray, reml_names=None):
         with warnings.catch_warnings():  # an internal design: aliased features are simply left out
             warnings.simplefilter("ignore")
-            X_reml, names, _, _ = drop_aliased_columns(np.asarray(X_reml, float),
-                                                       [str(nm) for nm in (reml_names or range(X_reml.shape[1]))])
-        self.design = dataclasses.replace(design, X=X_reml, xnames=names, weights=None, offset=None,
-                                          weights_name=None, offset_name=None)
+            X_reml, names, _, _ = drop_aliased_columns(
+                np.asarray(X_reml, float), [str(nm) for nm in (reml_names or range(X_reml.shape[1]))]
+            )
+        self.design = dataclasses.replace(
+            design, X=X_reml, xnames=names, weights=None, offset=None, weights_name=None, offset_name=None
+        )
         self.model = LmmModel(self.design, REML=True)
         self.terms = self.design.reterms
         self.n, self.p = self.design.n, self.design.p
@@ -106,9 +110,16 @@ class RandomPart:
                 msg = re.sub(rf"\b{safe}\b", user, msg)
             raise DataError(msg) from None
         lhs_user = " + ".join(["1", *znames.values()])
-        terms = [dataclasses.replace(t, group=gnames[t.group], group_vars=(gnames[t.group],),
-                                     cnames=[znames.get(c, c) for c in t.cnames], lhs=lhs_user)
-                 for t in design.reterms]
+        terms = [
+            dataclasses.replace(
+                t,
+                group=gnames[t.group],
+                group_vars=(gnames[t.group],),
+                cnames=[znames.get(c, c) for c in t.cnames],
+                lhs=lhs_user,
+            )
+            for t in design.reterms
+        ]
         part = cls(dataclasses.replace(design, reterms=terms), X_reml)
         part.z_columns = list(zframe.columns)
         return part
@@ -134,7 +145,7 @@ class RandomPart:
     def _b_terms(self, u, templates):
         out, pos = [], 0
         for t, T in zip(self.terms, templates):
-            out.append(u[pos:pos + t.q].reshape(t.nlevels, t.k) @ T.T)
+            out.append(u[pos : pos + t.q].reshape(t.nlevels, t.k) @ T.T)
             pos += t.q
         return out
 
@@ -145,8 +156,7 @@ class RandomPart:
         criterion = float(model.criterion_of(L))  # at the previous theta: for monitoring convergence
         templates = self.templates(state.theta)
         u, _ = L.solve_u_beta()
-        theta, sigma2_new, b_terms = em_m_step(model, L, u, templates, cond_cov_sums(model, L, state.theta),
-                                               sigma2)
+        theta, sigma2_new, b_terms = em_m_step(model, L, u, templates, cond_cov_sums(model, L, state.theta), sigma2)
         return RandomState(theta, sigma2_new, b_terms, self.zb(b_terms), criterion)
 
     def polish(self, e, state: RandomState, reml: bool) -> RandomState:
@@ -174,19 +184,22 @@ class RandomPart:
         L = model.factor(opt.theta)
         u, _ = L.solve_u_beta()
         b_terms = self._b_terms(u, self.templates(opt.theta))
-        return RandomState(opt.theta.copy(), L.pwrss / (self.n - self.p), b_terms, self.zb(b_terms),
-                           float(opt.fmin))
+        return RandomState(opt.theta.copy(), L.pwrss / (self.n - self.p), b_terms, self.zb(b_terms), float(opt.fmin))
 
     def statsmodels_step(self, e, state: RandomState) -> RandomState:
         """Out of the box with statsmodels' MixedLM (REML), for comparison with the paper."""
         from statsmodels.regression.mixed_linear_model import MixedLM
+
         if len(self.terms) != 1:
-            raise LmmError("oob_backend='statsmodels' handles one grouping factor; MixedLM has no "
-                           "crossed random slopes (use oob_backend='lmer')")
+            raise LmmError(
+                "oob_backend='statsmodels' handles one grouping factor; MixedLM has no "
+                "crossed random slopes (use oob_backend='lmer')"
+            )
         t = self.terms[0]
         md = MixedLM(e, self.design.X, groups=t.codes, exog_re=t.X)
         with np.errstate(all="ignore"):
             import warnings
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 res = md.fit(reml=True)
@@ -204,7 +217,7 @@ class RandomPart:
             vals, vecs = np.linalg.eigh(S)
             keep = vals > 1e-12 * max(vals.max(), 1e-300)
             proj = b @ vecs[:, keep]
-            total += float((proj ** 2 / vals[keep]).sum() + b.shape[0] * np.log(vals[keep]).sum())
+            total += float((proj**2 / vals[keep]).sum() + b.shape[0] * np.log(vals[keep]).sum())
         return float(total)
 
     # -- new data ----------------------------------------------------------------------------
@@ -212,12 +225,14 @@ class RandomPart:
         """Z b for new rows given as arrays: known levels get their modes, unseen ones zero."""
         gframe = _as_frame(groups, "group", n, "groups")
         if gframe.shape[1] != len({t.group for t in self.terms}):
-            raise DataError(f"groups has {gframe.shape[1]} column(s); the model was fitted with "
-                            f"{len({t.group for t in self.terms})}")
+            raise DataError(
+                f"groups has {gframe.shape[1]} column(s); the model was fitted with "
+                f"{len({t.group for t in self.terms})}"
+            )
         zcols = getattr(self, "z_columns", [])
         if zcols and Z is None:
             raise DataError(f"the random slopes need Z (columns {', '.join(map(str, zcols))})")
-        zmat = (_as_frame(Z, "z", n, "Z").to_numpy(dtype=float) if zcols else np.zeros((n, 0)))
+        zmat = _as_frame(Z, "z", n, "Z").to_numpy(dtype=float) if zcols else np.zeros((n, 0))
         if zmat.shape[1] != len(zcols):
             raise DataError(f"Z has {zmat.shape[1]} column(s); the model was fitted with {len(zcols)}")
         Xr = np.column_stack([np.ones(n), zmat])

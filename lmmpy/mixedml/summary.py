@@ -1,5 +1,6 @@
 """``MixedML.summary()``: what was fitted and how, computed as data, printed as lme4 prints
 its random effects."""
+
 from __future__ import annotations
 
 import html
@@ -56,19 +57,25 @@ class MixedMLSummary:
 
     def __str__(self) -> str:
         status = "converged" if self.converged else "NOT converged"
-        lines = [f"Mixed-effects machine learning (mixedML), fitted by {self.method}",
-                 f" Fixed part:  {self.fixed_part}",
-                 f" Random part: {self.random_part}",
-                 f" Iterations:  {self.n_iter} ({status}), GLL {self.gll:.2f}, {self.seconds:.2f} s", ""]
+        lines = [
+            f"Mixed-effects machine learning (mixedML), fitted by {self.method}",
+            f" Fixed part:  {self.fixed_part}",
+            f" Random part: {self.random_part}",
+            f" Iterations:  {self.n_iter} ({status}), GLL {self.gll:.2f}, {self.seconds:.2f} s",
+            "",
+        ]
         out = "\n".join(lines) + "\n"
         if self.re_groups:
             out += random_effects_text(self.re_groups, self.sigma)
-            out += (f"Number of obs: {self.nobs}, groups:  "
-                    + "; ".join(f"{g}, {n}" for g, n in self.ngrps.items()) + "\n")
+            out += (
+                f"Number of obs: {self.nobs}, groups:  " + "; ".join(f"{g}, {n}" for g, n in self.ngrps.items()) + "\n"
+            )
         else:
             out += f"Residual Std.Dev.: {format_num(self.sigma, DIGITS)}\nNumber of obs: {self.nobs}\n"
-        out += (f"\nTraining MSE: within {format_num(self.mse_within, DIGITS)} (f(X) + Z b), "
-                f"out {format_num(self.mse_out, DIGITS)} (f(X) alone)\n")
+        out += (
+            f"\nTraining MSE: within {format_num(self.mse_within, DIGITS)} (f(X) + Z b), "
+            f"out {format_num(self.mse_out, DIGITS)} (f(X) alone)\n"
+        )
         return out
 
     def _repr_html_(self) -> str:

@@ -9,6 +9,7 @@ With L at the optimal theta (see :mod:`lmmpy.fit.deviance`):
 - the conditional covariance of b is sigma^2 Lambda (L_theta L_theta')^{-1} Lambda', whose
   per-level diagonal blocks lme4 reports as ``condVar``.
 """
+
 from __future__ import annotations
 
 import math
@@ -94,7 +95,7 @@ class FittedLmm:
     def vcov(self) -> pd.DataFrame:
         RX = self._factor.RX
         inv = sla.solve_triangular(RX, np.eye(RX.shape[0]), lower=True)
-        V = self.sigma ** 2 * inv.T @ inv
+        V = self.sigma**2 * inv.T @ inv
         return pd.DataFrame(V, index=self.design.xnames, columns=self.design.xnames)
 
     @property
@@ -162,7 +163,7 @@ class FittedLmm:
     def _per_term(self, vec):
         out, pos = [], 0
         for t in self.design.reterms:
-            out.append(vec[pos:pos + t.q].reshape(t.nlevels, t.k))
+            out.append(vec[pos : pos + t.q].reshape(t.nlevels, t.k))
             pos += t.q
         return out
 
@@ -175,7 +176,7 @@ class FittedLmm:
     def _condvar_terms(self) -> list:
         """sigma^2 T C_j T' for each level j, with C_j the diagonal blocks of (L L')^{-1}."""
         blocks = self._factor.cond_cov_blocks(self.model.sizes)
-        return [self.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, C, T) for T, C in zip(self.templates, blocks)]
+        return [self.sigma**2 * np.einsum("ij,ljk,mk->lim", T, C, T) for T, C in zip(self.templates, blocks)]
 
     def _by_group(self, arrays) -> dict:
         return ranef_frames(self.design.reterms, arrays)
@@ -245,13 +246,12 @@ class FittedLmm:
             if "(Intercept)" in t.cnames:
                 i = t.cnames.index("(Intercept)")
                 taus[t.group] = taus.get(t.group, 0.0) + S[i, i]
-        total = sum(taus.values()) + self.sigma ** 2
+        total = sum(taus.values()) + self.sigma**2
         return pd.Series({g: v / total for g, v in taus.items()}, name="ICC", dtype=float)
 
     def __repr__(self):
         kind = "REML" if self.REML else "ML"
-        return (f"<{type(self).__name__} {self.formula!r} ({kind}), n={self.nobs}, "
-                f"criterion={self.objective:.4f}>")
+        return f"<{type(self).__name__} {self.formula!r} ({kind}), n={self.nobs}, criterion={self.objective:.4f}>"
 
     def _warn(self):
         """Warnings as lme4 gives them at the end of a fit."""
@@ -262,8 +262,11 @@ class FittedLmm:
             kind = SingularFitWarning if finding.kind is Check.BOUNDARY else ConvergenceWarning
             warnings.warn(str(finding), kind, stacklevel=3)
         if not self.optsum.converged:
-            warnings.warn(f"the {self.optsum.optimizer} fit did not converge: {self.optsum.message}",
-                          ConvergenceWarning, stacklevel=3)
+            warnings.warn(
+                f"the {self.optsum.optimizer} fit did not converge: {self.optsum.message}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
 
 
 class SingularFitWarning(UserWarning):

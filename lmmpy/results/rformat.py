@@ -7,6 +7,7 @@
 - :func:`print_matrix`, :func:`print_named` and :func:`cat_fill` lay text out as R's
   ``print.default`` of a character matrix, of a named vector and ``cat(..., fill = TRUE)`` do.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,7 @@ def _scientific(x: float, digits: int):
     sig = mant.replace(".", "").rstrip("0")
     nsig = max(1, len(sig))
     rgt = min(max(digits - kp, 0), 22)
-    widens = 0 < kp <= 22 and r < 10.0 ** kp - 0.5 / 10.0 ** rgt
+    widens = 0 < kp <= 22 and r < 10.0**kp - 0.5 / 10.0**rgt
     return x < 0, kp, nsig, widens
 
 
@@ -39,8 +40,8 @@ def format_real(values, digits: int = 7, nsmall: int = 0) -> list:
         w = max(map(len, strs))
         return [s.rjust(w) for s in strs]
     neg = rgt = 0
-    mxsl = mxns = -10**9
-    mxe, mne = -10**9, 10**9
+    mxsl = mxns = -(10**9)
+    mxe, mne = -(10**9), 10**9
     for v in finite:
         negi, kp, nsig, widens = _scientific(v, digits)
         left = kp + 1 - (1 if widens else 0)
@@ -154,8 +155,7 @@ def print_matrix(cells, rownames, colnames, right: bool = False, width: int = WI
                 break
         lines.append(" " * rlabw + "".join(" " + just(colnames[j], w[j]) for j in range(jmin, jmax)))
         for i in range(nr):
-            lines.append(rownames[i].ljust(rlabw)
-                         + "".join(" " + just(cells[i][j], w[j]) for j in range(jmin, jmax)))
+            lines.append(rownames[i].ljust(rlabw) + "".join(" " + just(cells[i][j], w[j]) for j in range(jmin, jmax)))
         jmin = jmax
     return "\n".join(lines)
 
@@ -167,8 +167,8 @@ def print_named(names, strings, width: int = WIDTH) -> str:
     per_line = max(1, width // (w + 1))
     lines = []
     for s in range(0, len(names), per_line):
-        lines.append("".join(n.rjust(w) + " " for n in names[s:s + per_line]))
-        lines.append("".join(v.rjust(w) + " " for v in strings[s:s + per_line]))
+        lines.append("".join(n.rjust(w) + " " for n in names[s : s + per_line]))
+        lines.append("".join(v.rjust(w) + " " for v in strings[s : s + per_line]))
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ formula, criterion, scaled residuals, random effects, numbers of groups, fixed e
 their correlations (for 1 < p <= 12), optimizer messages -- plus an ICC line after the
 numbers of groups, and a line for rows dropped because of missing values.
 """
+
 from __future__ import annotations
 
 import html
@@ -17,8 +18,18 @@ from ..fit.status import Note
 from ..formula.parser import deparse_lines
 import textwrap
 
-from .rformat import (SIGNIF_LEGEND, abbreviate, cat_fill, format_num, format_pval, format_real,
-                      print_matrix, print_named, signif_stars, zapsmall)
+from .rformat import (
+    SIGNIF_LEGEND,
+    abbreviate,
+    cat_fill,
+    format_num,
+    format_pval,
+    format_real,
+    print_matrix,
+    print_named,
+    signif_stars,
+    zapsmall,
+)
 from .varcorr import make_unique
 
 DIGITS = 4  # lme4: max(3, getOption("digits") - 3)
@@ -63,16 +74,25 @@ class Summary:
             ddf = "kenward-roger"
         else:
             from ..errors import LmmError
+
             raise LmmError(f"summary(ddf={ddf!r}): use None, 'satterthwaite' or 'kenward-roger'")
         opt = fit.optsum
         messages = []
         fallback = [str(n) for n in opt.fit_notes if n.kind is Note.EM_FALLBACK]  # restarts are not news
         if opt.messages or fallback or not opt.converged:
             status = "(OK)" if opt.converged else f"({opt.message})"
-            messages = [f"optimizer ({opt.optimizer}) convergence code: {opt.return_code} {status}",
-                        *opt.messages, *fallback]
-        aictab = {"AIC": fit.aic, "BIC": fit.bic, "logLik": fit.loglik, "deviance": fit.deviance,
-                  "df.resid": fit.df_resid}
+            messages = [
+                f"optimizer ({opt.optimizer}) convergence code: {opt.return_code} {status}",
+                *opt.messages,
+                *fallback,
+            ]
+        aictab = {
+            "AIC": fit.aic,
+            "BIC": fit.bic,
+            "logLik": fit.loglik,
+            "deviance": fit.deviance,
+            "df.resid": fit.df_resid,
+        }
         return cls(
             REML=fit.REML,
             formula_lines=deparse_lines(fit.design.formula.tree),
@@ -85,8 +105,7 @@ class Summary:
             nobs=fit.nobs,
             ngrps=fit.ngrps,
             coefficients=coefs,
-            corr_fixef=pd.DataFrame(V / np.outer(sd, sd), index=fit.design.xnames,
-                                    columns=fit.design.xnames),
+            corr_fixef=pd.DataFrame(V / np.outer(sd, sd), index=fit.design.xnames, columns=fit.design.xnames),
             optimizer=fit.optsum.optimizer,
             messages=messages,
             icc=fit.icc(),
@@ -99,19 +118,31 @@ class Summary:
 
     # -- text ----------------------------------------------------------------------------------
     def __str__(self) -> str:
-        return "".join([
-            self._title(), self._call(), "\n", self._criterion(), "\n", self._residuals(),
-            self._random(), self._groups(), self._icc(), self._fixed(), self._correlation(),
-            self._messages(),
-        ])
+        return "".join(
+            [
+                self._title(),
+                self._call(),
+                "\n",
+                self._criterion(),
+                "\n",
+                self._residuals(),
+                self._random(),
+                self._groups(),
+                self._icc(),
+                self._fixed(),
+                self._correlation(),
+                self._messages(),
+            ]
+        )
 
     def _title(self):
         if self.ddf:  # lmerTest's: strwrap(width 78, exdent 2), then cat(" [", class, "]", sep = "", fill = TRUE)
             method = "REML" if self.REML else "maximum likelihood "
             who = "Satterthwaite's" if self.ddf == "satterthwaite" else "Kenward-Roger's"
             title = f"Linear mixed model fit by {method}. t-tests use {who} method"
-            lines = textwrap.wrap(title, width=77, subsequent_indent="  ", break_on_hyphens=False,
-                                  break_long_words=False)
+            lines = textwrap.wrap(
+                title, width=77, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False
+            )
             return cat_fill([*lines, " [", "lmerModLmerTest", "]"], sep="")
         if self.REML:
             return "Linear mixed model fit by REML ['lmerMod']\n"
@@ -135,25 +166,23 @@ class Summary:
 
     def _residuals(self):
         q = zapsmall(self.resid_quantiles, DIGITS + 1)
-        return ("Scaled residuals: \n"
-                + print_named(["Min", "1Q", "Median", "3Q", "Max"], format_real(q, DIGITS)) + "\n\n")
+        return (
+            "Scaled residuals: \n" + print_named(["Min", "1Q", "Median", "3Q", "Max"], format_real(q, DIGITS)) + "\n\n"
+        )
 
     def _random(self):
         return random_effects_text(self.re_groups, self.sigma)
 
     def _groups(self):
-        out = cat_fill([f"Number of obs: {self.nobs}, groups: ",
-                        "; ".join(f"{g}, {n}" for g, n in self.ngrps.items())])
+        out = cat_fill([f"Number of obs: {self.nobs}, groups: ", "; ".join(f"{g}, {n}" for g, n in self.ngrps.items())])
         if self.n_dropped:
-            out += f"  ({self.n_dropped} observation{'s' if self.n_dropped > 1 else ''} " \
-                   "deleted due to missingness)\n"
+            out += f"  ({self.n_dropped} observation{'s' if self.n_dropped > 1 else ''} deleted due to missingness)\n"
         return out
 
     def _icc(self):
         if self.icc is None or self.icc.empty:
             return ""
-        return "ICC (intercepts): " + "; ".join(
-            f"{g}, {format_num(v, DIGITS)}" for g, v in self.icc.items()) + "\n"
+        return "ICC (intercepts): " + "; ".join(f"{g}, {format_num(v, DIGITS)}" for g, v in self.icc.items()) + "\n"
 
     @staticmethod
     def _format_coefs(values):
@@ -191,16 +220,21 @@ class Summary:
         C = self.corr_fixef.to_numpy()
         strs = np.array(format_real(np.round(C, 3).ravel(), 7, nsmall=3), dtype=object).reshape(p, p)
         cells = [[strs[i, j] if j < i else "" for j in range(p - 1)] for i in range(1, p)]
-        return ("\nCorrelation of Fixed Effects:\n"
-                + print_matrix(cells, abbreviate(rn, 11)[1:], abbreviate(rn, 6)[:-1]) + "\n")
+        return (
+            "\nCorrelation of Fixed Effects:\n"
+            + print_matrix(cells, abbreviate(rn, 11)[1:], abbreviate(rn, 6)[:-1])
+            + "\n"
+        )
 
     def _messages(self):
         out = "\n".join(self.messages) + "\n" if self.messages else ""
         if self.dropped_columns:
             k = len(self.dropped_columns)
             s = "s" if k > 1 else ""
-            out += ("fit warnings:\nfixed-effect model matrix is rank deficient so dropping "
-                    f"{k} column{s} / coefficient{s}\n")
+            out += (
+                "fit warnings:\nfixed-effect model matrix is rank deficient so dropping "
+                f"{k} column{s} / coefficient{s}\n"
+            )
         return out
 
     # -- html ------------------------------------------------------------------------------------
@@ -222,7 +256,7 @@ def re_groups(reterms, covariances) -> list:
 def random_effects_text(groups, sigma) -> str:
     """lme4's "Random effects:" table: variances, standard deviations, correlations."""
     sds = np.concatenate([sd for _, _, sd, _ in groups] + [[sigma]])
-    var_s = format_real(sds ** 2, DIGITS)
+    var_s = format_real(sds**2, DIGITS)
     sd_s = format_real(sds, DIGITS)
     rows, names = [], []
     for g, cn, _, _ in groups:

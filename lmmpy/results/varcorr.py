@@ -1,4 +1,5 @@
 """Variance components: each term's covariance sigma^2 T T' and lme4's VarCorr table."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,7 @@ def make_unique(names) -> list:
 
 def term_covariances(templates, sigma) -> list:
     """Sigma_i = sigma^2 T_i T_i' for each term."""
-    return [sigma ** 2 * T @ T.T for T in templates]
+    return [sigma**2 * T @ T.T for T in templates]
 
 
 def varcorr_frame(groups, cnames, covs, sigma) -> pd.DataFrame:
@@ -43,5 +44,5 @@ def varcorr_frame(groups, cnames, covs, sigma) -> pd.DataFrame:
             for i in range(j + 1, len(names)):
                 corr = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
                 rows.append((g, names[j], names[i], S[i, j], corr))
-    rows.append(("Residual", None, None, sigma ** 2, sigma))
+    rows.append(("Residual", None, None, sigma**2, sigma))
     return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])

@@ -1,4 +1,5 @@
 """The statsmodels bridge: translations, both fits side by side, and refusals."""
+
 import numpy as np
 import pytest
 
@@ -26,8 +27,7 @@ def test_sleepstudy_side_by_side(sleep):
 
 def test_statsmodels_stops_at_a_worse_optimum_on_the_snijders_bosker_slope_model():
     """The issue's example: MixedLM's ML deviance 24934 against lme4's 24865."""
-    fit = lmmpy.lmer("langPOST ~ IQ_verb + sch_iqv + (IQ_verb | schoolnr)", lmmpy.datasets.load("mlbook2"),
-                     REML=False)
+    fit = lmmpy.lmer("langPOST ~ IQ_verb + sch_iqv + (IQ_verb | schoolnr)", lmmpy.datasets.load("mlbook2"), REML=False)
     c = lmmpy.compare.compare_fit(fit)
     assert round(c.criterion_lmmpy, 1) == 24864.9  # lme4: 24864.87
     assert c.criterion_statsmodels > c.criterion_lmmpy + 10
@@ -41,8 +41,11 @@ def test_crossed_and_nested_and_independent_terms(sleep):
     assert abs(c.criterion_statsmodels - c.criterion_lmmpy) < 1e-4
     c = lmmpy.compare.statsmodels("strength ~ 1 + (1 | batch/cask)", lmmpy.datasets.load("Pastes"))
     assert c.translation.groups.strip("_") == "batch"
-    np.testing.assert_allclose(c.table.loc[["var cask:batch (Intercept)", "var batch (Intercept)"], "statsmodels"],
-                               c.table.loc[["var cask:batch (Intercept)", "var batch (Intercept)"], "lmmpy"], rtol=1e-3)
+    np.testing.assert_allclose(
+        c.table.loc[["var cask:batch (Intercept)", "var batch (Intercept)"], "statsmodels"],
+        c.table.loc[["var cask:batch (Intercept)", "var batch (Intercept)"], "lmmpy"],
+        rtol=1e-3,
+    )
     c = lmmpy.compare.statsmodels("Reaction ~ Days + (Days || Subject)", sleep)
     assert c.translation.re_formula == "1" and c.translation.vc_formula == {"Days": "0 + Days"}
     assert abs(c.criterion_statsmodels - c.criterion_lmmpy) < 1e-4

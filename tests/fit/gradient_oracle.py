@@ -14,6 +14,7 @@ and G'(...) are needed; from the blocked factor, with W_11 = L_11^{-1} and K = (
 
 with the products of K and the sparse L_t1, P_t1 taken in chunks of the first term's levels.
 """
+
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
@@ -29,8 +30,7 @@ def _blockwise_right(A: sp.csr_matrix, T: np.ndarray, l: int) -> sp.csr_matrix:
     return (A @ sp.kron(sp.identity(l, format="csr"), sp.csr_matrix(T))).tocsr()
 
 
-def _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates, l1, k1, q_t, tail_sizes,
-                  chunk_entries):
+def _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates, l1, k1, q_t, tail_sizes, chunk_entries):
     """The chunked products with K for vector-valued terms (or too many pairs): updates O11
     and D1 in place and returns the tail's diagonal blocks."""
     Lt1_c, Pt1_c = L.Lt1_z.tocsc(), Pt1.tocsc()
@@ -59,7 +59,7 @@ def _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates, l1, k
             ok = d < ks[rp]
             Fblocks[:, d] += np.bincount(rp[ok], Ot1[base[ok] + d, cc[ok]] * v[ok], minlength=q_t)
     out, start = [], 0
-    for (l, k) in tail_sizes:
+    for l, k in tail_sizes:
         seg = slice(start, start + l * k)
         KP = np.einsum("jcm,mjd->jcd", K[seg].reshape(l, k, q_t), Ptt[:, seg].reshape(q_t, l, k))
         # Fblocks[(level, c'), d] = F[(level, d), (level, c')]
@@ -91,8 +91,9 @@ def general_logdet_gradient(model: LmmModel, templates, chunk_entries: int) -> n
         else:
             Pt1 = (model._lambda_z_sparse(templates).T @ At1).tocsr()
         Ptt = model.lambda_t_rows(Att_zz, templates)
-        D_tail = _general_tail(model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates,
-                               l1, k1, q_t, tail_sizes, chunk_entries)
+        D_tail = _general_tail(
+            model, K, Pt1, Ptt, At1, L, W11, T1, O11, D1, templates, l1, k1, q_t, tail_sizes, chunk_entries
+        )
     D1 += np.einsum("jab,jbd->jad", O11, P11)
     D = [D1] + D_tail
 
@@ -110,7 +111,7 @@ def general_logdet_gradient(model: LmmModel, templates, chunk_entries: int) -> n
             GS1 = GS1 + np.asarray((At1.T @ GL[:, q1:].T).T)
             GSt = np.asarray((At1 @ GL[:, :q1].T).T) + GL[:, q1:] @ Att_zz
             GS = np.hstack([GS1, GSt])
-            XtZ.append(model.Att[q_t:q_t + p, :q_t])
+            XtZ.append(model.Att[q_t : q_t + p, :q_t])
         else:
             GS = GS1
         H = GS - sla.solve_triangular(L.RX, np.hstack(XtZ), lower=True, check_finite=False)
@@ -120,11 +121,9 @@ def general_logdet_gradient(model: LmmModel, templates, chunk_entries: int) -> n
     return np.array([2.0 * g for (l, k), Di in zip(model.sizes, D) for g in _template_grad(Di, k)])
 
 
-
 def general_gradient(model, chunk_entries: int = 4_000_000) -> np.ndarray:
     """The criterion's gradient by route (1)-(2) and lmmpy's d pwrss."""
     templates = theta_templates(model.theta, model.ks)
     u, beta = model.L.solve_u_beta()
     scale = (model.n - model.p if model.REML else model.n) / model.L.pwrss
-    return (general_logdet_gradient(model, templates, chunk_entries)
-            + scale * _pwrss_gradient(model, templates, u, beta))
+    return general_logdet_gradient(model, templates, chunk_entries) + scale * _pwrss_gradient(model, templates, u, beta)

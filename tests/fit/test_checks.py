@@ -1,4 +1,5 @@
 """Convergence diagnostics as lme4 makes them, restart_edge, the EM fallback and start='em'."""
+
 import warnings
 
 import numpy as np
@@ -58,7 +59,8 @@ def test_unknown_control_setting(sleep):
 
 def test_hessian_messages():
     assert _hessian_messages(np.diag([1.0, -1.0]), 1e-6) == [
-        "Model failed to converge: degenerate  Hessian with 1 negative eigenvalue"]
+        "Model failed to converge: degenerate  Hessian with 1 negative eigenvalue"
+    ]
     assert "numerically singular" in _hessian_messages(np.diag([1.0, 0.0]), 1e-6)[0]
     assert "very large eigenvalue" in _hessian_messages(np.diag([1.0, 1e7]), 1e-6)[0]
     assert "large eigenvalue ratio" in _hessian_messages(np.diag([1e-5, 1e2]), 1e-6)[-1]
@@ -103,8 +105,9 @@ def test_failed_optimizer_falls_back_to_em(sleep):
 
 def test_no_fallback_when_switched_off(sleep):
     with pytest.warns(ConvergenceWarning) as caught:
-        fit = lmmpy.lmer(FORMULA, sleep, optimizer="cobyqa",
-                         control={"optimizer_options": {"maxfev": 4}, "fallback_em": False})
+        fit = lmmpy.lmer(
+            FORMULA, sleep, optimizer="cobyqa", control={"optimizer_options": {"maxfev": 4}, "fallback_em": False}
+        )
     assert any("did not converge" in str(w.message) for w in caught)
     assert not fit.optsum.converged
 

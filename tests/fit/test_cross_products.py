@@ -1,5 +1,6 @@
 """CrossProducts: the blocks of [Z X y]'W[Z X y] as their own stage; partitions of the rows
 add up to the whole (the reduction a computation over partitions needs)."""
+
 import dataclasses
 
 import numpy as np
@@ -9,9 +10,11 @@ import lmmpy
 from lmmpy.fit.cross_products import CrossProducts
 from lmmpy.fit.deviance import LmmModel
 
-CASES = [("Reaction ~ Days + (Days | Subject)", "sleepstudy", {}),
-         ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin", {}),
-         ("strength ~ 1 + (1 | batch) + (1 | batch:cask)", "Pastes", {"weights": True})]
+CASES = [
+    ("Reaction ~ Days + (Days | Subject)", "sleepstudy", {}),
+    ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin", {}),
+    ("strength ~ 1 + (1 | batch) + (1 | batch:cask)", "Pastes", {"weights": True}),
+]
 
 
 def _design(formula, dataset, weights=False):
@@ -24,11 +27,19 @@ def _design(formula, dataset, weights=False):
 
 def _rows(design, idx):
     """The design restricted to the rows idx, every term keeping all its levels."""
+
     def pick(a):
         return None if a is None else a[idx]
+
     terms = [dataclasses.replace(t, codes=t.codes[idx], X=t.X[idx]) for t in design.reterms]
-    return dataclasses.replace(design, y=design.y[idx], X=design.X[idx], reterms=terms,
-                               weights=pick(design.weights), offset=pick(design.offset))
+    return dataclasses.replace(
+        design,
+        y=design.y[idx],
+        X=design.X[idx],
+        reterms=terms,
+        weights=pick(design.weights),
+        offset=pick(design.offset),
+    )
 
 
 def _blocks(cp):
@@ -40,7 +51,7 @@ def test_two_halves_add_up_to_the_whole(formula, dataset, kw):
     design = _design(formula, dataset, **kw)
     rng = np.random.default_rng(0)
     order = rng.permutation(design.n)
-    first, second = np.sort(order[: design.n // 2]), np.sort(order[design.n // 2:])
+    first, second = np.sort(order[: design.n // 2]), np.sort(order[design.n // 2 :])
     whole = CrossProducts.from_design(design)
     summed = CrossProducts.from_design(_rows(design, first)) + CrossProducts.from_design(_rows(design, second))
     for a, b in zip(_blocks(whole), _blocks(summed)):
@@ -49,8 +60,9 @@ def test_two_halves_add_up_to_the_whole(formula, dataset, kw):
     # and the model built from the sum alone has the whole's criterion
     model = LmmModel(design)
     w = design.weights
-    reduced = LmmModel.from_cross_products(summed, model.sizes, design.theta_lower(), design.n, design.p,
-                                           float(np.log(w).sum()) if w is not None else 0.0)
+    reduced = LmmModel.from_cross_products(
+        summed, model.sizes, design.theta_lower(), design.n, design.p, float(np.log(w).sum()) if w is not None else 0.0
+    )
     theta = model.theta * 0.8
     assert reduced.design is None and reduced(theta) == pytest.approx(model(theta), rel=1e-12)
     assert np.allclose(reduced.gradient(theta), model.gradient(theta), rtol=1e-8, atol=1e-8)

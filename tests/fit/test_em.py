@@ -1,5 +1,6 @@
 """The EM algorithm: the same optimum as the optimizer on every reference model (ML and REML),
 a criterion that never rises, and M-step formulas checked against a direct dense computation."""
+
 import functools
 import warnings
 
@@ -12,8 +13,11 @@ from lmmpy.fit.em import em_step, fit_em
 
 from conftest import MODEL_IDS, SLOW, model_data, spec
 
-SHARED = [m for m in MODEL_IDS if not m.startswith(("sleep_", "pastes_explicit", "pastes_cat", "mlbook2_poly",
-                                                     "mlbook2_factor"))]
+SHARED = [
+    m
+    for m in MODEL_IDS
+    if not m.startswith(("sleep_", "pastes_explicit", "pastes_cat", "mlbook2_poly", "mlbook2_factor"))
+]
 
 
 @functools.lru_cache(maxsize=None)
@@ -27,8 +31,7 @@ def both(mid, reml):
 
 
 def params():
-    return [pytest.param(m, r, marks=[pytest.mark.slow] if m in SLOW else [])
-            for m in SHARED for r in (True, False)]
+    return [pytest.param(m, r, marks=[pytest.mark.slow] if m in SLOW else []) for m in SHARED for r in (True, False)]
 
 
 @pytest.mark.parametrize("mid, reml", params())
@@ -60,12 +63,13 @@ def test_plain_em_also_converges_and_is_monotone():
 def _dense_em_step(d, theta, reml):
     """One Laird-Ware / Lindstrom-Bates step for a single grouping factor, with n_j x n_j
     matrices (what lmmpy avoids), as the issue writes it."""
-    fit = lmmpy.lmer("Reaction ~ Days + (Days | Subject)", d, REML=reml, start=theta, optimizer=None,
-                     control={"check_conv": False})
+    fit = lmmpy.lmer(
+        "Reaction ~ Days + (Days | Subject)", d, REML=reml, start=theta, optimizer=None, control={"check_conv": False}
+    )
     X, y = fit.design.X, fit.design.y
     t = fit.design.reterms[0]
     T = theta_templates(np.asarray(theta), [2])[0]
-    s2 = fit.sigma ** 2
+    s2 = fit.sigma**2
     Sigma = s2 * T @ T.T
     groups = [np.flatnonzero(t.codes == j) for j in range(t.nlevels)]
     Vinv = [np.linalg.inv(t.X[g] @ Sigma @ t.X[g].T + s2 * np.eye(len(g))) for g in groups]
@@ -88,8 +92,9 @@ def _dense_em_step(d, theta, reml):
 def test_em_step_equals_laird_ware_formulas(reml):
     d = lmmpy.datasets.load("sleepstudy")
     theta = np.array([0.8, 0.1, 0.3])
-    fit = lmmpy.lmer("Reaction ~ Days + (Days | Subject)", d, REML=reml, start=theta, optimizer=None,
-                     control={"check_conv": False})
+    fit = lmmpy.lmer(
+        "Reaction ~ Days + (Days | Subject)", d, REML=reml, start=theta, optimizer=None, control={"check_conv": False}
+    )
     new = em_step(fit.model)
     T_new = theta_templates(new, [2])[0]
     assert np.allclose(T_new, _dense_em_step(d, theta, reml), rtol=1e-8, atol=1e-10)

@@ -1,14 +1,17 @@
 """The pure factor: model.factor(theta) hands out a factor no later evaluation changes, and
 taking it changes nothing another caller sees (the optimizer's working point stays)."""
+
 import numpy as np
 import pytest
 
 import lmmpy
 from lmmpy.fit.deviance import LmmModel, ml_deviance, reml_criterion
 
-MODELS = [("Reaction ~ Days + (Days | Subject)", "sleepstudy"),
-          ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin"),
-          ("strength ~ 1 + (1 | batch) + (1 | batch:cask)", "Pastes")]
+MODELS = [
+    ("Reaction ~ Days + (Days | Subject)", "sleepstudy"),
+    ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin"),
+    ("strength ~ 1 + (1 | batch) + (1 | batch:cask)", "Pastes"),
+]
 
 
 def _model(formula, dataset, REML=True):
@@ -55,8 +58,9 @@ def test_factor_equals_the_working_factor(REML):
     L = model.factor(theta)
     assert np.array_equal(L.Ltt, model.L.Ltt) and L.Ltt is not model.L.Ltt
     assert model.criterion(theta) == f
-    expected = (reml_criterion(L, model.n, model.p, model.log_w_sum) if REML
-                else ml_deviance(L, model.n, model.log_w_sum))
+    expected = (
+        reml_criterion(L, model.n, model.p, model.log_w_sum) if REML else ml_deviance(L, model.n, model.log_w_sum)
+    )
     assert model.criterion_of(L) == expected
 
 

@@ -1,6 +1,7 @@
 """The analytic gradient of the profiled criteria equals central finite differences and the older
 route through Omega^{-1} P (tests/fit/gradient_oracle.py), for ML and REML, scalar and vector-valued
 terms, on and off the boundary."""
+
 import warnings
 
 import numpy as np
@@ -25,8 +26,14 @@ def model_at(mid, reml):
     s = spec(mid)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return lmmpy.lmer(s["formula"], model_data(mid), REML=reml, start=reference(mid)["theta"],
-                          optimizer=None, control={"check_conv": False}).model
+        return lmmpy.lmer(
+            s["formula"],
+            model_data(mid),
+            REML=reml,
+            start=reference(mid)["theta"],
+            optimizer=None,
+            control={"check_conv": False},
+        ).model
 
 
 @pytest.mark.parametrize("mid", [m for m in MODEL_IDS if m not in SLOW])
@@ -44,8 +51,9 @@ def test_gradient_equals_finite_differences(mid, reml, where):
     assert np.max(np.abs(g - fd)) <= 2e-4 * max(1.0, np.max(np.abs(fd))), (g, fd)
 
 
-@pytest.mark.parametrize("mid", ["penicillin_crossed_reml", "pastes_nested_reml", "sleep_minus1_reml",
-                                 "mlbook2_vector_tail_reml"])
+@pytest.mark.parametrize(
+    "mid", ["penicillin_crossed_reml", "pastes_nested_reml", "sleep_minus1_reml", "mlbook2_vector_tail_reml"]
+)
 @pytest.mark.parametrize("reml", [True, False])
 @pytest.mark.parametrize("boundary", [False, True])
 def test_lead_route_equals_general_route(mid, reml, boundary):
@@ -76,11 +84,14 @@ def test_lead_route_equals_general_route_for_one_term(mid):
         assert np.allclose(profiled_gradient(model), general_gradient(model), rtol=1e-8, atol=1e-8)
 
 
-@pytest.mark.parametrize("data, formula", [
-    ("mlbook2", "langPOST ~ IQ_verb + (IQ_verb | schoolnr) + (1 | denomina)"),  # vector first, scalar tail
-    ("mlbook2", "langPOST ~ IQ_verb + (IQ_verb | schoolnr) + (IQ_verb | denomina)"),  # vector first and tail
-    ("mlbook2", "langPOST ~ IQ_verb + (IQ_verb + ses | schoolnr) + (1 | denomina)"),  # a 3 x 3 first term
-])
+@pytest.mark.parametrize(
+    "data, formula",
+    [
+        ("mlbook2", "langPOST ~ IQ_verb + (IQ_verb | schoolnr) + (1 | denomina)"),  # vector first, scalar tail
+        ("mlbook2", "langPOST ~ IQ_verb + (IQ_verb | schoolnr) + (IQ_verb | denomina)"),  # vector first and tail
+        ("mlbook2", "langPOST ~ IQ_verb + (IQ_verb + ses | schoolnr) + (1 | denomina)"),  # a 3 x 3 first term
+    ],
+)
 @pytest.mark.parametrize("reml", [True, False])
 @pytest.mark.parametrize("boundary", [False, True])
 def test_vector_first_term_routes_and_finite_differences(data, formula, reml, boundary):
@@ -99,17 +110,21 @@ def test_vector_first_term_routes_and_finite_differences(data, formula, reml, bo
     assert np.max(np.abs(g - fd)) <= 2e-4 * max(1.0, np.max(np.abs(fd))), (g, fd)
 
 
-@pytest.mark.parametrize("data, formula", [
-    ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),  # one term
-    ("InstEval", "y ~ service + (1 | s) + (1 | d) + (1 | dept)"),  # scalar terms
-    ("mlbook2", "langPOST ~ IQ_verb + (IQ_verb | schoolnr) + (1 | denomina)"),  # vector first term
-    ("mlbook2", "langPOST ~ IQ_verb + (1 | schoolnr) + (IQ_verb | denomina)"),  # vector tail term
-])
+@pytest.mark.parametrize(
+    "data, formula",
+    [
+        ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),  # one term
+        ("InstEval", "y ~ service + (1 | s) + (1 | d) + (1 | dept)"),  # scalar terms
+        ("mlbook2", "langPOST ~ IQ_verb + (IQ_verb | schoolnr) + (1 | denomina)"),  # vector first term
+        ("mlbook2", "langPOST ~ IQ_verb + (1 | schoolnr) + (IQ_verb | denomina)"),  # vector tail term
+    ],
+)
 @pytest.mark.parametrize("reml", [True, False])
 def test_lead_conditional_covariance_sums_equal_the_blocked_ones(data, formula, reml):
     """The EM algorithm's sums of conditional covariance blocks, through the lead's inverse,
     against the diagonal blocks from triangular solves with the blocked factor."""
     from lmmpy.fit.gradient import cond_cov_sums
+
     d = lmmpy.datasets.load(data)
     if data == "InstEval":
         d = d.iloc[:5000]

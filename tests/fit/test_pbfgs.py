@@ -1,5 +1,6 @@
 """Projected BFGS (lmmpy.fit.pbfgs): bound-constrained minima of known functions, and lme4's
 optima when lmer uses it."""
+
 import warnings
 
 import numpy as np
@@ -21,6 +22,7 @@ def counted(f):
     def value_and_gradient(x):
         calls["gradient"] += 1
         return f(x)
+
     return value, value_and_gradient, calls
 
 
@@ -39,11 +41,15 @@ def test_quadratic_with_active_bounds_meets_the_kkt_conditions():
 def test_rosenbrock_without_bounds():
     def f(x):
         a, b = x
-        return (100 * (b - a * a) ** 2 + (1 - a) ** 2,
-                np.array([-400 * a * (b - a * a) - 2 * (1 - a), 200 * (b - a * a)]))
+        return (
+            100 * (b - a * a) ** 2 + (1 - a) ** 2,
+            np.array([-400 * a * (b - a * a) - 2 * (1 - a), 200 * (b - a * a)]),
+        )
+
     value, both, _ = counted(f)
-    res = minimize_pbfgs(value, both, np.array([-1.2, 1.0]), np.full(2, -np.inf), h0=np.full(2, 1e-3),
-                         ftol=0.0, gtol=1e-8)
+    res = minimize_pbfgs(
+        value, both, np.array([-1.2, 1.0]), np.full(2, -np.inf), h0=np.full(2, 1e-3), ftol=0.0, gtol=1e-8
+    )
     assert res.success and np.allclose(res.x, [1.0, 1.0], atol=1e-6)
 
 

@@ -17,6 +17,7 @@ against lme4's optimum: criterion 1e-6 (lower is allowed: a better optimum), fix
 theta (optimizer=None) the algebra alone: 1e-9.  Against lmmpy's own unscaled fit, transformed: 1e-5 relative (two
 optimizer runs from different starts).
 """
+
 import json
 import warnings
 from pathlib import Path
@@ -120,10 +121,10 @@ def test_varcorr_on_the_users_scale(case, unscaled_fit):
         var1 = None if not isinstance(ours.var1, str) else ours.var1
         assert (ours.grp, var1, var2) == (ref["grp"], ref["var1"], ref["var2"])
         e = power.get((var1, var2), 0)
-        assert ours.vcov == pytest.approx(ref["vcov"] / k ** e, rel=1e-4)
-        assert ours.vcov == pytest.approx(base.vcov / k ** e, rel=1e-5)
+        assert ours.vcov == pytest.approx(ref["vcov"] / k**e, rel=1e-4)
+        assert ours.vcov == pytest.approx(base.vcov / k**e, rel=1e-5)
         sd_power = e / 2 if var2 is None else 0  # sdcor of a pair is the correlation
-        assert ours.sdcor == pytest.approx(ref["sdcor"] / k ** sd_power, rel=1e-4)
+        assert ours.sdcor == pytest.approx(ref["sdcor"] / k**sd_power, rel=1e-4)
     assert fit.sigma == pytest.approx(UNSCALED["sigma"], rel=1e-6)
 
 
@@ -176,7 +177,7 @@ def test_summary_of_the_fit_prints_no_convergence_problem(case):
     for block in ("Scaled residuals:", "Random effects:", "Fixed effects:", "Correlation of Fixed Effects:"):
         i = next(n for n, ln in enumerate(theirs) if ln.startswith(block))
         j = next(n for n, ln in enumerate(ours) if ln.startswith(block))
-        assert ours[j:j + 4] == theirs[i:i + 4], block
+        assert ours[j : j + 4] == theirs[i : i + 4], block
 
 
 def test_satterthwaite_and_kenward_roger_on_the_users_scale(case):
@@ -184,7 +185,10 @@ def test_satterthwaite_and_kenward_roger_on_the_users_scale(case):
     main, Kenward-Roger's df for Days * 1e-8 was 4270.7 instead of 17)."""
     key, k, _, fit = case
     scale = np.array([1.0, 1.0 / k])
-    for tab, ref in ((fit.satterthwaite(), UNSCALED["satterthwaite"]), (fit.kenward_roger(), UNSCALED["kenward_roger"])):
+    for tab, ref in (
+        (fit.satterthwaite(), UNSCALED["satterthwaite"]),
+        (fit.kenward_roger(), UNSCALED["kenward_roger"]),
+    ):
         assert np.allclose(tab["Estimate"], np.array(ref["estimate"]) * scale, rtol=1e-6)
         assert np.allclose(tab["Std. Error"], np.array(ref["se"]) * scale, rtol=1e-4)
         assert np.allclose(tab["df"], ref["df"], rtol=1e-3)
@@ -246,12 +250,14 @@ def test_non_finite_gradient_is_not_ok(monkeypatch):
     ConvergenceWarning that it did not converge, and the summary's convergence line not
     '0 (OK)' (main printed 'convergence code: 0 (OK)' above 'Gradient contains NAs')."""
     import lmmpy.fit.checks as checks
+
     real = checks.deriv12
 
     def nan_gradient(fun, x, delta=1e-4, fx=None):
         g, H = real(fun, x, delta, fx)
         g[0] = np.nan
         return g, H
+
     monkeypatch.setattr(checks, "deriv12", nan_gradient)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -270,9 +276,17 @@ def test_non_finite_criterion_is_not_ok():
     """Likewise a criterion that is not finite at the optimum, whatever the optimizer reported."""
     from lmmpy.fit.optimize import OptSummary
     from lmmpy.lmer import _check
+
     model = lmmpy.mk_lmer_devfun(lmmpy.lformula("Reaction ~ Days + (1 | Subject)", lmmpy.datasets.load("sleepstudy")))
-    opt = OptSummary(optimizer="test", theta0=np.ones(1), lower=np.zeros(1), theta=np.ones(1), fmin=np.inf,
-                     converged=True, message="stopped")
+    opt = OptSummary(
+        optimizer="test",
+        theta0=np.ones(1),
+        lower=np.zeros(1),
+        theta=np.ones(1),
+        fmin=np.inf,
+        converged=True,
+        message="stopped",
+    )
     out = _check(model, opt, lmmpy.LmerControl(check_conv=False))
     assert not out.converged and "not finite" in out.message
     assert out.return_code != 0
@@ -286,14 +300,15 @@ def test_the_maps_are_exact():
     from lmmpy.fit.deviance import LmmModel
     from lmmpy.fit.gradient import profiled_gradient
     from lmmpy.fit.scaling import ColumnScaling
+
     d = lmmpy.datasets.load("sleepstudy")
     d["Days"] = d["Days"] * 1e7
     d["x"] = np.cos(np.arange(len(d))) * 1e-6
     d["w"] = np.sin(np.arange(len(d))) * 1e5
     design = lmmpy.lformula("Reaction ~ Days + x + w + (Days + x | Subject)", d)
     scaling = ColumnScaling.of(design)
-    assert list(scaling.x) == [1.0, 2.0 ** 26, 2.0 ** -20, 2.0 ** 17]
-    assert list(scaling.z[0]) == [1.0, 2.0 ** 26, 2.0 ** -20]
+    assert list(scaling.x) == [1.0, 2.0**26, 2.0**-20, 2.0**17]
+    assert list(scaling.z[0]) == [1.0, 2.0**26, 2.0**-20]
     rng = np.random.default_rng(1)
     for reml in (True, False):
         user = LmmModel(design, REML=reml)
@@ -312,6 +327,7 @@ def test_ordinary_models_are_fitted_as_before():
     numbers and summaries stay as tests/results/test_reference.py and test_summary.py check them)."""
     import conftest
     from lmmpy.fit.scaling import ColumnScaling
+
     for mid in conftest.MODEL_IDS:
         design = lmmpy.lformula(conftest.spec(mid)["formula"], conftest.model_data(mid))
         assert ColumnScaling.of(design) is None, mid

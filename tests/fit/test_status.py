@@ -1,4 +1,5 @@
 """Fit status as data: OptSummary.status and the records behind it, one test per status."""
+
 import warnings
 
 import numpy as np
@@ -43,8 +44,15 @@ def test_failed_gradient_check(sleep):
 
 
 def test_failed_hessian_check():
-    opt = OptSummary(optimizer="test", theta0=np.ones(1), lower=np.zeros(1), theta=np.ones(1), fmin=1.0,
-                     converged=True, findings=[CheckFinding(Check.HESSIAN_NEGATIVE, value=2, tol=1e-6)])
+    opt = OptSummary(
+        optimizer="test",
+        theta0=np.ones(1),
+        lower=np.zeros(1),
+        theta=np.ones(1),
+        fmin=1.0,
+        converged=True,
+        findings=[CheckFinding(Check.HESSIAN_NEGATIVE, value=2, tol=1e-6)],
+    )
     assert opt.status is FitStatus.FAILED_HESSIAN_CHECK and opt.failed
     assert opt.messages == ["Model failed to converge: degenerate  Hessian with 2 negative eigenvalues"]
     singular = CheckFinding(Check.HESSIAN_SINGULAR, tol=1e-6)  # a warning, not a failure (lme4's)
@@ -54,15 +62,23 @@ def test_failed_hessian_check():
 
 def test_nonfinite():
     model = lmmpy.mk_lmer_devfun(lmmpy.lformula("Reaction ~ Days + (1 | Subject)", lmmpy.datasets.load("sleepstudy")))
-    opt = OptSummary(optimizer="test", theta0=np.ones(1), lower=np.zeros(1), theta=np.ones(1), fmin=np.inf,
-                     converged=True, message="stopped")
+    opt = OptSummary(
+        optimizer="test",
+        theta0=np.ones(1),
+        lower=np.zeros(1),
+        theta=np.ones(1),
+        fmin=np.inf,
+        converged=True,
+        message="stopped",
+    )
     out = _check(model, opt, lmmpy.LmerControl(check_conv=False))
     assert out.status is FitStatus.NONFINITE and out.failed
 
 
 def test_not_converged(sleep):
-    opt = _quiet_fit(FORMULA, sleep, optimizer="cobyqa",
-                     control={"optimizer_options": {"maxfev": 4}, "fallback_em": False}).optsum
+    opt = _quiet_fit(
+        FORMULA, sleep, optimizer="cobyqa", control={"optimizer_options": {"maxfev": 4}, "fallback_em": False}
+    ).optsum
     assert opt.status is FitStatus.NOT_CONVERGED and opt.failed
 
 
@@ -79,6 +95,7 @@ def test_optimizer_error(sleep, monkeypatch):
 
     def broken(*args, **kwargs):
         raise ValueError("broken on purpose")
+
     monkeypatch.setattr(optimize, "minimize", broken)
     opt = _quiet_fit(FORMULA, sleep, optimizer="cobyqa", control={"fallback_em": False}).optsum
     assert opt.status is FitStatus.OPTIMIZER_ERROR and opt.failed

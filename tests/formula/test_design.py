@@ -1,4 +1,5 @@
 """The design: X, the random-effects terms and Z, with lme4's dimensions."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,8 +64,15 @@ def test_categorical_slope_full_dummy_coding():
 def test_formulaic_syntax_in_fixed_part():
     d = lmmpy.datasets.load("mlbook2")
     D = build_design("langPOST ~ C(sex) + np.log(IQ_verb + 10) + I(IQ_verb^2) + IQ_verb*ses + (1 | schoolnr)", d)
-    assert D.xnames == ["(Intercept)", "factor(sex)1", "np.log(IQ_verb + 10)", "I(IQ_verb^2)", "IQ_verb",
-                        "ses", "IQ_verb:ses"]
+    assert D.xnames == [
+        "(Intercept)",
+        "factor(sex)1",
+        "np.log(IQ_verb + 10)",
+        "I(IQ_verb^2)",
+        "IQ_verb",
+        "ses",
+        "IQ_verb:ses",
+    ]
     assert np.allclose(D.X[:, 3], d["IQ_verb"] ** 2)
     assert np.allclose(D.X[:, 2], np.log(d["IQ_verb"] + 10))
 

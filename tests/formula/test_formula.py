@@ -1,4 +1,5 @@
 """The formula layer: R's grammar, lme4's bars and their expansions, R's deparse."""
+
 import pytest
 
 from lmmpy import FormulaError
@@ -78,25 +79,30 @@ def test_python_power_accepted():
 
 def test_long_formula_deparses_as_r():
     f = parse_formula("langPOST ~ (IQ_verb + ses + sch_iqv + sch_ses)^2 + (IQ_verb + ses | schoolnr)")
-    assert deparse_lines(f.tree) == ["langPOST ~ (IQ_verb + ses + sch_iqv + sch_ses)^2 + (IQ_verb + ",
-                                     "    ses | schoolnr)"]
+    assert deparse_lines(f.tree) == [
+        "langPOST ~ (IQ_verb + ses + sch_iqv + sch_ses)^2 + (IQ_verb + ",
+        "    ses | schoolnr)",
+    ]
 
 
-@pytest.mark.parametrize("bad, words", [
-    ("y ~ (1 | g", "expected ')'"),
-    ("y ~ x | g", "in parentheses"),
-    ("y x + (1 | g)", "no '~'"),
-    ("y ~ x", "no random-effects terms"),
-    ("y ~ (| g)", "unexpected '|'"),
-    ("y ~ (1 | )", "unexpected ')'"),
-    ("~ x + (1 | g)", "response"),
-    ("y ~ x + (1 | log(g))", "grouping factor"),
-    ("y ~ x + (1 | g) +", "ends where a term was expected"),
-    ("y ~ x $ z + (1 | g)", "unexpected character '$'"),
-    ("y ~ x ~ z + (1 | g)", "'~' may appear only once"),
-    ("y ~ x - (1 | g)", "cannot be subtracted"),
-    ("", "no '~'"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ("y ~ (1 | g", "expected ')'"),
+        ("y ~ x | g", "in parentheses"),
+        ("y x + (1 | g)", "no '~'"),
+        ("y ~ x", "no random-effects terms"),
+        ("y ~ (| g)", "unexpected '|'"),
+        ("y ~ (1 | )", "unexpected ')'"),
+        ("~ x + (1 | g)", "response"),
+        ("y ~ x + (1 | log(g))", "grouping factor"),
+        ("y ~ x + (1 | g) +", "ends where a term was expected"),
+        ("y ~ x $ z + (1 | g)", "unexpected character '$'"),
+        ("y ~ x ~ z + (1 | g)", "'~' may appear only once"),
+        ("y ~ x - (1 | g)", "cannot be subtracted"),
+        ("", "no '~'"),
+    ],
+)
 def test_malformed_formulas_raise_formula_error_quoting_the_formula(bad, words):
     with pytest.raises(FormulaError) as e:
         parse_formula(bad)

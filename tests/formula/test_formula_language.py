@@ -8,6 +8,7 @@ lme4's numbers: tests/reference/formula_language/refs.json, made by make_refs.R 
 Tolerances: the REML criterion within 1e-6 (lmmpy may be lower: it reaches the optimum as
 closely as lme4 or more), fixed effects within 1e-5 relative, theta within 1e-4.
 """
+
 import datetime
 import json
 import sys
@@ -26,11 +27,35 @@ from lmmpy.formula.bars import parse_formula
 from lmmpy.formula.parser import deparse_lines
 
 REFS = json.loads((Path(__file__).parents[1] / "reference" / "formula_language" / "refs.json").read_text())
-SLEEP_CASES = ["lhs_minus", "lhs_log_minus", "lhs_divide", "lhs_times", "lhs_plus", "in_operator",
-               "dotted_in_call", "offset_in_formula", "compare_gt", "compare_eq", "logic", "logic_not",
-               "poly_raw", "poly_raw_T", "poly_orthogonal", "factor_levels", "ifelse_character",
-               "ifelse_numeric", "cut_n", "cut_breaks", "pmin_pmax", "as_numeric", "as_factor", "scale",
-               "scale_center_only", "comment", "caller_variable"]
+SLEEP_CASES = [
+    "lhs_minus",
+    "lhs_log_minus",
+    "lhs_divide",
+    "lhs_times",
+    "lhs_plus",
+    "in_operator",
+    "dotted_in_call",
+    "offset_in_formula",
+    "compare_gt",
+    "compare_eq",
+    "logic",
+    "logic_not",
+    "poly_raw",
+    "poly_raw_T",
+    "poly_orthogonal",
+    "factor_levels",
+    "ifelse_character",
+    "ifelse_numeric",
+    "cut_n",
+    "cut_breaks",
+    "pmin_pmax",
+    "as_numeric",
+    "as_factor",
+    "scale",
+    "scale_center_only",
+    "comment",
+    "caller_variable",
+]
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +151,7 @@ def test_caller_variables_and_env(sleep):
     def inner():
         k = 5.0  # noqa: F841 - read by the formula, through the caller's frame
         return lmmpy.lformula("Reaction ~ I(Days * k) + (1 | Subject)", sleep)
+
     assert np.allclose(inner().X[:, 1], 5.0 * sleep["Days"])
     with pytest.raises(FormulaError, match="object 'kk' not found"):
         lmmpy.lmer("Reaction ~ I(Days * kk) + (1 | Subject)", sleep)
@@ -133,8 +159,9 @@ def test_caller_variables_and_env(sleep):
         lmmpy.lmer("Reaction ~ I(Days * k) + (1 | Subject)", sleep, env=3)
 
 
-@pytest.mark.parametrize("case", ["poly_orthogonal", "scale", "offset_in_formula", "factor_levels",
-                                  "caller_variable", "compare_gt"])
+@pytest.mark.parametrize(
+    "case", ["poly_orthogonal", "scale", "offset_in_formula", "factor_levels", "caller_variable", "compare_gt"]
+)
 def test_predictions_on_new_data_as_lme4(case, sleep):
     # poly() and scale() keep the fitting data's coefficients, factor() its levels; offset()
     # terms are evaluated on the new data
@@ -146,8 +173,7 @@ def test_predictions_on_new_data_as_lme4(case, sleep):
 
 
 def test_duplicated_column_names_use_the_first_as_r(sleep):
-    d = pd.concat([sleep[["Reaction", "Days", "Subject"]], sleep[["Days"]].iloc[::-1].reset_index(drop=True)],
-                  axis=1)
+    d = pd.concat([sleep[["Reaction", "Days", "Subject"]], sleep[["Days"]].iloc[::-1].reset_index(drop=True)], axis=1)
     with pytest.warns(UserWarning, match="several columns named 'Days'"):
         m = lmmpy.lmer("Reaction ~ Days + (1 | Subject)", d)
     check_against_lme4(m, REFS["duplicate_column"])
@@ -195,16 +221,19 @@ def test_too_deep_nesting_is_a_formula_error(sleep):
         lmmpy.lmer("Reaction ~ " + "(" * 3000 + "Days" + ")" * 3000 + " + (1 | Subject)", sleep)
 
 
-@pytest.mark.parametrize("formula, error, words", [
-    ("Reaction ~ nosuchfun(Days) + (1 | Subject)", FormulaError, "unknown function 'nosuchfun'"),
-    ("Reaction ~ ordered(Days) + (1 | Subject)", FormulaError, "polynomial contrasts"),
-    ("Reaction ~ log(Subject) + (1 | Subject)", FormulaError, "arithmetic on a factor"),
-    ("Reaction ~ poly(Days, 12) + (1 | Subject)", FormulaError, "less than the number of unique points"),
-    ("Subject ~ Days + (1 | Subject)", DataError, "must be numeric"),
-    ("ifelse(Days > 4, 'a', 'b') ~ Days + (1 | Subject)", DataError, "must be numeric"),
-    ("Reaction ~ Days - offset(Days) + (1 | Subject)", FormulaError, "offset term"),
-    ("Reaction ~ cut(Days, 1) + (1 | Subject)", FormulaError, "invalid number of intervals"),
-])
+@pytest.mark.parametrize(
+    "formula, error, words",
+    [
+        ("Reaction ~ nosuchfun(Days) + (1 | Subject)", FormulaError, "unknown function 'nosuchfun'"),
+        ("Reaction ~ ordered(Days) + (1 | Subject)", FormulaError, "polynomial contrasts"),
+        ("Reaction ~ log(Subject) + (1 | Subject)", FormulaError, "arithmetic on a factor"),
+        ("Reaction ~ poly(Days, 12) + (1 | Subject)", FormulaError, "less than the number of unique points"),
+        ("Subject ~ Days + (1 | Subject)", DataError, "must be numeric"),
+        ("ifelse(Days > 4, 'a', 'b') ~ Days + (1 | Subject)", DataError, "must be numeric"),
+        ("Reaction ~ Days - offset(Days) + (1 | Subject)", FormulaError, "offset term"),
+        ("Reaction ~ cut(Days, 1) + (1 | Subject)", FormulaError, "invalid number of intervals"),
+    ],
+)
 def test_bad_expressions_are_lmm_errors(formula, error, words, sleep):
     with pytest.raises(error, match=words):
         fit(formula, sleep)
@@ -217,9 +246,50 @@ def test_rows_where_an_expression_is_na_are_dropped_as_r(sleep):
     assert m.design.n == int((sleep["Days"] > 0).sum())
 
 
-TOKENS = ["y", "x", "g", "1", "~", "+", "-", "*", "/", ":", "^", "|", "(", ")", ",", "I(", "log(",
-          "poly(", "%in%", "%%", ">", "<=", "==", "!=", "!", "&", "&&", "=", "raw", "TRUE", "'a'", '"b"',
-          "# c", "\n", "日数", "total.fruits", "1L", "0x1F", "2.5e-3", "offset(", "cut(", "c("]
+TOKENS = [
+    "y",
+    "x",
+    "g",
+    "1",
+    "~",
+    "+",
+    "-",
+    "*",
+    "/",
+    ":",
+    "^",
+    "|",
+    "(",
+    ")",
+    ",",
+    "I(",
+    "log(",
+    "poly(",
+    "%in%",
+    "%%",
+    ">",
+    "<=",
+    "==",
+    "!=",
+    "!",
+    "&",
+    "&&",
+    "=",
+    "raw",
+    "TRUE",
+    "'a'",
+    '"b"',
+    "# c",
+    "\n",
+    "日数",
+    "total.fruits",
+    "1L",
+    "0x1F",
+    "2.5e-3",
+    "offset(",
+    "cut(",
+    "c(",
+]
 
 
 def parses_or_formula_error(text):

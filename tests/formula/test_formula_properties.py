@@ -1,13 +1,41 @@
 """Property-based: any string, or any sequence of formula tokens, either parses or raises
 lmmpy's FormulaError -- never another exception."""
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmmpy import FormulaError
 from lmmpy.formula.bars import parse_formula
 
-TOKENS = ["y", "x", "g", "h", "1", "0", "~", "+", "-", "*", "/", ":", "^", "|", "||", "(", ")", ",",
-          "I(", "log(", "C(", "%in%", "**", " ", "2", "x.1", "`a b`"]
+TOKENS = [
+    "y",
+    "x",
+    "g",
+    "h",
+    "1",
+    "0",
+    "~",
+    "+",
+    "-",
+    "*",
+    "/",
+    ":",
+    "^",
+    "|",
+    "||",
+    "(",
+    ")",
+    ",",
+    "I(",
+    "log(",
+    "C(",
+    "%in%",
+    "**",
+    " ",
+    "2",
+    "x.1",
+    "`a b`",
+]
 
 
 def parses_or_formula_error(text):

@@ -1,6 +1,7 @@
 """predict() on new data (lme4's predict with allow.new.levels and re.form = NA), simulate,
 refit, the likelihood-ratio anova and Wald intervals, against lme4's values in
 tests/reference/inference (lme4_inference_reference.R in ../shared made them)."""
+
 import json
 import warnings
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_simulate_and_refit():
     # the simulated variance matches the model's marginal variance
     vc = fit.varcorr
     tau0 = vc.loc[(vc.var1 == "(Intercept)") & vc.var2.isna() & (vc.grp == "Subject"), "vcov"].item()
-    resid_var = fit.sigma ** 2
+    resid_var = fit.sigma**2
     day0 = fit.design.frame["Days"].to_numpy() == 0
     assert np.var(sims.to_numpy()[day0]) == pytest.approx(tau0 + resid_var, rel=0.15)
     again = fit.refit(fit.design.y)
@@ -138,8 +139,11 @@ def test_satterthwaite_df_and_p_values(mid, at_lme4_theta):
     ref = json.loads((DIR / f"{mid}.json").read_text())
     kw = {}
     if at_lme4_theta:
-        kw = dict(start=json.loads((DIR.parent / f"{mid}.json").read_text())["theta"], optimizer=None,
-                  control={"check_conv": False})
+        kw = dict(
+            start=json.loads((DIR.parent / f"{mid}.json").read_text())["theta"],
+            optimizer=None,
+            control={"check_conv": False},
+        )
     fit = lmmpy.lmer(ref["formula"], lmmpy.datasets.load(SATT[mid]), REML=ref["REML"], **kw)
     tab = fit.satterthwaite()
     s = ref["satterthwaite"]
@@ -189,8 +193,14 @@ def test_bootstrap_against_lme4_profile_intervals(boot_sleepstudy):
 def test_type3_anova_at_lme4_theta(mid):
     ref = json.loads((DIR / f"{mid}.json").read_text())
     theta = json.loads((DIR.parent / f"{mid}.json").read_text())["theta"]
-    fit = lmmpy.lmer(ref["formula"], lmmpy.datasets.load(SATT[mid]), REML=ref["REML"], start=theta,
-                     optimizer=None, control={"check_conv": False})
+    fit = lmmpy.lmer(
+        ref["formula"],
+        lmmpy.datasets.load(SATT[mid]),
+        REML=ref["REML"],
+        start=theta,
+        optimizer=None,
+        control={"check_conv": False},
+    )
     tab = fit.anova()
     a = ref["anova_type3"]
     assert list(tab.index) == list(np.atleast_1d(a["term"]))
@@ -209,7 +219,6 @@ def test_type3_multi_df_term_equals_its_one_df_pieces_when_orthogonal():
     V = fit.vcov.loc[["caskb", "caskc"], ["caskb", "caskc"]].to_numpy()
     assert tab.loc["cask", "F value"] == pytest.approx(b @ np.linalg.solve(V, b) / 2)
     assert tab.loc["cask", "NumDF"] == 2 and 0 < tab.loc["cask", "DenDF"] < 60
-
 
 
 @pytest.mark.slow
@@ -247,8 +256,11 @@ def test_kenward_roger(mid, at_lme4_theta):
     ref = json.loads((DIR / f"{mid}.json").read_text())
     kw = {}
     if at_lme4_theta:
-        kw = dict(start=json.loads((DIR.parent / f"{mid}.json").read_text())["theta"], optimizer=None,
-                  control={"check_conv": False})
+        kw = dict(
+            start=json.loads((DIR.parent / f"{mid}.json").read_text())["theta"],
+            optimizer=None,
+            control={"check_conv": False},
+        )
     fit = lmmpy.lmer(ref["formula"], lmmpy.datasets.load(SATT[mid]), REML=True, **kw)
     tab = fit.kenward_roger()
     kr = ref["kenward_roger"]
@@ -273,7 +285,6 @@ def test_kenward_roger_anova_one_df_equals_t_test():
     assert tab.loc["Days", "F value"] == pytest.approx(kr.loc["Days", "t value"] ** 2, rel=1e-10)
     assert tab.loc["Days", "DenDF"] == pytest.approx(kr.loc["Days", "df"], rel=1e-10)
     assert tab.loc["Days", "Pr(>F)"] == pytest.approx(kr.loc["Days", "Pr(>|t|)"], rel=1e-8)
-
 
 
 @pytest.mark.parametrize("mid", ["mlbook2_factor_interaction_reml", "mlbook2_numeric_interaction_reml"])

@@ -2,6 +2,7 @@
 names, their numbers on more models, the cost of computing them, and the progress line of the
 long computations (profiles, the bootstrap).  lme4's values are in
 tests/reference/inference/profile_lme4.json (made by lme4_profile_reference.R beside it)."""
+
 import json
 import warnings
 from pathlib import Path
@@ -37,6 +38,7 @@ def cached(fits, mid):
 
 
 # -- names --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mid", [m for m in REF if m != "lme4"])
 def test_wald_names_as_lme4(fits, mid):
@@ -82,9 +84,14 @@ def test_bootstrap_names_as_lme4(fits):
 
 # -- cost ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mid, dataset, formula, REML, most", [
-    ("sleepstudy_slopes_reml", "sleepstudy", "Reaction ~ Days + (Days | Subject)", True, 1500),
-    ("mlbook2_slope_ml", "mlbook2", "langPOST ~ IQ_verb + sch_iqv + (IQ_verb | schoolnr)", False, 1500)])
+
+@pytest.mark.parametrize(
+    "mid, dataset, formula, REML, most",
+    [
+        ("sleepstudy_slopes_reml", "sleepstudy", "Reaction ~ Days + (Days | Subject)", True, 1500),
+        ("mlbook2_slope_ml", "mlbook2", "langPOST ~ IQ_verb + sch_iqv + (IQ_verb | schoolnr)", False, 1500),
+    ],
+)
 def test_profile_intervals_take_few_evaluations(monkeypatch, mid, dataset, formula, REML, most):
     """The profile intervals of the issue's two models take at most 1,500 factorisations of the
     model (seen: about 800 and 700; warm-started inner minimisations with the analytic gradient
@@ -98,6 +105,7 @@ def test_profile_intervals_take_few_evaluations(monkeypatch, mid, dataset, formu
     def counting(self):
         count["n"] += 1
         return update(self)
+
     monkeypatch.setattr(LmmModel, "update", counting)
     fit.confint("profile", progress=False)
     assert 0 < count["n"] <= most
@@ -105,9 +113,14 @@ def test_profile_intervals_take_few_evaluations(monkeypatch, mid, dataset, formu
 
 # -- the inner problems -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("formula, dataset", [
-    ("Reaction ~ Days + (Days | Subject)", "sleepstudy"),
-    ("langPOST ~ IQ_verb + ses + (IQ_verb + ses | schoolnr)", "mlbook2")])
+
+@pytest.mark.parametrize(
+    "formula, dataset",
+    [
+        ("Reaction ~ Days + (Days | Subject)", "sleepstudy"),
+        ("langPOST ~ IQ_verb + ses + (IQ_verb + ses | schoolnr)", "mlbook2"),
+    ],
+)
 def test_inner_gradients_are_the_derivatives(formula, dataset):
     """Each parameter's inner criterion (the deviance with that parameter held) has the gradient
     its minimiser is given: central differences agree to 1e-5 relative, away from the optimum,
@@ -120,8 +133,12 @@ def test_inner_gradients_are_the_derivatives(formula, dataset):
         v = slc.hat + 3 * slc.first_step
         x = slc.x_hat + 0.01 * rng.standard_normal(slc.x_hat.size)
         bounds = slc.bounds(v)
-        x = np.array([min(max(xi, -np.inf if lo is None else lo), np.inf if hi is None else hi)
-                      for xi, (lo, hi) in zip(x, bounds)])
+        x = np.array(
+            [
+                min(max(xi, -np.inf if lo is None else lo), np.inf if hi is None else hi)
+                for xi, (lo, hi) in zip(x, bounds)
+            ]
+        )
         _, g = slc.fg(x, v)
         for i, (lo, hi) in enumerate(bounds):
             if lo is not None and lo == hi:
@@ -157,6 +174,7 @@ def test_profile_leaves_the_fit_at_its_optimum():
 
 
 # -- progress -----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def dyestuff():
@@ -210,8 +228,13 @@ def test_profile_does_not_depend_on_the_columns_units(c):
     theta[1:] /= c
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a theta this small reads as singular (lme4's 1e-4 on theta)
-        fit = lmmpy.lmer("Reaction ~ Days + (Days | Subject)", dc, REML=False, start=theta, optimizer=None,
-                         control={"check_conv": False})
+        fit = lmmpy.lmer(
+            "Reaction ~ Days + (Days | Subject)",
+            dc,
+            REML=False,
+            start=theta,
+            optimizer=None,
+            control={"check_conv": False},
+        )
     ratio = np.array([1, 1, 1 / c, 1, 1, 1 / c])[:, None]
-    np.testing.assert_allclose(fit.confint("profile").to_numpy() / ratio, base.confint("profile").to_numpy(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(fit.confint("profile").to_numpy() / ratio, base.confint("profile").to_numpy(), rtol=1e-6)

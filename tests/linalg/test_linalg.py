@@ -1,5 +1,6 @@
 """The pieces of the blocked factorisation: weighted Gram matrices on a fixed pattern, the
 in-place symmetrisation, and the factor against a dense Cholesky of the same matrix."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -13,7 +14,8 @@ from lmmpy.linalg.gram import WeightedGram
 def random_sparse(m, n, density, seed):
     rng = np.random.default_rng(seed)
     return sp.random(m, n, density=density, random_state=rng, format="csr") + sp.random(
-        m, n, density=density / 4, random_state=rng, format="csr")
+        m, n, density=density / 4, random_state=rng, format="csr"
+    )
 
 
 @pytest.mark.parametrize("budget", [None, 0])  # stored pairs, and the product formed each time
@@ -49,8 +51,13 @@ def test_mirror_lower_makes_the_lower_triangle_symmetric():
     assert np.array_equal(mirror_lower(M.copy(), block=256), expected)
 
 
-@pytest.mark.parametrize("formula", ["y ~ service + (1 | s) + (1 | d) + (1 | dept)",  # scalar tail
-                                     "y ~ service + (1 | s) + (service | dept)"])  # vector tail
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ service + (1 | s) + (1 | d) + (1 | dept)",  # scalar tail
+        "y ~ service + (1 | s) + (service | dept)",
+    ],
+)  # vector tail
 def test_blocked_factor_reproduces_the_dense_matrix(formula):
     d = lmmpy.datasets.load("InstEval").iloc[:4000]
     model = mk_lmer_devfun(lformula(formula, d), REML=True)
@@ -59,8 +66,12 @@ def test_blocked_factor_reproduces_the_dense_matrix(formula):
     L = model.L
     # Omega = [Z Lambda  X  y]'[Z Lambda  X  y] + diag(I, 0, 0) from the model's own matrices
     q = sum(l * k for l, k in model.sizes)
-    Lam = sp.block_diag([sp.kron(sp.identity(l), T) for (l, _), T in
-                         zip(model.sizes, lmmpy.fit.deviance.theta_templates(theta, model.ks))])
+    Lam = sp.block_diag(
+        [
+            sp.kron(sp.identity(l), T)
+            for (l, _), T in zip(model.sizes, lmmpy.fit.deviance.theta_templates(theta, model.ks))
+        ]
+    )
     Z = sp.hstack([t.Z() for t in model.design.reterms]).tocsr()
     M = sp.hstack([Z @ Lam, sp.csr_matrix(np.column_stack([model.design.X, model.design.y]))]).toarray()
     Omega = M.T @ M + np.diag(np.r_[np.ones(q), np.zeros(model.p + 1)])
@@ -86,6 +97,6 @@ def test_grouped_gram_and_level_products(k, budget):
     C = rng.random((30, 30))
     C = C + C.T
     Ad = A.toarray()
-    expected = np.array([Ad[:, j * k:(j + 1) * k].T @ C @ Ad[:, j * k:(j + 1) * k] for j in range(40)])
+    expected = np.array([Ad[:, j * k : (j + 1) * k].T @ C @ Ad[:, j * k : (j + 1) * k] for j in range(40)])
     got = gram.level_products(np.tril(C) + np.triu(rng.random((30, 30)), 1))  # only the lower triangle is read
     assert np.allclose(got, expected[:, 0, 0] if k == 1 else expected, rtol=1e-10, atol=1e-12)

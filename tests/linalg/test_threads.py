@@ -2,6 +2,7 @@
 respected, and that fits (and the bootstrap's n_jobs workers) really run under the limit --
 seen from inside the criterion with threadpoolctl (the test's own controller), not through lmmpy.
 No timings: what the policy buys is measured by bench/contention.py."""
+
 import math
 import os
 import warnings
@@ -71,6 +72,7 @@ def assert_lme4_fit(fit):
 
 # -- the decision ---------------------------------------------------------------------------
 
+
 def test_small_model_gets_one_thread_whatever_is_idle():
     sleepstudy = threads.dense_tail_order([(18, 2)], p=2)  # one term: the tail is X and y
     assert sleepstudy == 3
@@ -116,6 +118,7 @@ def test_idle_cores_is_within_the_cores_given():
 
 # -- the user's own limits ------------------------------------------------------------------
 
+
 def test_env_limits_read(monkeypatch, no_user_env):
     assert threads.env_thread_limit() is None
     monkeypatch.setenv("OMP_NUM_THREADS", "3,1")  # nested OpenMP levels: the outer one
@@ -150,6 +153,7 @@ def test_blas_threads_request_checked():
 
 
 # -- the fit runs under the limit -----------------------------------------------------------
+
 
 @TWO_CORES
 def test_small_fit_runs_on_one_thread_and_restores(seen):

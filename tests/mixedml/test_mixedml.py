@@ -3,6 +3,7 @@
 With a linear fixed part its fixed point is the linear mixed model's, so MixedML must give
 lmer's (lme4-tested) estimates; the EM step itself is checked against the paper's Table 1
 computed densely (V_j, P_j per cluster)."""
+
 import re
 import warnings
 
@@ -41,7 +42,8 @@ def _compare(m, fit, coef_tol=1e-3, vc_rel=1e-2):
 def test_linear_fixed_part_is_lmer_on_sleepstudy(sleep, method):
     fit = lmmpy.lmer("Reaction ~ Days + (Days | Subject)", sleep, REML=method == "reml")
     m = lmmpy.MixedML(LinearRegression(), method=method).fit(
-        sleep[["Days"]], sleep.Reaction, groups=sleep.Subject, Z=sleep[["Days"]])
+        sleep[["Days"]], sleep.Reaction, groups=sleep.Subject, Z=sleep[["Days"]]
+    )
     assert m.converged_ and m.n_iter_ < 200
     _compare(m, fit, coef_tol=1e-5, vc_rel=1e-4)
     # the conditional modes are lmer's too
@@ -101,6 +103,7 @@ def test_em_step_is_the_papers_table_1(sleep):
         new = part.em_step(e, state, reml=reml)
         S_acc, s_acc = np.zeros((2, 2)), 0.0
         import scipy.linalg as sla
+
         V_inv = sla.block_diag(*Vinv)
         Xall = np.vstack(Xs)
         # P = V^-1 - V^-1 X (X'V^-1 X)^-1 X' V^-1 over all clusters (block-coupled)
@@ -109,7 +112,7 @@ def test_em_step_is_the_papers_table_1(sleep):
         start = 0
         for Z, v, ej, xj in zip(Zs, Vinv, es, Xs):
             nj = len(Z)
-            P = P_full[start:start + nj, start:start + nj] if reml else v
+            P = P_full[start : start + nj, start : start + nj] if reml else v
             start += nj
             u = Sigma @ Z.T @ v @ (ej - xj @ gamma)
             r = ej - xj @ gamma - Z @ u
@@ -123,8 +126,7 @@ def test_em_step_is_the_papers_table_1(sleep):
 
 def test_predict_within_and_out(mlbook):
     X = mlbook[["IQ_verb", "ses", "sch_iqv"]]
-    m = lmmpy.MixedML(LinearRegression()).fit(X, mlbook.langPOST, groups=mlbook.schoolnr,
-                                              Z=mlbook[["IQ_verb"]])
+    m = lmmpy.MixedML(LinearRegression()).fit(X, mlbook.langPOST, groups=mlbook.schoolnr, Z=mlbook[["IQ_verb"]])
     within = m.predict(X, groups=mlbook.schoolnr, Z=mlbook[["IQ_verb"]])
     out = m.predict(X)
     np.testing.assert_allclose(within, m.fitted_, atol=1e-9)
@@ -138,8 +140,9 @@ def test_predict_within_and_out(mlbook):
     np.testing.assert_allclose(mixed[:5], out[:5])
     np.testing.assert_allclose(mixed[5:], within[5:])
     # the formula interface predicts a DataFrame of the formula's variables
-    mf = lmmpy.MixedML.from_formula("langPOST ~ IQ_verb + ses + sch_iqv + (IQ_verb | schoolnr)", mlbook,
-                                    estimator=LinearRegression())
+    mf = lmmpy.MixedML.from_formula(
+        "langPOST ~ IQ_verb + ses + sch_iqv + (IQ_verb | schoolnr)", mlbook, estimator=LinearRegression()
+    )
     np.testing.assert_allclose(mf.predict(mlbook), within, atol=1e-6)
     np.testing.assert_allclose(mf.predict(mlbook, groups=False), out, atol=1e-6)
 
@@ -159,7 +162,8 @@ def test_callable_fixed_part_and_warm_start(mlbook):
 
     # a callable returning bare predictions fits, but cannot predict new data
     m2 = lmmpy.MixedML(lambda X, t: LinearRegression().fit(X, t).predict(X)).fit(
-        X, mlbook.langPOST, groups=mlbook.schoolnr)
+        X, mlbook.langPOST, groups=mlbook.schoolnr
+    )
     assert m2.sigma_ == pytest.approx(ref.sigma_, rel=1e-8)
     with pytest.raises(lmmpy.LmmError, match="returned predictions only"):
         m2.predict(X)
@@ -185,7 +189,8 @@ def test_statsmodels_backend(mlbook):
     np.testing.assert_allclose(m.varcorr_.vcov.to_numpy(), fit.varcorr.vcov.to_numpy(), rtol=1e-2)
     with pytest.raises(lmmpy.LmmError, match="one grouping factor"):
         lmmpy.MixedML(method="oob", oob_backend="statsmodels").fit(
-            X, mlbook.langPOST, groups=mlbook[["schoolnr", "denomina"]])
+            X, mlbook.langPOST, groups=mlbook[["schoolnr", "denomina"]]
+        )
 
 
 def test_summary_and_attributes(sleep):
@@ -217,6 +222,7 @@ def test_bad_input(sleep):
 @pytest.mark.parametrize("estimator", [None, LinearRegression()], ids=["default", "LinearRegression"])
 def test_scikit_learn_estimator_checks(estimator):
     from sklearn.utils.estimator_checks import check_estimator
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = check_estimator(lmmpy.MixedML(estimator), on_fail=None)
@@ -232,10 +238,23 @@ def test_verbose_prints_every_step_and_how_it_ended(sleep, capsys):
     m = lmmpy.MixedML(LinearRegression(), verbose=2).fit(X, y, groups=g, Z=Z)
     assert m.get_params()["verbose"] == 2  # stored untouched (scikit-learn's rule)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("mixedML, REML-EM with SQUAREM: f = LinearRegression, random part "
-                               "(1 + Days | Subject), 180 rows; max_iter=100")
-    assert lines[1].split() == ["step", "iter", "GLL", "GLL", "change", "param", "change", "fitted",
-                                "change", "elapsed", "random", "part"]
+    assert lines[0].startswith(
+        "mixedML, REML-EM with SQUAREM: f = LinearRegression, random part (1 + Days | Subject), 180 rows; max_iter=100"
+    )
+    assert lines[1].split() == [
+        "step",
+        "iter",
+        "GLL",
+        "GLL",
+        "change",
+        "param",
+        "change",
+        "fitted",
+        "change",
+        "elapsed",
+        "random",
+        "part",
+    ]
     steps = [ln.split() for ln in lines[2:-1]]
     assert [int(s[0]) for s in steps] == list(range(1, len(m.gll_trace_) + 1))
     assert int(steps[-1][1]) == m.n_iter_
@@ -257,7 +276,8 @@ def test_verbose_one_prints_ten_steps_then_every_tenth_and_the_last(sleep, capsy
 
     with pytest.warns(lmmpy.ConvergenceWarning):
         m = lmmpy.MixedML(jittering, verbose=True, tol=0, tol_change=0, max_iter=75).fit(
-            sleep[["Days"]], sleep.Reaction, groups=sleep.Subject, Z=sleep[["Days"]])
+            sleep[["Days"]], sleep.Reaction, groups=sleep.Subject, Z=sleep[["Days"]]
+        )
     lines = capsys.readouterr().out.splitlines()
     shown = [int(ln.split()[0]) for ln in lines[2:-1]]
     last = len(m.gll_trace_)
@@ -270,26 +290,37 @@ def test_verbose_one_prints_ten_steps_then_every_tenth_and_the_last(sleep, capsy
 def test_stopping_at_max_iter_warns_what_did_not_converge(sleep, max_iter):
     """A tiny max_iter: no convergence, a warning that says so and how far it got, and the
     summary says NOT converged.  max_iter=1, and 3 (one SQUAREM cycle), leave one step."""
-    with pytest.warns(lmmpy.ConvergenceWarning, match=f"did not converge in {max_iter} iterations "
-                                                      f"\\(max_iter={max_iter},") as caught:
+    with pytest.warns(
+        lmmpy.ConvergenceWarning, match=f"did not converge in {max_iter} iterations \\(max_iter={max_iter},"
+    ) as caught:
         m = lmmpy.MixedML(LinearRegression(), max_iter=max_iter).fit(
-            sleep[["Days"]], sleep.Reaction, groups=sleep.Subject, Z=sleep[["Days"]])
+            sleep[["Days"]], sleep.Reaction, groups=sleep.Subject, Z=sleep[["Days"]]
+        )
     message = str(caught[0].message)
     if max_iter in (1, 3):
-        assert "stopped after one step (an iteration or SQUAREM cycle), with nothing to compare it " \
-               "with; raise max_iter" in message
+        assert (
+            "stopped after one step (an iteration or SQUAREM cycle), with nothing to compare it "
+            "with; raise max_iter" in message
+        )
     else:
-        assert re.search(r"(the last step|the move of the random part to its optimum after the last step) "
-                         r"changed the GLL by [0-9.e-]+ relative \(tol=1e-08\), the random part's "
-                         r"parameters \(theta, log sigma\^2\) by [0-9.e-]+ and the fitted values by "
-                         r"[0-9.e-]+ residual SDs \(tol_change=0.0001\); raise max_iter", message), message
+        assert re.search(
+            r"(the last step|the move of the random part to its optimum after the last step) "
+            r"changed the GLL by [0-9.e-]+ relative \(tol=1e-08\), the random part's "
+            r"parameters \(theta, log sigma\^2\) by [0-9.e-]+ and the fitted values by "
+            r"[0-9.e-]+ residual SDs \(tol_change=0.0001\); raise max_iter",
+            message,
+        ), message
     assert not m.converged_ and m.n_iter_ == max_iter
     assert "NOT converged" in str(m.summary())
 
 
 def test_bad_verbose_and_tolerances():
-    for kw, match in [(dict(verbose=-1), "verbose must be"), (dict(verbose="yes"), "verbose must be"),
-                      (dict(tol_change=-1.0), "tol_change must be"), (dict(tol=float("nan")), "tol must be")]:
+    for kw, match in [
+        (dict(verbose=-1), "verbose must be"),
+        (dict(verbose="yes"), "verbose must be"),
+        (dict(tol_change=-1.0), "tol_change must be"),
+        (dict(tol=float("nan")), "tol must be"),
+    ]:
         with pytest.raises(lmmpy.LmmError, match=match):
             lmmpy.MixedML(**kw).fit(np.zeros((4, 1)), np.arange(4.0), groups=[0, 0, 1, 1])
 
@@ -311,6 +342,7 @@ def test_flexible_fixed_part_converges_to_the_out_of_the_box_fixed_point(mlbook)
     iterations (lmer's REML fit of the residuals each time) reach by another route."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import SplineTransformer
+
     f = "langPOST ~ IQ_verb + ses + sch_iqv + (IQ_verb | schoolnr)"
     spline = make_pipeline(SplineTransformer(), LinearRegression())
     with warnings.catch_warnings():

@@ -1,4 +1,5 @@
 """Plots render (Agg backend, to PNG) and draw what they say they draw."""
+
 import io
 
 import numpy as np
@@ -34,8 +35,7 @@ def test_caterpillar_draws_the_sorted_modes_with_intervals(fit):
     half = np.array([abs(s[1, 0] - s[0, 0]) / 2 for s in segs])
     sd = fit.ranef_sd["Subject"]["Days"].to_numpy()[np.argsort(fit.ranef["Subject"]["Days"].to_numpy())]
     np.testing.assert_allclose(half, 1.959964 * sd, rtol=1e-5)
-    assert [t.get_text() for t in ax.get_yticklabels()][0] == str(
-        fit.ranef["Subject"]["Days"].idxmin())
+    assert [t.get_text() for t in ax.get_yticklabels()][0] == str(fit.ranef["Subject"]["Days"].idxmin())
     _render(ax)
 
 
@@ -91,17 +91,21 @@ def test_plot_is_reachable_after_import_lmmpy_without_importing_matplotlib():
     lmmpy must not import it (a fresh interpreter, as a user's script)."""
     import subprocess
     import sys
-    code = ("import sys, lmmpy\n"
-            "assert 'matplotlib' not in sys.modules\n"
-            "import matplotlib; matplotlib.use('Agg')\n"
-            "fit = lmmpy.lmer('Reaction ~ Days + (Days | Subject)', lmmpy.datasets.load('sleepstudy'))\n"
-            "ax = lmmpy.plot.caterpillar(fit, 'Subject', 'Days')\n"
-            "assert len(ax.lines[0].get_data()[0]) == 18\n")
+
+    code = (
+        "import sys, lmmpy\n"
+        "assert 'matplotlib' not in sys.modules\n"
+        "import matplotlib; matplotlib.use('Agg')\n"
+        "fit = lmmpy.lmer('Reaction ~ Days + (Days | Subject)', lmmpy.datasets.load('sleepstudy'))\n"
+        "ax = lmmpy.plot.caterpillar(fit, 'Subject', 'Days')\n"
+        "assert len(ax.lines[0].get_data()[0]) == 18\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_version_is_written_once_in_pyproject():
     import pathlib
     import re
+
     pyproject = (pathlib.Path(__file__).parents[2] / "pyproject.toml").read_text()
     assert lmmpy.__version__ == re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)

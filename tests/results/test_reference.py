@@ -5,6 +5,7 @@ optimum); fixed effects 1e-3 relative; variance components 5e-3 relative; condit
 1e-2 relative or 1e-3 of their standard deviation.  The fits at lme4's own theta must agree
 much more tightly -- that isolates the algebra from the optimizer.
 """
+
 import numpy as np
 import pytest
 
@@ -98,7 +99,7 @@ def test_likelihood_summaries(mid):
     assert fit.bic == pytest.approx(ref["BIC"], abs=2e-3)
     assert fit.is_singular == ref["is_singular"]
     assert fit.theta.size == len(ref["theta"])
-    q = np.quantile(fit.residuals(type="pearson", scaled=True), [0, .25, .5, .75, 1])
+    q = np.quantile(fit.residuals(type="pearson", scaled=True), [0, 0.25, 0.5, 0.75, 1])
     assert np.allclose(q, ref["scaled_resid_quantiles"], rtol=1e-2, atol=1e-3)
 
 

@@ -11,6 +11,7 @@ criterion by < 1e-9), so lme4's variances can differ from the optimum's in the 4
 lme4's by more than 1e-5 (mlbook2_interactions_reml, 1.1e-4 lower), the allowance is the
 issue's variance-component tolerance, 5e-3 relative.
 """
+
 import re
 from pathlib import Path
 
@@ -75,14 +76,19 @@ def test_numbers_at_printed_precision(mid):
 def test_summary_sections_and_icc():
     fit = fitted("sleepstudy_slopes_reml")
     text = str(fit.summary())
-    for section in ("REML criterion at convergence:", "Scaled residuals:", "Random effects:",
-                    "Number of obs: 180, groups:  Subject, 18", "Fixed effects:",
-                    "Correlation of Fixed Effects:"):
+    for section in (
+        "REML criterion at convergence:",
+        "Scaled residuals:",
+        "Random effects:",
+        "Number of obs: 180, groups:  Subject, 18",
+        "Fixed effects:",
+        "Correlation of Fixed Effects:",
+    ):
         assert section in text
     icc = fit.icc()
     vc = fit.varcorr
     tau2 = vc.loc[(vc.grp == "Subject") & (vc.var1 == "(Intercept)") & vc.var2.isna(), "vcov"].item()
-    assert icc["Subject"] == pytest.approx(tau2 / (tau2 + fit.sigma ** 2))
+    assert icc["Subject"] == pytest.approx(tau2 / (tau2 + fit.sigma**2))
     assert f"ICC (intercepts): Subject, {icc['Subject']:.4f}" in text
     assert fit.summary()._repr_html_().startswith("<pre>")
 
@@ -104,6 +110,7 @@ def test_icc_crossed_factors_share_denominator():
 
 def test_correlation_hidden_beyond_12_fixed_effects():
     from lmmpy.results.summary import COR_MAX, Summary
+
     s = fitted("mlbook2_interactions_reml").summary()
     assert len(s.coefficients) <= COR_MAX and "Correlation of Fixed Effects" in str(s)
     assert isinstance(s, Summary)
@@ -112,17 +119,26 @@ def test_correlation_hidden_beyond_12_fixed_effects():
 LMERTEST = Path(__file__).parents[1] / "reference" / "lmertest"
 
 
-@pytest.mark.parametrize("mid, dataset", [("sleepstudy_slopes_reml", "sleepstudy"), ("mlbook2_slope_ml", "mlbook2"),
-                                          ("pastes_cask_reml", "Pastes")])
+@pytest.mark.parametrize(
+    "mid, dataset",
+    [("sleepstudy_slopes_reml", "sleepstudy"), ("mlbook2_slope_ml", "mlbook2"), ("pastes_cask_reml", "Pastes")],
+)
 def test_satterthwaite_summary_prints_as_lmertest(mid, dataset):
     """At lme4's theta, lmerTest's title and fixed-effects block (df, p-values, stars, legend)
     to the letter; the rest is lme4's summary, tested above.  (R printed its call for the
     formula here, so that line is left out.)"""
     import json
+
     ref = json.loads((LMERTEST / f"{mid}.json").read_text())
-    fit = lmmpy.lmer(ref["formula"], lmmpy.datasets.load(dataset), REML=ref["REML"], start=ref["theta"],
-                     optimizer=None, control={"check_conv": False}, data_name="d")
-    ours = [ln for ln in str(fit.summary(ddf="satterthwaite")).splitlines()
-            if not ln.startswith(("ICC (", "Formula:"))]
+    fit = lmmpy.lmer(
+        ref["formula"],
+        lmmpy.datasets.load(dataset),
+        REML=ref["REML"],
+        start=ref["theta"],
+        optimizer=None,
+        control={"check_conv": False},
+        data_name="d",
+    )
+    ours = [ln for ln in str(fit.summary(ddf="satterthwaite")).splitlines() if not ln.startswith(("ICC (", "Formula:"))]
     theirs = [ln for ln in ref["summary_text"].splitlines() if not ln.startswith("Formula:")]
     assert ours == theirs
