@@ -26,6 +26,8 @@ import time
 import numpy as np
 import pandas as pd
 
+from readme_section import write_section  # bench/ is the scripts' folder
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
@@ -257,16 +259,10 @@ def main():
 
 
 def write_readme(lines, machine):
-    path = os.path.join(HERE, "README.md")
-    text = open(path).read() if os.path.exists(path) else ""
-    start, end = "<!-- table -->", "<!-- /table -->"
-    table = f"{start}\nMachine: {machine}; {time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(lines) + f"\n{end}"
-    if start in text:
-        text = text[: text.index(start)] + table + text[text.index(end) + len(end) :]
-    else:
-        text += "\n" + table + "\n"
-    with open(path, "w") as fh:
-        fh.write(text)
+    write_section(
+        "table",
+        f"Machine: {machine}; {time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(lines),
+    )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ import warnings
 
 import numpy as np
 
+from readme_section import write_section  # bench/ is the scripts' folder
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
@@ -199,21 +201,11 @@ def main():
 
 
 def write_readme(lines, machine, notes):
-    path = os.path.join(HERE, "README.md")
-    text = open(path).read() if os.path.exists(path) else ""
-    start, end = "<!-- contention -->", "<!-- /contention -->"
-    table = (
-        f"{start}\nMachine: {machine}; {time.strftime('%Y-%m-%d')}.\n"
-        f"Load from other processes: quiet phase {notes['quiet']}; busy phase {notes['busy']}.\n\n"
-        + "\n".join(lines)
-        + f"\n{end}"
+    write_section(
+        "contention",
+        f"Machine: {machine}; {time.strftime('%Y-%m-%d')}.\n"
+        f"Load from other processes: quiet phase {notes['quiet']}; busy phase {notes['busy']}.\n\n" + "\n".join(lines),
     )
-    if start in text:
-        text = text[: text.index(start)] + table + text[text.index(end) + len(end) :]
-    else:
-        text += "\n" + table + "\n"
-    with open(path, "w") as fh:
-        fh.write(text)
 
 
 if __name__ == "__main__":

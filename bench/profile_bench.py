@@ -27,6 +27,8 @@ import warnings
 
 import numpy as np
 
+from readme_section import write_section  # bench/ is the scripts' folder
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
@@ -122,19 +124,12 @@ def main():
 
 
 def write_readme(lines, machine, reps):
-    path = os.path.join(HERE, "README.md")
-    text = open(path).read() if os.path.exists(path) else ""
-    start, end = "<!-- profile -->", "<!-- /profile -->"
-    table = (
-        f"{start}\nMachine: {machine}; {time.strftime('%Y-%m-%d')}; medians of {reps} alternating "
-        "rounds.\n\n" + "\n".join(lines) + f"\n{end}"
+    write_section(
+        "profile",
+        f"Machine: {machine}; {time.strftime('%Y-%m-%d')}; medians of {reps} alternating rounds.\n\n"
+        + "\n".join(lines),
+        "Profile intervals",
     )
-    if start in text:
-        text = text[: text.index(start)] + table + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n## Profile intervals\n\n" + table + "\n"
-    with open(path, "w") as fh:
-        fh.write(text)
 
 
 if __name__ == "__main__":
