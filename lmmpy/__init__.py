@@ -8,7 +8,9 @@ from .fit.checks import LmerControl
 from .formula.design import RankDeficientWarning
 from .mixedml import MixedML
 from .lmer import lformula, lmer, mk_lmer_devfun, mk_lmer_fit, optimize_lmer
+from .inference.allfit import AllFit, allfit
 from .inference.lrt import LRTResult, anova
+from .inference.pbmodcomp import PBModComp, pbmodcomp
 from .inference.tidy import tidy
 from .lmerfit import LmerFit
 from .results.model import ConvergenceWarning, SingularFitWarning
@@ -21,6 +23,10 @@ except PackageNotFoundError:  # pragma: no cover - run from a source tree withou
 __all__ = [
     "anova",
     "LRTResult",
+    "allfit",
+    "AllFit",
+    "pbmodcomp",
+    "PBModComp",
     "tidy",
     "LmerControl",
     "RankDeficientWarning",

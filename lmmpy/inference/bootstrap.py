@@ -1,10 +1,15 @@
-"""The parametric bootstrap: responses simulated from the fit, each refitted; percentile intervals.
+"""The parametric bootstrap: responses simulated from a fit, each refitted; percentile intervals.
 
 The refits run through ``fit.simulate`` and ``fit.refit`` (methods of the fit the API layer
-builds), so this module needs nothing above the inference layer.
+builds), so this module needs nothing above the inference layer.  :func:`map_refits` is the
+loop every bootstrap shares (this one, :func:`lmmpy.pbmodcomp`'s): chunks of simulated
+responses, serially or in ``n_jobs`` forked workers, with a progress line.
 """
 
 from __future__ import annotations
+
+import warnings
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -13,32 +18,27 @@ from ..errors import require_bool, require_count, require_level
 from .parameters import parameter_vector, ran_par_names
 from .progress import Progress
 
-
-def _boot_worker(args):
-    fit, ys = args
-    out = []
-    for y in ys:
-        try:
-            out.append(parameter_vector(fit.refit(y, control={"check_conv": False})).to_numpy())
-        except Exception:  # noqa: BLE001 - a failed refit is dropped, and counted
-            out.append(np.full(len(parameter_vector(fit)), np.nan))
-    return out
+CHUNK = 25  # responses per task of a worker: few enough tasks to keep the pickling cheap
 
 
-def bootstrap(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress=None) -> pd.DataFrame:
-    """Parametric bootstrap: ``nsim`` responses simulated from the fit, each refitted (from the
-    fit's theta); one row of parameters (lme4's names) per simulation.  ``progress``: one
-    updating line on stderr (None: if the refits will take more than a few seconds)."""
-    import warnings
+def map_refits(
+    per_response: Callable[[np.ndarray], np.ndarray],
+    responses: np.ndarray,
+    fit,
+    n_jobs: int = 1,
+    progress=None,
+    label: str = "bootstrap",
+) -> list:
+    """``per_response(y)`` for each row ``y`` of ``responses`` (nsim x n), in order.
 
-    nsim, n_jobs = require_count("nsim", nsim), require_count("n_jobs", n_jobs)
-    progress = None if progress is None else require_bool("progress", progress)  # None: by the time it takes
-    sims = fit.simulate(nsim, seed=seed).to_numpy().T
-    chunks = [sims[i : i + 25] for i in range(0, nsim, 25)]
+    ``per_response`` must be picklable (a module-level function or an instance of a
+    module-level class) for ``n_jobs > 1``; ``fit`` sizes the BLAS threads of the serial run.
+    The refits' warnings are silenced: a bootstrap reports its failed refits as a count."""
+    chunks = [responses[i : i + CHUNK] for i in range(0, len(responses), CHUNK)]
     from ..linalg.threads import blas_threads_for_fit, dense_tail_order, single_blas_thread
 
     rows = []
-    bar = Progress("bootstrap", nsim, "refits", on=progress)
+    bar = Progress(label, len(responses), "refits", on=progress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if n_jobs > 1:
@@ -46,16 +46,50 @@ def bootstrap(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress=None) -
 
             # one BLAS thread in each worker: the workers are the parallelism
             with mp.get_context("fork").Pool(n_jobs, initializer=single_blas_thread) as pool:
-                for part in pool.imap(_boot_worker, [(fit, c) for c in chunks]):
+                for part in pool.imap(_Chunk(per_response), chunks):
                     rows += part
                     bar.update(len(rows))
         else:
             # the BLAS threads decided once for all the refits, not once per refit
             with blas_threads_for_fit(dense_tail_order(fit.model.sizes, fit.model.p)):
                 for c in chunks:
-                    rows += _boot_worker((fit, c))
+                    rows += _Chunk(per_response)(c)
                     bar.update(len(rows))
     bar.close()
+    return rows
+
+
+class _Chunk:
+    """``per_response`` over a chunk of responses (picklable, for the workers)."""
+
+    def __init__(self, per_response):
+        self.per_response = per_response
+
+    def __call__(self, ys):
+        return [self.per_response(y) for y in ys]
+
+
+class _Parameters:
+    """The refit's parameter vector (lme4's names), NaN where the refit fails."""
+
+    def __init__(self, fit):
+        self.fit = fit
+
+    def __call__(self, y):
+        try:
+            return parameter_vector(self.fit.refit(y, control={"check_conv": False})).to_numpy()
+        except Exception:  # noqa: BLE001 - a failed refit is dropped, and counted
+            return np.full(len(parameter_vector(self.fit)), np.nan)
+
+
+def bootstrap(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress=None) -> pd.DataFrame:
+    """Parametric bootstrap: ``nsim`` responses simulated from the fit, each refitted (from the
+    fit's theta); one row of parameters (lme4's names) per simulation.  ``progress``: one
+    updating line on stderr (None: if the refits will take more than a few seconds)."""
+    nsim, n_jobs = require_count("nsim", nsim), require_count("n_jobs", n_jobs)
+    progress = None if progress is None else require_bool("progress", progress)  # None: by the time it takes
+    sims = fit.simulate(nsim, seed=seed).to_numpy().T
+    rows = map_refits(_Parameters(fit), sims, fit, n_jobs=n_jobs, progress=progress)
     return pd.DataFrame(rows, columns=parameter_vector(fit).index)
 
 
