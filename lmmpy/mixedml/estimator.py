@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..errors import DataError, LmmError
 from ..formula.design import build_design
+from ..formula.frames import as_pandas
 from ..fit.em import squarem_point
 from ..results.model import ConvergenceWarning, ranef_frames
 from ..results.varcorr import varcorr_frame
@@ -130,6 +131,7 @@ class MixedML(RegressorMixin, BaseEstimator):
         ``groups`` (a column; several columns: crossed or nested factors), with random slopes
         on the columns of ``Z``.  Without ``groups`` only f is fitted."""
         self._check_settings()
+        X = as_pandas(X, "X")  # a polars DataFrame or pyarrow Table: pandas from here on
         features, y = self._validate(X, y, reset=True)
         self.formula_ = None
         if groups is None:
@@ -330,6 +332,7 @@ class MixedML(RegressorMixin, BaseEstimator):
         ``groups`` ("out").  A model fitted from a formula predicts a DataFrame of the
         formula's variables (groups and slopes read from it; ``groups=False``: f(X) alone)."""
         self._check_fitted()
+        X = as_pandas(X, "X")
         if (
             self.formula_ is not None
             and isinstance(X, pd.DataFrame)
