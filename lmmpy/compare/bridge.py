@@ -30,6 +30,7 @@ from ..errors import LmmError
 from ..fit.em import psd_lower_factor, theta_from_templates
 from ..formula.design import to_formulaic
 from ..formula.parser import deparse, parse
+from ..results.html import html_table
 from ..lmer import lmer
 
 
@@ -163,8 +164,10 @@ class Comparison:
         )
         return head + text + flag
 
-    def _repr_html_(self):
-        return self.table.to_html()
+    def _repr_html_(self) -> str:
+        head, *rest = str(self).splitlines()
+        flag = [line for line in rest if line.startswith("statsmodels stopped")]
+        return html_table([head, *flag], self.table)
 
 
 def compare_fit(fit, max_crossed_columns: int = 2000, **fit_kwargs) -> Comparison:

@@ -11,7 +11,6 @@ is the optimum, not one optimizer's stopping point.
 
 from __future__ import annotations
 
-import html
 import time
 import warnings
 
@@ -20,6 +19,7 @@ import pandas as pd
 
 from ..errors import LmmError
 from ..fit.optimize import OPTIMIZERS
+from ..results.html import html_table
 from ..results.rformat import format_real, print_matrix, print_named
 from .parameters import parameter_vector
 
@@ -95,8 +95,7 @@ class AllFit:
         return str(self)
 
     def _repr_html_(self) -> str:
-        frame = self.to_frame()
-        return f"<div><p>{html.escape('allfit: the model refitted with every optimizer')}</p>{frame.to_html()}</div>"
+        return html_table(["allfit: the model refitted with every optimizer, each from lme4's start"], self.to_frame())
 
 
 def sdcor_order(fit) -> list:

@@ -19,7 +19,6 @@ sqrt(p (1 - p) / nsim).
 
 from __future__ import annotations
 
-import html
 import time
 
 import numpy as np
@@ -27,6 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import LmmError, require_bool, require_count
+from ..results.html import html_table
 from ..results.rformat import SIGNIF_LEGEND, format_pval, format_real, print_matrix, signif_stars
 from .bootstrap import map_refits
 from .lrt import _different_data
@@ -91,8 +91,7 @@ class PBModComp:
         return str(self)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"{html.escape(line)}<br>" for line in self._header().splitlines())
-        return f"<div><p>{head}</p>{self.to_frame().to_html(na_rep='')}</div>"
+        return html_table(self._header().splitlines(), self.to_frame())
 
 
 class _LikelihoodRatio:

@@ -8,7 +8,6 @@ numbers of groups, and a line for rows dropped because of missing values.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +30,7 @@ from .rformat import (
     zapsmall,
 )
 from .varcorr import make_unique
+from .html import html_text
 
 DIGITS = 4  # lme4: max(3, getOption("digits") - 3)
 COR_MAX = 12  # getOption("lme4.summary.cor.max")
@@ -239,7 +239,7 @@ class Summary:
 
     # -- html ------------------------------------------------------------------------------------
     def _repr_html_(self) -> str:
-        return f"<pre>{html.escape(str(self))}</pre>"
+        return html_text(str(self))
 
 
 def re_groups(reterms, covariances) -> list:
