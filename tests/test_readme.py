@@ -29,6 +29,11 @@ DEPENDENCY_MIN_PYTHON = {
     "matplotlib": {"3.6": (3, 8)},
     "threadpoolctl": {"3": (3, 6)},
     "ruff": {"0.6": (3, 7)},
+    "polars": {"1.0": (3, 8)},
+    "pyarrow": {"14": (3, 8)},
+    "mkdocs": {"1.6": (3, 8)},
+    "mkdocs-material": {"9.5": (3, 8)},
+    "mkdocstrings": {"0.26": (3, 8)},
 }
 
 
@@ -80,7 +85,9 @@ def test_stated_python_is_what_the_dependencies_need_and_what_runs_here():
         pins += extra
     needed = (3, 0)
     for pin in pins:
-        name, floor = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9.]+)", pin.split(";")[0].strip()).groups()
+        # a name, its extras if any (mkdocstrings[python]), a lower bound
+        found = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[A-Za-z0-9_.,-]+\])?\s*>=\s*([0-9.]+)", pin.split(";")[0].strip())
+        name, floor = found.groups()
         assert floor in DEPENDENCY_MIN_PYTHON.get(name, {}), (
             f"{name}>={floor}: record the oldest Python that {name} {floor} installs on (its "
             f"Requires-Python) in DEPENDENCY_MIN_PYTHON, so requires-python can be checked"
@@ -131,6 +138,10 @@ def test_shell_lines_are_the_packages_commands(capsys):
             for target in targets:
                 for extra in re.findall(r"[\w]+", target[1:]):
                     assert extra in project["optional-dependencies"], f"README installs an unknown extra {extra!r}"
+            continue
+        if words[0] == "mkdocs":  # the documentation site, built from its config in the repository
+            assert words[1] == "build" and "-f" in words, words
+            assert (README.parent / words[words.index("-f") + 1]).is_file(), words
             continue
         if words[0] == "lmmpy":
             assert project["scripts"]["lmmpy"] == "lmmpy.cli:main"

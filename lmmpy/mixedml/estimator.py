@@ -100,9 +100,18 @@ class MixedML(RegressorMixin, BaseEstimator):
         for every tenth (the step, the iterations so far, the GLL, the three changes above and
         the elapsed time) and how it ended; 2 or more a line for every step.
 
-    Learned attributes: ``estimator_`` (the fitted fixed part), ``varcorr_`` (lme4's
-    VarCorr table), ``ranef_`` (conditional modes per grouping factor), ``sigma_``,
-    ``theta_``, ``gll_trace_``, ``n_iter_``, ``converged_``, ``fitted_``, ``fitted_fixed_``.
+    Attributes
+    ----------
+    estimator_ : the fitted fixed part.
+    varcorr_ : lme4's VarCorr table of the random part.
+    ranef_ : the conditional modes, per grouping factor.
+    sigma_ : the residual standard deviation.
+    theta_ : the random part's relative covariance factor, lme4's theta.
+    gll_trace_ : the GLL at each iteration.
+    n_iter_ : the iterations taken.
+    converged_ : whether the fit converged.
+    fitted_ : f(X) + Z b at the training rows.
+    fitted_fixed_ : f(X) at the training rows.
     """
 
     def __init__(
