@@ -16,6 +16,8 @@ pyarrow unless such an object is passed (both are optional), so that everything 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -26,7 +28,7 @@ def _package(obj) -> str:
     return type(obj).__module__.split(".")[0]
 
 
-def is_foreign_frame(obj) -> bool:
+def is_foreign_frame(obj: Any) -> bool:
     """A polars DataFrame/LazyFrame or a pyarrow Table/RecordBatch (by its class's package,
     so neither package is imported to tell)."""
     return (_package(obj) == "polars" and type(obj).__name__ in ("DataFrame", "LazyFrame")) or (
@@ -34,7 +36,7 @@ def is_foreign_frame(obj) -> bool:
     )
 
 
-def as_pandas(data, what: str = "data"):
+def as_pandas(data: Any, what: str = "data") -> Any:
     """``data`` as a pandas DataFrame if it is a polars or pyarrow frame; anything else is
     returned as it is (the caller checks it).  ``what`` names the argument in errors."""
     if not is_foreign_frame(data):

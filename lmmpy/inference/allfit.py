@@ -35,7 +35,7 @@ class AllFit:
     ``times`` (seconds), ``feval`` (criterion evaluations).  It prints as R prints that
     summary; :meth:`to_frame` is one table of all of it."""
 
-    def __init__(self, rows: dict, fixef_names: list, sdcor_names: list, theta_size: int):
+    def __init__(self, rows: dict, fixef_names: list, sdcor_names: list, theta_size: int) -> None:
         self.rows = rows  # optimizer -> dict(ok, converged, msgs, llik, fixef, sdcor, theta, seconds, feval)
         names = list(rows)
         nan = {"fixef": len(fixef_names), "sdcor": len(sdcor_names), "theta": theta_size}
@@ -111,7 +111,7 @@ def sdcor_order(fit) -> list:
     return out + ["sigma"]
 
 
-def allfit(fit, optimizers=None) -> AllFit:
+def allfit(fit, optimizers: str | list | None = None) -> AllFit:
     """Refit ``fit`` with every optimizer (or those named in ``optimizers``: "L-BFGS-B",
     "BFGS", "COBYQA", "Nelder-Mead", "Powell", "EM", any case), each from lme4's start, as
     lme4's ``allFit``; the table of criteria, estimates, times and convergence is

@@ -9,7 +9,7 @@ responses, serially or in ``n_jobs`` forked workers, with a progress line.
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -22,14 +22,15 @@ CHUNK = 25  # responses per task of a worker: few enough tasks to keep the pickl
 
 
 def map_refits(
-    per_response: Callable[[np.ndarray], np.ndarray],
+    per_response: Callable[[np.ndarray], Any],
     responses: np.ndarray,
     fit,
     n_jobs: int = 1,
     progress=None,
     label: str = "bootstrap",
 ) -> list:
-    """``per_response(y)`` for each row ``y`` of ``responses`` (nsim x n), in order.
+    """``per_response(y)`` (a statistic, or a vector of them) for each row ``y`` of
+    ``responses`` (nsim x n), in order.
 
     ``per_response`` must be picklable (a module-level function or an instance of a
     module-level class) for ``n_jobs > 1``; ``fit`` sizes the BLAS threads of the serial run.

@@ -40,7 +40,16 @@ class PBModComp:
     (those above ``stat``), ``failed`` (refits that failed), ``seconds``.  It prints as
     pbkrtest prints ``PBmodcomp``; :meth:`to_frame` is pbkrtest's ``as.data.frame``."""
 
-    def __init__(self, stat, df, ref, large_formula, small_formula, seconds, data_name="data"):
+    def __init__(
+        self,
+        stat: float,
+        df: int,
+        ref,
+        large_formula: str,
+        small_formula: str,
+        seconds: float,
+        data_name: str = "data",
+    ) -> None:
         self.stat, self.df = float(stat), int(df)
         self.ref = np.asarray(ref, dtype=float)
         self.large_formula, self.small_formula = large_formula, small_formula
@@ -60,6 +69,7 @@ class PBModComp:
         )
 
     def _header(self) -> str:
+        """pbkrtest's lines above the table (its .PBcommon)."""
         out = f"Bootstrap test; time: {self.seconds:.2f} sec; samples: {self.nsim}; extremes: {self.n_extreme};\n"
         if self.npos < self.nsim:
             out += f"Requested samples: {self.nsim} Used samples: {self.npos} Extremes: {self.n_extreme}\n"
@@ -109,7 +119,14 @@ class _LikelihoodRatio:
             return np.nan
 
 
-def pbmodcomp(large, small, nsim: int = 1000, seed=None, n_jobs: int = 1, progress: bool = True) -> PBModComp:
+def pbmodcomp(
+    large,
+    small,
+    nsim: int = 1000,
+    seed: int | np.random.Generator | None = None,
+    n_jobs: int = 1,
+    progress: bool = True,
+) -> PBModComp:
     """Parametric bootstrap likelihood-ratio test of ``small`` within ``large`` (pbkrtest's
     ``PBmodcomp``), with the chi-square test beside it.
 
