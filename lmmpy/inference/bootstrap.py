@@ -18,7 +18,16 @@ from ..errors import require_bool, require_count, require_level
 from .parameters import parameter_vector, ran_par_names
 from .progress import Progress
 
-CHUNK = 25  # responses per task of a worker: few enough tasks to keep the pickling cheap
+CHUNK = 25  # responses per task of a worker, and per update of the progress line
+
+
+# the per-response work of the running map_refits, for its forked workers: they inherit it
+# when the pool forks, so the fit is never pickled (it holds weak references, which cannot be)
+_WORK: Callable[[np.ndarray], Any] | None = None
+
+
+def _run_chunk(ys) -> list:
+    return [_WORK(y) for y in ys]
 
 
 def map_refits(
@@ -32,9 +41,11 @@ def map_refits(
     """``per_response(y)`` (a statistic, or a vector of them) for each row ``y`` of
     ``responses`` (nsim x n), in order.
 
-    ``per_response`` must be picklable (a module-level function or an instance of a
-    module-level class) for ``n_jobs > 1``; ``fit`` sizes the BLAS threads of the serial run.
-    The refits' warnings are silenced: a bootstrap reports its failed refits as a count."""
+    With ``n_jobs > 1`` the work runs in forked worker processes, which inherit
+    ``per_response`` (nothing but the responses and the results is pickled); ``fit`` sizes
+    the BLAS threads of the serial run.  The refits' warnings are silenced: a bootstrap
+    reports its failed refits as a count."""
+    global _WORK
     chunks = [responses[i : i + CHUNK] for i in range(0, len(responses), CHUNK)]
     from ..linalg.threads import blas_threads_for_fit, dense_tail_order, single_blas_thread
 
@@ -45,29 +56,23 @@ def map_refits(
         if n_jobs > 1:
             import multiprocessing as mp
 
-            # one BLAS thread in each worker: the workers are the parallelism
-            with mp.get_context("fork").Pool(n_jobs, initializer=single_blas_thread) as pool:
-                for part in pool.imap(_Chunk(per_response), chunks):
-                    rows += part
-                    bar.update(len(rows))
+            _WORK = per_response
+            try:
+                # one BLAS thread in each worker: the workers are the parallelism
+                with mp.get_context("fork").Pool(n_jobs, initializer=single_blas_thread) as pool:
+                    for part in pool.imap(_run_chunk, chunks):
+                        rows += part
+                        bar.update(len(rows))
+            finally:
+                _WORK = None
         else:
             # the BLAS threads decided once for all the refits, not once per refit
             with blas_threads_for_fit(dense_tail_order(fit.model.sizes, fit.model.p)):
                 for c in chunks:
-                    rows += _Chunk(per_response)(c)
+                    rows += [per_response(y) for y in c]
                     bar.update(len(rows))
     bar.close()
     return rows
-
-
-class _Chunk:
-    """``per_response`` over a chunk of responses (picklable, for the workers)."""
-
-    def __init__(self, per_response):
-        self.per_response = per_response
-
-    def __call__(self, ys):
-        return [self.per_response(y) for y in ys]
 
 
 class _Parameters:

@@ -97,10 +97,13 @@ def test_printed_as_pbkrtest(result, ref):
     assert np.isnan(frame.loc["PBtest", "df"]) and frame.loc["PBtest", "p.value"] == result.p_pb
 
 
-def test_reproducible_with_a_seed(fits):
-    a = lmmpy.pbmodcomp(*fits, nsim=3, seed=7, progress=False)
-    b = lmmpy.pbmodcomp(*fits, nsim=3, seed=7, progress=False)
+def test_reproducible_with_a_seed_and_the_same_in_workers(fits):
+    a = lmmpy.pbmodcomp(*fits, nsim=4, seed=7, progress=False)
+    b = lmmpy.pbmodcomp(*fits, nsim=4, seed=7, progress=False)
     np.testing.assert_array_equal(a.ref, b.ref)
+    # the responses are drawn before the refits, so worker processes refit the same ones
+    c = lmmpy.pbmodcomp(*fits, nsim=4, seed=7, n_jobs=2, progress=False)
+    np.testing.assert_array_equal(a.ref, c.ref)
 
 
 def test_bad_input(fits):
