@@ -1,4 +1,4 @@
-# lme4's summary(allFit(fit)) for the models of allfit_models.tsv-like list below (lme4 1.1-31).
+# lme4's summary(allFit(fit)) for the three models listed below (lme4 1.1-31).
 # Run from this folder: Rscript allfit_reference.R ../../../data
 # Writes allfit_<name>.json: per lme4 optimizer, which.OK, llik, fixef, sdcor (as.data.frame(VarCorr)
 # order: sd_x|g, cor_x.y|g per term, then sigma), theta and the convergence messages.
