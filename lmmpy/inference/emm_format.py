@@ -97,7 +97,12 @@ def emm_text(frame: pd.DataFrame, est_name: str, by_vars: list, notes: list) -> 
         out = _table(cols, list(frame.columns), list(range(len(frame)))) + "\n"
     else:
         names = [c for c in frame.columns if c not in by_vars]
-        keys = [", ".join(f"{b} = {cols[b][1][i].strip()}" for b in by_vars) for i in range(len(frame))]
+        shown = {}  # by-values as format.data.frame writes them: labels padded to one width
+        for b in by_vars:
+            just, s = cols[b]
+            w = max(len(t.strip()) for t in s)
+            shown[b] = [t.strip().ljust(w) for t in s] if just == "L" else s
+        keys = [", ".join(f"{b} = {shown[b][i]}" for b in by_vars) for i in range(len(frame))]
         out = ""
         for key in dict.fromkeys(keys):
             rows = [i for i, k in enumerate(keys) if k == key]

@@ -339,7 +339,7 @@ class EmmContrasts:
         notes.append(f"Degrees-of-freedom method: {DDF_NOTE[self.emm.ddf]}")
         if self.emm.type == "response" and self.emm.family is not None:
             notes.append(f"Note: contrasts are still on the {self.emm.family.link} scale")
-        if self.adjust != "none" and self.family_sizes:
+        if self.adjust != "none" and any(n_tests > 1 for _, n_tests in self.family_sizes):
             n_means, n_tests = self.family_sizes[0]
             if self.adjust == "tukey":
                 notes.append(f"P value adjustment: tukey method for comparing a family of {n_means} estimates")

@@ -8,6 +8,9 @@ computes it:
   for random slopes), x_i the term's columns of the fixed-effects matrix (an intercept column
   added if X has none; a term's columns absent from X are left out, as insight does); terms
   with one level per observation are left out (for a GLMM they would be overdispersion);
+  and, as insight looks each factor's covariance up by the factor's name, only the first term
+  of a grouping factor counts: in ``(1 | g) + (0 + x | g)`` the slope's variance is left out
+  (performance 0.10.2 / insight 0.19.0; tests/reference/toolkit/extra_r2_sleep_uncorr.json);
 - s²_d, the distribution-specific variance (:func:`distribution_variance`): sigma² for an LMM,
   the latent-scale variance of the link for a GLMM.
 
@@ -93,10 +96,11 @@ def random_variance(X: np.ndarray, xnames: list, terms: list, covariances: list,
     if not any(nm.startswith("(Intercept)") for nm in names):
         X = np.column_stack([np.ones(X.shape[0]), X])
         names = ["(Intercept)", *names]
-    total = 0.0
+    total, seen = 0.0, set()
     for t, S in zip(terms, covariances):
-        if t.nlevels == n:  # one level per observation: not a between-group variance
+        if t.nlevels == n or t.group in seen:  # one level per observation; a factor's later terms
             continue
+        seen.add(t.group)
         keep = [i for i, c in enumerate(t.cnames) if c in names]
         if not keep:
             continue
