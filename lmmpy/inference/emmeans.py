@@ -173,7 +173,8 @@ class EmmGrid:
         notes = []
         if self.averaged:
             notes.append(f"Results are averaged over the levels of: {', '.join(self.averaged)}")
-        notes.append(f"Degrees-of-freedom method: {DDF_NOTE[self.ddf]}")
+        if self.family is None:  # a GLMM's df = inf is no method emmeans names
+            notes.append(f"Degrees-of-freedom method: {DDF_NOTE[self.ddf]}")
         notes.append(f"Confidence level used: {self.level:g}")
         if self.type == "response" and self.family is not None:
             notes.append(f"Intervals are back-transformed from the {self.family.link} scale")
@@ -261,8 +262,11 @@ class EmmGrid:
         for g, rows in enumerate(self._groups(by)):
             names = self._level_names(rows, others)
             k = len(rows)
+            Lg = self.L[rows]
+            missing = ~np.all(np.isfinite(Lg), axis=1)  # non-estimable means
             for cname, coef in _coefficients(key, method, names, k, ref):
-                L_out.append(coef @ self.L[rows])
+                row = coef @ np.where(missing[:, None], 0.0, Lg)
+                L_out.append(np.full_like(row, np.nan) if np.any(coef[missing] != 0) else row)
                 rows_out.append((cname, rows[0]))
                 fam.append(g)
         L_c = np.array(L_out).reshape(len(L_out), self.L.shape[1])
@@ -336,7 +340,8 @@ class EmmContrasts:
         notes = []
         if self.emm.averaged:
             notes.append(f"Results are averaged over the levels of: {', '.join(self.emm.averaged)}")
-        notes.append(f"Degrees-of-freedom method: {DDF_NOTE[self.emm.ddf]}")
+        if self.emm.family is None:
+            notes.append(f"Degrees-of-freedom method: {DDF_NOTE[self.emm.ddf]}")
         if self.emm.type == "response" and self.emm.family is not None:
             notes.append(f"Note: contrasts are still on the {self.emm.family.link} scale")
         if self.adjust != "none" and any(n_tests > 1 for _, n_tests in self.family_sizes):

@@ -58,6 +58,10 @@ f3 <- "Reaction ~ factor(Days) + (1 | Subject)"
 m3 <- lmer(as.formula(f3), data = subset(sleep, Days <= 3))
 emm_case("sleep_factor_days", "sleepstudy", "Days <= 3", f3, m3, "Days", "satterthwaite",
          contrasts = list(pairs_tukey = list(method = "pairwise", adjust = "tukey")))
+mlgap <- subset(mlbook2, !(denomina == "4" & sex == "1"))  # an empty cell: rank-deficient X, a nonEst mean
+m3g <- lmer(as.formula(f1), data = mlgap)
+emm_case("mlgap_nonest", "mlbook2", "not (denomina 4 and sex 1)", f1, m3g, "denomina | sex", "satterthwaite",
+         contrasts = list(pairs_tukey = list(method = "pairwise", adjust = "tukey")))
 
 # Nakagawa R2 of more lmer fits, with the variances it is made of
 r2_case <- function(id, data_name, subset, formula, m) {

@@ -28,6 +28,8 @@ def data_for(ref: dict) -> pd.DataFrame:
     if subset == "schoolnr <= 80":
         d = d[d["schoolnr"].astype(int) <= 80].copy()
         d["schoolnr"] = d["schoolnr"].cat.remove_unused_categories()
+    elif subset == "not (denomina 4 and sex 1)":
+        d = d[~((d["denomina"] == "4") & (d["sex"] == "1"))].copy()
     elif subset == "Days <= 3":
         d = d[d["Days"] <= 3].copy()
     elif subset:
@@ -35,5 +37,12 @@ def data_for(ref: dict) -> pd.DataFrame:
     return d
 
 
+_FITS: dict = {}
+
+
 def fit_for(ref: dict):
-    return lmmpy.lmer(ref["formula"], data_for(ref), REML=bool(ref.get("REML", True)))
+    """The reference's lmer fit, made once per (formula, subset, REML) for the whole session."""
+    key = (ref["formula"], ref.get("subset") or "", bool(ref.get("REML", True)), ref["dataset"])
+    if key not in _FITS:
+        _FITS[key] = lmmpy.lmer(ref["formula"], data_for(ref), REML=key[2])
+    return _FITS[key]
