@@ -40,7 +40,7 @@ class ContrastDf:
             self.V, self._phi, self._P, self._W = vcov_adjusted(fit)
         else:
             self.V = fit.vcov.to_numpy()
-            self._sat = None
+            self._sat: tuple | None = None
 
     def se(self, L: np.ndarray) -> np.ndarray:
         """sqrt(diag(L V L')) for the rows of L."""
@@ -55,7 +55,6 @@ class ContrastDf:
         if self.method == "kenward-roger":
             return np.array([lb_ddf(row, self._phi, self._P, self._W) for row in L])
         if self._sat is None:
-            A, J, V, _ = _pieces(self._fit)
-            self._sat = (A, J, V)
+            self._sat = _pieces(self._fit)[:3]
         A, J, V = self._sat
         return np.array([_contrast_df(row, A, J, V) for row in L])

@@ -47,8 +47,7 @@ DDF_NOTE = {"satterthwaite": "satterthwaite", "kenward-roger": "kenward-roger", 
 def parse_specs(specs) -> tuple:
     """(main variables, by variables) from emmeans' ``"a"``, ``"a * b"``, ``"~ a | b"`` or a list."""
     if isinstance(specs, (list, tuple)):
-        names = [str(s) for s in specs]
-        return names, []
+        return [str(s) for s in specs], []
     if not isinstance(specs, str) or not specs.strip():
         raise LmmError(f"specs must be a string such as 'task', 'task * stimulus' or 'a | b', not {specs!r}")
     text = specs.strip()
@@ -60,7 +59,7 @@ def parse_specs(specs) -> tuple:
     if len(parts) > 2:
         raise LmmError(f"specs {specs!r}: at most one '|'")
 
-    def names(part):
+    def names(part: str) -> list:
         out = [n.strip() for n in re.split(r"[*+:]", part) if n.strip()]
         if not out and part is parts[0]:
             raise LmmError(f"specs {specs!r} name no variable")
@@ -197,7 +196,7 @@ class EmmGrid:
         if not by:
             return [np.arange(len(self.labels))]
         keys = [tuple(r) for r in self.labels[by].astype(str).itertuples(index=False)]
-        out = {}
+        out: dict = {}
         for i, k in enumerate(keys):
             out.setdefault(k, []).append(i)
         return [np.array(v) for v in out.values()]

@@ -7,7 +7,8 @@ computes it:
 - s²_r = sum over random-effects terms of mean_i x_i' Sigma_t x_i (Johnson's 2014 extension
   for random slopes), x_i the term's columns of the fixed-effects matrix (an intercept column
   added if X has none; a term's columns absent from X are left out, as insight does); terms
-  with one level per observation are left out (for a GLMM they would be overdispersion);
+  with one level per observation are left out (for a GLMM they are overdispersion, added to
+  s²_d as insight does);
   and, as insight looks each factor's covariance up by the factor's name, only the first term
   of a grouping factor counts: in ``(1 | g) + (0 + x | g)`` the slope's variance is left out
   (performance 0.10.2 / insight 0.19.0; tests/reference/toolkit/extra_r2_sleep_uncorr.json);
@@ -89,16 +90,19 @@ class R2Nakagawa:
         return self.to_frame().to_html(float_format=lambda v: f"{v:.3f}")
 
 
-def random_variance(X: np.ndarray, xnames: list, terms: list, covariances: list, n: int) -> float:
+def random_variance(
+    X: np.ndarray, xnames: list, terms: list, covariances: list, n: int, observation_level=False
+) -> float:
     """s²_r: sum over terms of mean_i x_i' Sigma x_i with x_i the term's columns of X (see the
-    module's docstring)."""
+    module's docstring); with ``observation_level`` the same sum over the terms with one level
+    per observation instead (a GLMM's overdispersion, which insight adds to s²_d)."""
     names = list(xnames)
     if not any(nm.startswith("(Intercept)") for nm in names):
         X = np.column_stack([np.ones(X.shape[0]), X])
         names = ["(Intercept)", *names]
     total, seen = 0.0, set()
     for t, S in zip(terms, covariances):
-        if t.nlevels == n or t.group in seen:  # one level per observation; a factor's later terms
+        if (t.nlevels == n) != observation_level or t.group in seen:  # a factor's later terms: left out
             continue
         seen.add(t.group)
         keep = [i for i, c in enumerate(t.cnames) if c in names]
@@ -116,7 +120,7 @@ def r2_nakagawa(fit, null_intercept: float | None = None) -> R2Nakagawa:
     design = fit.design
     X = design.X
     var_fixed = float(np.var(X @ fit.fixef.to_numpy(), ddof=1))
-    lower = fit.model.lower
+    lower = design.theta_lower()
     if np.any(np.abs(fit.theta[lower == 0]) < SINGULAR_TOL):
         warnings.warn(
             "Can't compute the random-effect variances: some variance components are zero (a singular "
@@ -132,4 +136,5 @@ def r2_nakagawa(fit, null_intercept: float | None = None) -> R2Nakagawa:
         var_dist = distribution_variance("gaussian", "identity", fit.sigma)
     else:
         var_dist = distribution_variance(family.family, family.link, getattr(fit, "sigma", 1.0), null_intercept)
+        var_dist += random_variance(X, design.xnames, design.reterms, fit.covariances, design.n, observation_level=True)
     return R2Nakagawa(var_fixed, var_random, var_dist)

@@ -73,7 +73,7 @@ def _levels(col: pd.Series) -> list:
 def grid_variables(fit) -> list:
     """The data columns the fixed part reads, in order of first appearance."""
     design = fit.design
-    used = []
+    used: list = []
     names_in(design.formula.fixed, used)
     return list(dict.fromkeys(nm for nm, _ in used if nm in design.frame.columns))
 
@@ -99,7 +99,7 @@ def reference_grid(fit, at=None) -> ReferenceGrid:
     for v in variables:
         col = frame[v]
         factor = _is_categorical(col) or v in wrapped
-        levels = _levels(col) if factor else None
+        levels: list = _levels(col) if factor else []
         if v in at:
             given = at[v]
             given = list(given) if isinstance(given, (list, tuple, np.ndarray, pd.Series, pd.Index)) else [given]
