@@ -16,6 +16,7 @@ subtracted from y.
 from __future__ import annotations
 
 import copy
+import weakref
 
 import numpy as np
 import scipy.linalg as sla
@@ -108,14 +109,16 @@ class LmmModel:
         self._L_theta = None
         self._factors = {}  # theta's bytes -> an owned factor (LmmModel.factor), oldest first
         self._gradient_cache = None  # (working factor, REML) -> (d log-determinants, d pwrss)
-        self._variants = [self]  # this model and its with_reml twins: they share the cross-products
+        # weak references to this model and its with_reml twins, which share the cross-products
+        # (a strong self-reference would keep every model alive until the cyclic collector runs)
+        self._variants = [weakref.ref(self)]
         self.n_evals = 0
 
     def with_reml(self, REML: bool) -> "LmmModel":
         """This model with the other criterion (REML or ML): the same cross-products (shared,
         so set_response on either is seen by both), its own working factor and caches."""
         REML = bool(REML)
-        for m in self._variants:
+        for m in self._live_variants():
             if m.REML == REML:
                 return m
         if self.q_tail:
@@ -124,12 +127,15 @@ class LmmModel:
         twin.REML = REML
         twin._work, twin._factors, twin._gradient_cache = {}, {}, None
         twin.L, twin._L_theta = None, None
-        self._variants.append(twin)
+        self._variants.append(weakref.ref(twin))
         return twin
+
+    def _live_variants(self) -> list:
+        return [m for m in (ref() for ref in self._variants) if m is not None]
 
     def _invalidate(self):
         """Forget every factor of this model and its twins (the cross-products changed)."""
-        for m in self._variants:
+        for m in self._live_variants():
             m.L, m._L_theta, m._gradient_cache = None, None, None
             m._factors = {}
 
