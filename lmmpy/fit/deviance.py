@@ -121,17 +121,6 @@ class LmmModel:
         self._variants = [weakref.ref(self)]
         self.n_evals = 0
 
-    def __getstate__(self) -> dict:
-        # weak references do not pickle (the bootstrap's workers get the fit by pickle): a
-        # model travels alone and starts its own list of twins where it lands
-        state = self.__dict__.copy()
-        state["_variants"] = None
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._variants = [weakref.ref(self)]
-
     def with_reml(self, REML: bool) -> "LmmModel":
         """This model with the other criterion (REML or ML): the same cross-products (shared,
         so set_response on either is seen by both), its own working factor and caches."""
