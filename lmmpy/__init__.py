@@ -11,6 +11,7 @@ from .lmer import lformula, lmer, mk_lmer_devfun, mk_lmer_fit, optimize_lmer
 from .inference.lrt import LRTResult, anova
 from .inference.tidy import tidy
 from .lmerfit import LmerFit
+from .daskfit import DaskLmerFit
 from .results.model import ConvergenceWarning, SingularFitWarning
 
 try:
@@ -30,6 +31,7 @@ __all__ = [
     "optimize_lmer",
     "mk_lmer_fit",
     "LmerFit",
+    "DaskLmerFit",
     "LmmError",
     "FormulaError",
     "DataError",

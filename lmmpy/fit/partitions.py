@@ -110,15 +110,37 @@ def reduce_partitions(ddf, spec: PartitionSpec, split_every: int = SPLIT_EVERY) 
     return level[0].compute()
 
 
-def _values(values) -> np.ndarray:
-    """Distinct values, sorted (as np.unique sorts a pandas column's values)."""
-    arr = np.asarray(pd.Series(values).dropna().to_numpy())
+def partition_values(part: pd.DataFrame, single, multi, factors) -> dict:
+    """One partition's distinct values: column -> array, and (columns of an interaction) ->
+    their distinct combinations (a DataFrame), complete values only."""
+    out = {}
+    for c in single:  # a declared factor's missing value is the level "nan", as for pandas data
+        out[c] = part[c].astype(str).unique() if c in factors else part[c].dropna().unique()
+    for g in multi:
+        out[g] = part[list(g)].dropna().drop_duplicates()
+    return out
+
+
+def _union(*found) -> dict:
+    out = {}
+    for key in found[0]:
+        if isinstance(key, tuple):
+            out[key] = pd.concat([f[key] for f in found]).drop_duplicates()
+        else:
+            out[key] = pd.unique(np.concatenate([np.asarray(f[key], dtype=object) for f in found]))
+    return out
+
+
+def _sorted_values(values) -> np.ndarray:
+    """Distinct values, sorted as np.unique sorts a pandas column's values."""
+    arr = pd.Series(values).infer_objects().to_numpy()
     return np.unique(arr.astype(object) if arr.dtype.kind in "OUS" else arr)
 
 
-def whole_data_levels(ddf, columns: FormulaColumns):
+def whole_data_levels(ddf, columns: FormulaColumns, split_every: int = SPLIT_EVERY):
     """(levels of each categorical variable, :class:`GroupLevels` of each term): declared
-    categories where the Dask column knows them, the rest in one pass over the data."""
+    categories where the Dask column knows them, the rest in one pass over the partitions
+    (their distinct values, united in a tree)."""
     import dask
 
     dtypes = ddf.dtypes
@@ -126,32 +148,31 @@ def whole_data_levels(ddf, columns: FormulaColumns):
     multi = list(dict.fromkeys(g for g in columns.groups if len(g) > 1))
     for g in multi:
         single += [c for c in g if c not in single]
-    known, todo = {}, {}
+    values, todo = {}, []
     for c in single:
         dtype = dtypes[c]
-        if c in columns.factors:
-            todo[c] = ddf[c].astype(str).unique()
-        elif isinstance(dtype, pd.CategoricalDtype) and ddf[c].cat.known:
-            known[c] = np.asarray(dtype.categories)
-        elif pd.api.types.is_bool_dtype(dtype) and c in columns.categorical:
-            known[c] = np.array([False, True])
+        if c not in columns.factors and isinstance(dtype, pd.CategoricalDtype) and ddf[c].cat.known:
+            values[c] = np.asarray(dtype.categories)
+        elif c not in columns.factors and pd.api.types.is_bool_dtype(dtype) and c in columns.categorical:
+            values[c] = np.array([False, True])
         else:
-            todo[c] = ddf[c].dropna().unique()
-    combos = {g: ddf[list(g)].dropna().drop_duplicates() for g in multi}
-    names = list(todo) + [("combo", g) for g in combos]
-    computed = dask.compute(*todo.values(), *combos.values()) if names else ()
-    found = dict(zip(names, computed))
-    values = dict(known)
+            todo.append(c)
+    found = {}
+    if todo or multi:
+        factors = set(columns.factors)
+        level = [dask.delayed(partition_values)(p, todo, multi, factors) for p in ddf.to_delayed()]
+        while len(level) > 1:
+            level = [dask.delayed(_union)(*level[i : i + split_every]) for i in range(0, len(level), split_every)]
+        found = level[0].compute()
     for c in todo:
-        values[c] = _values(found[c])
+        values[c] = _sorted_values(found[c])
     groups = []
     for g in columns.groups:
         if len(g) == 1:
             groups.append(GroupLevels([values[g[0]]]))
         else:
             gl = GroupLevels([values[c] for c in g])
-            frame = found[("combo", g)]
-            codes = gl.radix_codes(gl.column_codes(frame, g))
+            codes = gl.radix_codes(gl.column_codes(found[g], g))
             groups.append(GroupLevels(gl.values, np.unique(codes[codes >= 0])))
     return {c: values[c] for c in columns.categorical}, groups
 

@@ -63,7 +63,18 @@ class RowPass:
         return pd.Series(r, index=design.row_index, name="residuals")
 
     def predict(self, part: pd.DataFrame, re_form=None, allow_new_levels: bool = False) -> pd.Series:
-        return predict(self, part, re_form=re_form, allow_new_levels=allow_new_levels)
+        """Predictions for a pandas frame (a partition), its categorical variables coded with
+        the whole data's levels first, as the specs were fitted (a level the fit has not seen
+        stays one, for predict's check to name it)."""
+        spec = self.design.spec
+        coded = {}
+        for c in spec.columns.categorical:
+            if c in part.columns:
+                values = part[c].astype(str) if c in spec.columns.factors else part[c]
+                known = list(spec.levels[c])
+                unseen = [v for v in pd.unique(values.dropna()) if v not in set(known)]
+                coded[c] = pd.Categorical(values, categories=known + unseen)
+        return predict(self, part.assign(**coded) if coded else part, re_form=re_form, allow_new_levels=allow_new_levels)
 
 
 def _node(row_pass):
