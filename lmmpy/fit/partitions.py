@@ -49,7 +49,8 @@ ALIAS_TOL = 1e-7
 
 def is_dask_frame(data) -> bool:
     """Whether ``data`` is a Dask DataFrame (without importing dask for other data)."""
-    return type(data).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(data, "npartitions")
+    kind = type(data).__module__.split(".")[0]
+    return kind in ("dask", "dask_expr") and hasattr(data, "npartitions") and hasattr(data, "columns")
 
 
 @dataclass
@@ -240,7 +241,7 @@ def partitioned_model(ddf, formula, REML: bool = True, weights=None, offset=None
     order = _lme4_order([g.nlevels for g in groups])
     prototype = _prototype(ddf, columns, weights, offset)
     spec = PartitionSpec(columns, prototype, levels, groups, order, weights=weights, offset=offset, env=env)
-    for _ in range(2):
+    for attempt in range(2):
         sums = reduce_partitions(ddf, spec)
         if sums.cp is None:
             raise DataError("no observations left after dropping rows with missing values")
@@ -249,7 +250,7 @@ def partitioned_model(ddf, formula, REML: bool = True, weights=None, offset=None
         for i, m in zip(spec.order, masks):
             kept[i] = spec.groups[i].subset(m) if not m.all() else spec.groups[i]
         new_order = _lme4_order([g.nlevels for g in kept])
-        if new_order == spec.order or _ > 0:
+        if new_order == spec.order or attempt > 0:
             break
         spec = spec.with_groups(kept, new_order)  # the dropped levels reorder the terms: reduce again
     spec = spec.with_groups(kept, spec.order)
@@ -288,11 +289,15 @@ def partitioned_model(ddf, formula, REML: bool = True, weights=None, offset=None
     return model
 
 
+PROTOTYPE_ROWS = 10_000
+
+
 def _prototype(ddf, columns: FormulaColumns, weights, offset) -> pd.DataFrame:
-    """The first partition with complete rows (the specs are fitted on it)."""
+    """The first rows (of the first partition that has complete ones) that the specs are
+    fitted on; only they come to the client."""
     need = columns.variables + [c for c in (weights, offset) if c is not None]
     for i in range(ddf.npartitions):
-        part = ddf.get_partition(i).compute()
+        part = ddf.get_partition(i).head(PROTOTYPE_ROWS, npartitions=1)
         if part[need].notna().all(axis=1).any():
             return part
     raise DataError("no observations left after dropping rows with missing values")

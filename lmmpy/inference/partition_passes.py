@@ -74,7 +74,9 @@ class RowPass:
                 known = list(spec.levels[c])
                 unseen = [v for v in pd.unique(values.dropna()) if v not in set(known)]
                 coded[c] = pd.Categorical(values, categories=known + unseen)
-        return predict(self, part.assign(**coded) if coded else part, re_form=re_form, allow_new_levels=allow_new_levels)
+        return predict(
+            self, part.assign(**coded) if coded else part, re_form=re_form, allow_new_levels=allow_new_levels
+        )
 
 
 def _node(row_pass):
