@@ -14,18 +14,20 @@ within what the criterion evaluates in memory; a fully crossed 100,000 x 1,000 d
 these sizes is the wide-crossed work of issue 14's item 2, not the data's size.  a and b are
 categorical with declared categories, so no pass is spent finding their levels.
 
-Run: ``python bench/dask_scale.py --rows 10M 30M 100M [--write]``; a LocalCluster of 2 worker
-processes (1 thread each) is started; peaks are ru_maxrss of the client and of each worker
-process.  ``--write`` puts the table into bench/README.md between its dask-scale markers.
+Run: ``python bench/dask_scale.py --rows 10M 30M 100M [--write]``; each size runs in its own
+process with its own LocalCluster of 2 worker processes (1 thread each); the client's peak is
+its ru_maxrss, a worker's its resident memory sampled every 0.1 s (the largest worker's shown).  ``--write`` puts the table into bench/README.md between its dask-scale markers.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -67,7 +69,30 @@ def make_partition(spec) -> pd.DataFrame:
 
 
 def peak_mb() -> float:
+    """This process's peak resident memory (the client runs one size per process)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def start_rss_sampler():
+    """On a worker: sample its resident memory every 0.1 s (a worker forked from the nanny
+    inherits its ru_maxrss, so the kernel's peak would not be the worker's own)."""
+    import threading
+
+    import psutil
+
+    proc = psutil.Process()
+    state = sys.__dict__.setdefault("_lmmpy_rss_peak", [0])
+
+    def sample():
+        while True:
+            state[0] = max(state[0], proc.memory_info().rss)
+            time.sleep(0.1)
+
+    threading.Thread(target=sample, daemon=True).start()
+
+
+def sampled_peak_mb() -> float:
+    return sys.__dict__.get("_lmmpy_rss_peak", [0])[0] / 2**20
 
 
 def run(n_rows: int, client) -> dict:
@@ -78,7 +103,7 @@ def run(n_rows: int, client) -> dict:
     parts = [(1000 * n_rows // ROWS_PER_PARTITION + i, ROWS_PER_PARTITION) for i in range(n_rows // ROWS_PER_PARTITION)]
     meta = make_partition((0, 0))
     ddf = dd.from_map(make_partition, parts, meta=meta, enforce_metadata=False)
-    client.run(lambda: None)
+    client.run(start_rss_sampler)
     t0 = time.perf_counter()
     fit = lmmpy.lmer("y ~ x + (1 | a) + (1 | b)", ddf, REML=False)
     t_fit = time.perf_counter() - t0
@@ -86,7 +111,7 @@ def run(n_rows: int, client) -> dict:
     text = str(fit.summary())  # the residual quantiles: one more pass
     t_summary = time.perf_counter() - t0
     vc = fit.varcorr.set_index("grp")["sdcor"]
-    workers = client.run(peak_mb)
+    workers = client.run(sampled_peak_mb)
     return dict(
         rows=n_rows,
         partitions=len(parts),
@@ -141,20 +166,32 @@ def main():
     ap.add_argument("--rows", nargs="+", default=["10M", "30M"])
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--memory-limit", default="6GB")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     from distributed import Client, LocalCluster
 
-    results = []
-    for r in args.rows:  # a fresh cluster per size: each size's own peaks
-        with (
-            LocalCluster(
-                n_workers=2, threads_per_worker=1, memory_limit=args.memory_limit, dashboard_address=None
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            res = run(parse_rows(r), client)
+    if args.one:  # one size in this process with its own cluster: the peaks are that size's
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, memory_limit=args.memory_limit, dashboard_address=None
+        )
+        with cluster, Client(cluster) as client:
+            res = run(parse_rows(args.one), client)
         print(res.pop("summary"), flush=True)
-        print(dict(res), flush=True)
+        plain = {k: (v.tolist() if isinstance(v, np.ndarray) else float(v)) for k, v in res.items()}
+        print("RESULT", json.dumps(plain), flush=True)
+        return
+    results = []
+    for r in args.rows:
+        cmd = [sys.executable, __file__, "--one", r, "--memory-limit", args.memory_limit]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        print(out.stdout, flush=True)
+        line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+        if not line:
+            print(out.stderr[-3000:], flush=True)
+            continue
+        res = json.loads(line[0][len("RESULT ") :])
+        res["beta"] = np.array(res["beta"])
+        res["rows"], res["partitions"], res["evals"] = int(res["rows"]), int(res["partitions"]), int(res["evals"])
         results.append(res)
     text = table(results)
     print(text)
