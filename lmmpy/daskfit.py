@@ -16,6 +16,8 @@ says why.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from .errors import LmmError
@@ -31,6 +33,9 @@ from .inference.partition_passes import (
 from .lmerfit import LmerFit
 from .results.summary import Summary
 
+if TYPE_CHECKING:  # dask is imported only when Dask data are fitted
+    from dask.dataframe import Series as DaskSeries
+
 
 def _needs_rows(what: str, why: str) -> LmmError:
     return LmmError(
@@ -45,25 +50,25 @@ class DaskLmerFit(LmerFit):
     def __init__(self, model: LmmModel, opt: OptSummary, data, data_name: str = "data", optimize=None):
         super().__init__(model, opt, data_name=data_name, optimize=optimize)
         self.data = data
-        self._quantiles = None
+        self._quantiles: tuple | None = None
 
     def _row_pass(self) -> RowPass:
         return RowPass(self.design, self.fixef, self.b_terms, self.sigma)
 
     # -- the rows, one pass each ------------------------------------------------------------------
     @property
-    def fitted(self):
+    def fitted(self) -> DaskSeries:
         """The fitted values of the complete rows: a Dask Series (lazy; ``.compute()`` it)."""
         return fitted_series(self._row_pass(), self.data)
 
-    def residuals(self, type: str = "response", scaled: bool = False):
+    def residuals(self, type: str = "response", scaled: bool = False) -> DaskSeries:
         """``y - fitted`` ("response") or ``sqrt(w) (y - fitted)`` ("pearson"), divided by sigma
         if ``scaled``: a Dask Series."""
         if type not in ("response", "pearson"):
             raise LmmError(f"residuals' type must be 'response' or 'pearson', not {type!r}")
         return residual_series(self._row_pass(), self.data, type, scaled)
 
-    def predict(self, newdata=None, re_form=None, allow_new_levels=False):
+    def predict(self, newdata=None, re_form=None, allow_new_levels: bool = False) -> DaskSeries | pd.Series:
         """Predictions for ``newdata``: a Dask Series for Dask data (default: the fitting data),
         a pandas Series for a pandas DataFrame."""
         rp = self._row_pass()
@@ -75,11 +80,11 @@ class DaskLmerFit(LmerFit):
             return rp.predict(newdata, re_form, allow_new_levels)
         return predict_series(rp, newdata, re_form, allow_new_levels)
 
-    def residual_quantiles(self):
+    def residual_quantiles(self) -> tuple:
         """The scaled Pearson residuals' quantiles (one pass; kept) and how they were computed."""
         if self._quantiles is None:
             self._quantiles = residual_quantiles(self.residuals("pearson", scaled=True), self.nobs)
-        return self._quantiles
+        return tuple(self._quantiles)
 
     # -- what the cross-products give -------------------------------------------------------------
     def refit_ml(self) -> DaskLmerFit:
@@ -94,24 +99,26 @@ class DaskLmerFit(LmerFit):
         return super().summary(ddf)
 
     # -- what would need the rows many times ------------------------------------------------------
-    def refit(self, new_response, **kwargs):
+    def refit(self, new_response, **kwargs) -> LmerFit:
         raise _needs_rows("refit()", "a new response changes every product with y")
 
-    def simulate(self, nsim: int = 1, seed=None):
+    def simulate(self, nsim: int = 1, seed=None) -> pd.DataFrame:
         raise _needs_rows("simulate()", "each simulated response is a column of n values")
 
-    def profile(self, *args, **kwargs):
+    def profile(self, *args, **kwargs) -> pd.DataFrame:
         raise _needs_rows("profile()", "the fixed effects' profiles refit the model with an offset at every point")
 
-    def kenward_roger(self):
+    def kenward_roger(self) -> pd.DataFrame:
         raise _needs_rows("Kenward-Roger's adjustment", "it needs the model matrices of the rows")
 
-    def anova(self, ddf: str = "satterthwaite"):
+    def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
         raise _needs_rows(
             "anova() of one fit (type III tests)", "the tests' contrasts are read from the rows' model matrix"
         )
 
-    def confint(self, method: str = "wald", level: float = 0.95, old_names: bool = True, progress=None, **boot):
+    def confint(
+        self, method: str = "wald", level: float = 0.95, old_names: bool = True, progress=None, **boot
+    ) -> pd.DataFrame:
         m = str(method).lower()
         if m == "profile":
             raise _needs_rows('confint("profile")', "the fixed effects' profiles refit the model at every point")

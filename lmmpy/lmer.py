@@ -96,9 +96,9 @@ def lmer(
             model = partitioned_model(data, formula, REML, weights=weights, offset=offset, factors=factors, env=env)
         with blas_threads_for_fit(dense_tail_order(model.sizes, model.p), control.blas_threads):
             opt = optimize_lmer(model, start=start, optimizer=optimizer, method=method, control=control)
-            fit = DaskLmerFit(model, opt, data, data_name=data_name, optimize=optimize_lmer)
-        fit._warn()
-        return fit
+            dask_fit = DaskLmerFit(model, opt, data, data_name=data_name, optimize=optimize_lmer)
+        dask_fit._warn()
+        return dask_fit
     with blas_threads_for_fit(0, control.blas_threads):
         design = lformula(formula, data, factors=factors, weights=weights, offset=offset, env=env)
     sizes = [(t.nlevels, t.k) for t in design.reterms]

@@ -59,8 +59,8 @@ class PartitionSums:
     complete rows per level of each term, the numbers of complete and read rows, sum(log w)
     and the response's sum and sum of squares (the fit's fingerprint of its data)."""
 
-    cp: CrossProducts
-    counts: list
+    cp: CrossProducts | None
+    counts: list | None
     n: int
     n_read: int
     log_w_sum: float
@@ -89,7 +89,7 @@ def partition_sums(part: pd.DataFrame, spec: PartitionSpec) -> PartitionSums:
     if design is None:
         return PartitionSums(None, None, 0, len(part), 0.0, 0.0, 0.0)
     cp = CrossProducts.from_design(design)
-    cp.rows = None  # only the sums travel
+    cp.rows = None  # type: ignore[assignment]  # only the sums travel
     counts = [np.bincount(t.codes, minlength=t.nlevels) for t in design.reterms]
     y, w = design.y, design.weights
     log_w = float(np.log(w).sum()) if w is not None else 0.0
@@ -138,7 +138,7 @@ def _sorted_values(values) -> np.ndarray:
     return np.unique(arr.astype(object) if arr.dtype.kind in "OUS" else arr)
 
 
-def whole_data_levels(ddf, columns: FormulaColumns, split_every: int = SPLIT_EVERY):
+def whole_data_levels(ddf, columns: FormulaColumns, split_every: int = SPLIT_EVERY) -> tuple:
     """(levels of each categorical variable, :class:`GroupLevels` of each term): declared
     categories where the Dask column knows them, the rest in one pass over the partitions
     (their distinct values, united in a tree)."""
@@ -191,7 +191,7 @@ def _lme4_order(nlevels) -> list:
 def independent_columns(G: np.ndarray, tol: float = ALIAS_TOL) -> list:
     """Indices of the columns of X kept from its Gram matrix G = X'WX: each column whose
     residual on the columns kept before it has r^2 > tol^2 G_jj."""
-    keep = []
+    keep: list = []
     for j in range(G.shape[0]):
         gjj = G[j, j]
         if not gjj > 0:
@@ -246,7 +246,7 @@ def partitioned_model(ddf, formula, REML: bool = True, weights=None, offset=None
         if sums.cp is None:
             raise DataError("no observations left after dropping rows with missing values")
         masks = [c > 0 for c in sums.counts]  # model order
-        kept = [None] * len(groups)
+        kept: list = [None] * len(groups)
         for i, m in zip(spec.order, masks):
             kept[i] = spec.groups[i].subset(m) if not m.all() else spec.groups[i]
         new_order = _lme4_order([g.nlevels for g in kept])

@@ -67,7 +67,7 @@ class FormulaColumns:
     @classmethod
     def of(cls, formula, dtypes: pd.Series, factors=()) -> "FormulaColumns":
         f = formula if isinstance(formula, LmerFormula) else parse_formula(formula)
-        used, model_used = [], []
+        model_used: list = []
         for node in (f.response, f.fixed, *f.offsets, *(b.lhs for b in f.bars)):
             names_in(node, model_used)
         used = list(model_used)
@@ -104,7 +104,7 @@ class GroupLevels:
     observed combinations as mixed-radix codes (first column slowest), sorted."""
 
     values: list  # per column, an array of its distinct values
-    combos: np.ndarray = None  # int64, for two or more columns
+    combos: np.ndarray | None = None  # int64, for two or more columns
 
     @property
     def nlevels(self) -> int:
@@ -249,7 +249,7 @@ class PartitionSpec:
             frame[c] = cat
         return frame
 
-    def materialise(self, part: pd.DataFrame):
+    def materialise(self, part: pd.DataFrame) -> tuple:
         """(the partition's Design -- its complete rows, the whole data's columns and levels,
         the terms in :attr:`order` --, the number of rows dropped); the Design is None when no
         row is complete."""
@@ -373,8 +373,8 @@ class PartitionedDesign(Design):
     have no rows).  ``spec`` materialises any partition again."""
 
     nrows: int = 0
-    spec: PartitionSpec = field(default=None, repr=False)
-    fingerprint: tuple = None  # (n, sum y, sum y^2): whether two fits saw the same data
+    spec: PartitionSpec | None = field(default=None, repr=False)
+    fingerprint: tuple | None = None  # (n, sum y, sum y^2): whether two fits saw the same data
 
     @property
     def n(self) -> int:
@@ -384,7 +384,7 @@ class PartitionedDesign(Design):
     def p(self) -> int:
         return len(self.xnames)
 
-    def levels_of(self, name: str):
+    def levels_of(self, name: str) -> set | None:
         if name in self.spec.columns.categorical:
             return set(level_labels(self.spec.levels[name]))
         return None

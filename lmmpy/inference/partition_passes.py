@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..formula.partition import PartitionedDesign
 from .predict import predict
+
+if TYPE_CHECKING:  # dask is imported only when Dask data are fitted
+    from dask.dataframe import Series as DaskSeries
 
 EXACT_QUANTILE_ROWS = 5_000_000  # residuals gathered in the client for exact quantiles (40 MB)
 APPROXIMATE_QUANTILES = "quartiles approximate (Dask's per-partition percentiles, merged); Min and Max exact"
@@ -30,7 +35,7 @@ APPROXIMATE_QUANTILES = "quartiles approximate (Dask's per-partition percentiles
 class RowPass:
     """What a pass over the rows needs of a fit; reads as a fit for :func:`predict`."""
 
-    design: object  # PartitionedDesign
+    design: PartitionedDesign
     fixef: pd.Series
     b_terms: list
     sigma: float
@@ -98,18 +103,18 @@ def _predict(part, rp, re_form, allow_new_levels):
     return rp.predict(part, re_form, allow_new_levels)
 
 
-def fitted_series(row_pass: RowPass, ddf):
+def fitted_series(row_pass: RowPass, ddf) -> DaskSeries:
     """The fitted values of every complete row of ``ddf``: a Dask Series."""
     return ddf.map_partitions(_fitted, _node(row_pass), meta=pd.Series(dtype=float, name="fitted"))
 
 
-def residual_series(row_pass: RowPass, ddf, type: str = "response", scaled: bool = False):
+def residual_series(row_pass: RowPass, ddf, type: str = "response", scaled: bool = False) -> DaskSeries:
     """The residuals of every complete row of ``ddf``: a Dask Series."""
     meta = pd.Series(dtype=float, name="residuals")
     return ddf.map_partitions(_residuals, _node(row_pass), type, bool(scaled), meta=meta)
 
 
-def predict_series(row_pass: RowPass, ddf, re_form=None, allow_new_levels: bool = False):
+def predict_series(row_pass: RowPass, ddf, re_form=None, allow_new_levels: bool = False) -> DaskSeries:
     """Predictions for every row of the Dask DataFrame ``ddf`` (NaN where a covariate is
     missing, as for pandas new data): a Dask Series."""
     if not hasattr(ddf, "map_partitions"):
@@ -118,7 +123,7 @@ def predict_series(row_pass: RowPass, ddf, re_form=None, allow_new_levels: bool 
     return ddf.map_partitions(_predict, _node(row_pass), re_form, allow_new_levels, meta=meta)
 
 
-def residual_quantiles(scaled_residuals, n: int):
+def residual_quantiles(scaled_residuals, n: int) -> tuple:
     """(Min, 1Q, Median, 3Q, Max of the scaled residuals, None or how they were computed)."""
     import dask
 

@@ -232,7 +232,7 @@ class FittedLmm:
             r = r / self.sigma
         return pd.Series(r, index=self.design.row_index, name="residuals")
 
-    def residual_quantiles(self):
+    def residual_quantiles(self) -> tuple:
         """(Min, 1Q, Median, 3Q, Max of the scaled Pearson residuals, None): the summary's,
         computed exactly (a fit whose rows are elsewhere says how it computed them instead of None)."""
         r = self.residuals("pearson", scaled=True).to_numpy()
