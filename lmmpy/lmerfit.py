@@ -78,6 +78,10 @@ class LmerFit(FittedLmm):
         """The same model fitted to another response."""
         return refit(self, new_response, self.optimize, **kwargs)
 
+    def refit_ml(self) -> LmerFit:
+        """The same model fitted by maximum likelihood (what anova's likelihood-ratio test compares)."""
+        return self.refit(self.design.y, REML=False)
+
     def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
         """Type III F tests of the fixed-effect terms with Satterthwaite's or Kenward-Roger's
         denominator df (lmerTest's anova)."""

@@ -195,9 +195,8 @@ def _check_new_data(fit, newdata, terms):
     fixed = []
     names_in(design.formula.fixed, fixed)
     for nm in {nm for nm, _ in fixed if nm in design.frame.columns}:
-        col = design.frame[nm]
-        if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
-            seen = set(level_labels(col.unique()))
+        seen = design.levels_of(nm)
+        if seen is not None:
             unseen = sorted(set(level_labels(newdata[nm].dropna().unique())) - seen)
             if unseen:
                 raise DataError(
