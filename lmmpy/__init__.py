@@ -12,7 +12,10 @@ from .inference.allfit import AllFit, allfit
 from .inference.lrt import LRTResult, anova
 from .inference.pbmodcomp import PBModComp, pbmodcomp
 from .inference.tidy import tidy
+from .inference.emmeans import EmmContrasts, EmmGrid, emmeans
+from .inference.r2 import R2Nakagawa, r2_nakagawa
 from .lmerfit import LmerFit
+from .daskfit import DaskLmerFit
 from .results.model import ConvergenceWarning, SingularFitWarning
 
 try:
@@ -28,6 +31,11 @@ __all__ = [
     "pbmodcomp",
     "PBModComp",
     "tidy",
+    "emmeans",
+    "EmmGrid",
+    "EmmContrasts",
+    "r2_nakagawa",
+    "R2Nakagawa",
     "LmerControl",
     "RankDeficientWarning",
     "lmer",
@@ -36,6 +44,7 @@ __all__ = [
     "optimize_lmer",
     "mk_lmer_fit",
     "LmerFit",
+    "DaskLmerFit",
     "LmmError",
     "FormulaError",
     "DataError",

@@ -15,6 +15,8 @@ from .fit.deviance import LmmModel
 from .fit.driver import _check, optimize_lmer  # noqa: F401 (the chain's third step; _check for tests)
 from .formula.design import Design, build_design, caller_env, check_env
 from .linalg.threads import blas_threads_for_fit, dense_tail_order
+from .daskfit import DaskLmerFit
+from .fit.partitions import is_dask_frame, partitioned_model
 from .lmerfit import LmerFit
 
 
@@ -61,7 +63,10 @@ def lmer(
         listed in :mod:`lmmpy.formula.rlang`).
     data : pandas DataFrame (not modified), or a polars DataFrame or pyarrow Table (converted
         to pandas once, :mod:`lmmpy.formula.frames`); rows with missing values in the model's
-        variables are dropped and counted.
+        variables are dropped and counted.  Or a Dask DataFrame, for data larger than memory:
+        each partition is reduced to the model's cross-products where it is, on the active
+        Dask scheduler (``weights`` and ``offset`` then name columns); the fit is a
+        :class:`lmmpy.daskfit.DaskLmerFit`.
     REML : REML (default) or maximum likelihood.
     weights : prior weights (a column name or one value per row): the residual variance of
         row i is sigma^2 / w_i, as in lme4.
@@ -87,6 +92,14 @@ def lmer(
     control = LmerControl.coerce(control)
     # the BLAS threads: one for building the design (its calls are small), then sized to the
     # model (lmmpy.linalg.threads) once for the set-up, the fit and its results
+    if is_dask_frame(data):  # the partitions reduced to the cross-products where they are
+        with blas_threads_for_fit(0, control.blas_threads):
+            model = partitioned_model(data, formula, REML, weights=weights, offset=offset, factors=factors, env=env)
+        with blas_threads_for_fit(dense_tail_order(model.sizes, model.p), control.blas_threads):
+            opt = optimize_lmer(model, start=start, optimizer=optimizer, method=method, control=control)
+            dask_fit = DaskLmerFit(model, opt, data, data_name=data_name, optimize=optimize_lmer)
+        dask_fit._warn()
+        return dask_fit
     with blas_threads_for_fit(0, control.blas_threads):
         design = lformula(formula, data, factors=factors, weights=weights, offset=offset, env=env)
     sizes = [(t.nlevels, t.k) for t in design.reterms]

@@ -639,6 +639,14 @@ class Design:
         """The sum of the formula's offset(x) terms on ``data`` (0 if it has none)."""
         return formula_offset(self.formula, self.variables, data)
 
+    def levels_of(self, name: str):
+        """The level labels of a categorical (or string) variable of the data, None for others
+        (prediction checks new data against them)."""
+        col = self.frame[name]
+        if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
+            return set(level_labels(col.unique()))
+        return None
+
     def fixed_terms(self) -> list:
         """(R's label, column indices in the formula's full X) of each fixed-effects term
         but the intercept."""
@@ -934,7 +942,15 @@ class RankDeficientWarning(UserWarning):
 
 def _response(f, frame, variables) -> np.ndarray:
     """The response: a column, or any R expression of columns (``Reaction - Days``,
-    ``log(Reaction) - 1``: R's arithmetic, not the formula language)."""
+    ``log(Reaction) - 1``: R's arithmetic, not the formula language); finite, not constant."""
+    y = response_values(f, frame, variables)
+    if np.ptp(y) == 0:
+        raise DataError(f"the response {deparse(f.response)!r} is constant")
+    return y
+
+
+def response_values(f, frame, variables) -> np.ndarray:
+    """The response's values on ``frame`` (finite; a part of the rows may be constant)."""
     resp = f.response
     if isinstance(resp, Name) and resp.id in frame.columns:
         col = frame[resp.id]
@@ -952,8 +968,6 @@ def _response(f, frame, variables) -> np.ndarray:
         y = arr.astype(float)
     if not np.all(np.isfinite(y)):
         raise DataError(f"the response {deparse(resp)!r} has infinite (or NaN) values")
-    if np.ptp(y) == 0:
-        raise DataError(f"the response {deparse(resp)!r} is constant")
     return y
 
 

@@ -232,6 +232,12 @@ class FittedLmm:
             r = r / self.sigma
         return pd.Series(r, index=self.design.row_index, name="residuals")
 
+    def residual_quantiles(self) -> tuple:
+        """(Min, 1Q, Median, 3Q, Max of the scaled Pearson residuals, None): the summary's,
+        computed exactly (a fit whose rows are elsewhere says how it computed them instead of None)."""
+        r = self.residuals("pearson", scaled=True).to_numpy()
+        return np.quantile(r, [0, 0.25, 0.5, 0.75, 1]), None
+
     # -- ICC -------------------------------------------------------------------------------------
     def icc(self) -> pd.Series:
         """Intraclass correlation per grouping factor: tau_g^2 / (sum of tau^2 + sigma^2),
