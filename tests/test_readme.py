@@ -29,6 +29,7 @@ DEPENDENCY_MIN_PYTHON = {
     "matplotlib": {"3.6": (3, 8)},
     "threadpoolctl": {"3": (3, 6)},
     "ruff": {"0.6": (3, 7)},
+    "mypy": {"1.10": (3, 8)},
 }
 
 
