@@ -120,7 +120,7 @@ class _Slice:
     fg: object
     bounds: object
     start: object = None  # (x0, v) -> a start the inner problem at v can be evaluated at
-    x_scale: np.ndarray = None  # the size of each x at the optimum, for difference steps
+    x_scale: np.ndarray | None = None  # the size of each x at the optimum, for difference steps
 
 
 def _sigma_slice(model, theta_hat, sigma_hat):

@@ -40,6 +40,7 @@ class FittedLmm:
 
     def __init__(self, model: LmmModel, opt: OptSummary, data_name: str = "data"):
         self.model = model
+        assert model.design is not None, "a fit needs the model's design"
         self.design = model.design
         self.optsum = opt
         self.data_name = data_name
