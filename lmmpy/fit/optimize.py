@@ -73,7 +73,7 @@ class OptSummary:
     gradient: np.ndarray | None = None  # finite-difference gradient and Hessian at the optimum
     hessian: np.ndarray | None = None
     fit_notes: list = field(default_factory=list)  # FitNotes: restarts, EM start, EM fallback, rescaling
-    scaling: object = None  # the ColumnScaling the model was fitted on (lmmpy.fit.scaling), None for none
+    scaling: Any = None  # the ColumnScaling the model was fitted on (lmmpy.fit.scaling), None for none
     blas_threads: int | None = None  # the BLAS threads the fit ran with (None: unknown, no BLAS found)
     failure: FitStatus | None = None  # why converged is False, where the optimizer's word is not the reason
 

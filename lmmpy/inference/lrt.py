@@ -122,7 +122,7 @@ def anova(*fits: Any, refit: bool = True) -> LRTResult:
                 "same data object)"
             )
     if refit and any(f.REML for f in fits):
-        fits = [(f.refit(f.design.y, REML=False) if f.REML else f) for f in fits]
+        fits = tuple((f.refit(f.design.y, REML=False) if f.REML else f) for f in fits)
     names = [f"m{i}" for i in range(len(fits))]
     order = sorted(range(len(fits)), key=lambda i: fits[i].npar)
     rows = []

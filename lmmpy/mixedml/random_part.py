@@ -217,7 +217,7 @@ class RandomPart:
         """The generalized log-likelihood (module docstring) at the state."""
         r = e - state.zb
         total = r @ r / state.sigma2 + self.n * np.log(state.sigma2)
-        for b, S in zip(state.b_terms, self.covariances(state)):
+        for b, S in zip(state.b_terms or [], self.covariances(state)):
             vals, vecs = np.linalg.eigh(S)
             keep = vals > 1e-12 * max(vals.max(), 1e-300)
             proj = b @ vecs[:, keep]
