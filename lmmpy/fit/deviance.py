@@ -100,14 +100,16 @@ class LmmModel:
         self._at1_rows = np.repeat(np.arange(self.At1_z.shape[0]), np.diff(self.At1_z.indptr))
         self._empty_lt1 = sp.csr_matrix((0, l1 * k1))
         self._gram: WeightedGram | None = None
-        self._schur_values: tuple[bytes | None, np.ndarray | None] = (None, None)  # (T_1's bytes, the gram's values) of the last update
+        # (T_1's bytes, the gram's values) of the last update
+        self._schur_values: tuple[bytes | None, np.ndarray | None] = (None, None)
         self._gram_flat: dict[int, np.ndarray] = {}  # leading dimension -> flat positions of the gram's entries
         self._work: dict[str, np.ndarray] = {}
         self.lower = lower
         self.theta = self.theta_start()
         self.L: BlockedCholesky | None = None  # the working factor: at _L_theta, valid until the next update
         self._L_theta: np.ndarray | None = None
-        self._factors: dict[bytes, BlockedCholesky] = {}  # theta's bytes -> an owned factor (LmmModel.factor), oldest first
+        # theta's bytes -> an owned factor (LmmModel.factor), oldest first
+        self._factors: dict[bytes, BlockedCholesky] = {}
         self._gradient_cache: tuple | None = None  # (working factor, REML) -> (d log-determinants, d pwrss)
         # weak references to this model and its with_reml twins, which share the cross-products
         # (a strong self-reference would keep every model alive until the cyclic collector runs)

@@ -547,7 +547,8 @@ class FormulaSpec:
     def __init__(self, spec: Any, variables: ModelVariables) -> None:
         self.spec, self.variables = spec, variables
 
-    def get_model_matrix(self, data: pd.DataFrame, context: Any = None, **kwargs: Any) -> Any:  # context: the model's own
+    # context: the model's own, whatever the caller passes
+    def get_model_matrix(self, data: pd.DataFrame, context: Any = None, **kwargs: Any) -> Any:
         return self.spec.get_model_matrix(self.variables.prepare(data), context=self.variables.context, **kwargs)
 
     def __getattr__(self, name: str) -> Any:  # the rest of formulaic's ModelSpec (term_indices, ...)
