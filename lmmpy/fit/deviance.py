@@ -41,6 +41,13 @@ def ml_deviance(L: BlockedCholesky, n: int, log_w_sum: float = 0.0) -> float:
     return L.logdet_L2 + n * (1.0 + LOG2PI + np.log(L.pwrss / n)) - log_w_sum
 
 
+def ml_deviance_at(L: BlockedCholesky, n: int, sigma2: float, log_w_sum: float = 0.0) -> float:
+    """The ML deviance at a given residual variance, not profiled over it (lme4's devfun2):
+    D(theta, sigma^2) = log|L_theta|^2 + pwrss / sigma^2 + n log(2 pi sigma^2) - sum(log w),
+    which :func:`ml_deviance` is at its minimum over sigma^2 (pwrss / n)."""
+    return L.logdet_L2 + L.pwrss / sigma2 + n * (LOG2PI + np.log(sigma2)) - log_w_sum
+
+
 def reml_criterion(L: BlockedCholesky, n: int, p: int, log_w_sum: float = 0.0) -> float:
     """The profiled REML criterion
     log|L_theta|^2 + log|R_X|^2 + (n - p)(1 + log(2 pi r^2 / (n - p))) - sum(log w)."""
@@ -131,6 +138,16 @@ class LmmModel:
         twin.L, twin._L_theta = None, None
         self._variants.append(weakref.ref(twin))
         return twin
+
+    def __getstate__(self) -> dict:
+        # weak references do not pickle (bootstrap workers get the model): a copy is on its own
+        state = dict(self.__dict__)
+        del state["_variants"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._variants = [weakref.ref(self)]
 
     def _live_variants(self) -> list:
         return [m for m in (ref() for ref in self._variants) if m is not None]

@@ -4,6 +4,7 @@ models kept alive by reference cycles made the InstEval benchmark's peak memory 
 360 MB to 645 MB over five fits."""
 
 import gc
+import pickle
 import weakref
 
 import lmmpy
@@ -22,3 +23,12 @@ def test_a_dropped_fit_frees_its_model_at_once():
         assert model() is None and design() is None
     finally:
         gc.enable()
+
+
+def test_a_fit_pickles_for_the_workers_that_refit_it():
+    fit = lmmpy.lmer("Reaction ~ Days + (Days | Subject)", lmmpy.datasets.load("sleepstudy"))
+    fit.model.with_reml(False)
+    copy = pickle.loads(pickle.dumps(fit))
+    assert copy.objective == fit.objective
+    twin = copy.model.with_reml(False)
+    assert twin.REML is False and copy.model.with_reml(False) is twin and copy.model.with_reml(True) is copy.model
