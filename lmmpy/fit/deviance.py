@@ -136,6 +136,7 @@ class LmmModel:
         twin.REML = REML
         twin._work, twin._factors, twin._gradient_cache = {}, {}, None
         twin.L, twin._L_theta = None, None
+        twin._variants = self._variants  # one list for all twins (copy.copy went through __setstate__)
         self._variants.append(weakref.ref(twin))
         return twin
 
