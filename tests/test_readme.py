@@ -32,6 +32,7 @@ DEPENDENCY_MIN_PYTHON = {
     "dask": {"2025.1": (3, 10)},
     "distributed": {"2025.1": (3, 10)},
     "pyarrow": {"14": (3, 8)},
+    "mypy": {"1.10": (3, 8)},
 }
 
 
