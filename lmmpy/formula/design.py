@@ -648,7 +648,7 @@ class Design:
         """The sum of the formula's offset(x) terms on ``data`` (0 if it has none)."""
         return formula_offset(self.formula, self.variables, data)
 
-    def levels_of(self, name: str):
+    def levels_of(self, name: str) -> set | None:
         """The level labels of a categorical (or string) variable of the data, None for others
         (prediction checks new data against them)."""
         col = self.frame[name]
@@ -733,13 +733,17 @@ def grouping_factor(frame: pd.DataFrame, names: Sequence[str]) -> tuple[np.ndarr
     return codes.astype(np.int64), labels
 
 
-def _order_terms(terms: list[ReTerm]) -> list[ReTerm]:
-    """lme4's mkReTrms order: if the numbers of levels ever increase, reorder as rev(order(nl))."""
-    nl = [t.nlevels for t in terms]
+def lme4_term_order(nlevels: Sequence[int]) -> list[int]:
+    """lme4's mkReTrms order of terms with these numbers of levels (formula order): if the
+    numbers ever increase, rev(order(nl)); otherwise as written."""
+    nl = list(nlevels)
     if any(b > a for a, b in zip(nl, nl[1:])):
-        order = sorted(range(len(nl)), key=lambda i: (nl[i], i))[::-1]
-        terms = [terms[i] for i in order]
-    return terms
+        return sorted(range(len(nl)), key=lambda i: (nl[i], i))[::-1]
+    return list(range(len(nl)))
+
+
+def _order_terms(terms: list[ReTerm]) -> list[ReTerm]:
+    return [terms[i] for i in lme4_term_order([t.nlevels for t in terms])]
 
 
 def build_design(
@@ -870,7 +874,7 @@ def _build_design(
         codes, levels = grouping_factor(frame, b.group_vars)
         terms.append(ReTerm(b.group_name, deparse(b.lhs), codes, levels, Xr, cn, spec, tuple(b.group_vars)))
     terms = _order_terms(terms)
-    _check_terms(terms, len(y))
+    check_terms(terms, len(y))
     if X.shape[1] >= len(y):
         # X beta then fits y exactly: no residual degrees of freedom (REML's n - p = 0, ML's
         # deviance unbounded below as sigma -> 0); lme4 stops with "objective in x0 returns NA",
@@ -971,7 +975,7 @@ def _response(f: LmerFormula, frame: pd.DataFrame, variables: ModelVariables) ->
     return y
 
 
-def response_values(f, frame, variables) -> np.ndarray:
+def response_values(f: LmerFormula, frame: pd.DataFrame, variables: ModelVariables) -> np.ndarray:
     """The response's values on ``frame`` (finite; a part of the rows may be constant)."""
     resp = f.response
     if isinstance(resp, Name) and resp.id in frame.columns:
@@ -993,7 +997,7 @@ def response_values(f, frame, variables) -> np.ndarray:
     return y
 
 
-def _check_terms(terms: list[ReTerm], n: int) -> None:
+def check_terms(terms: list[ReTerm], n: int) -> None:
     """lme4's checkNlevels and checkZdims."""
     for t in terms:
         if t.nlevels < 2:
