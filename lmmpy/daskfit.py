@@ -16,12 +16,13 @@ says why.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .errors import LmmError
 from .fit.deviance import LmmModel
+from .formula.partition import PartitionedDesign
 from .fit.optimize import OptSummary
 from .inference.partition_passes import (
     RowPass,
@@ -53,6 +54,7 @@ class DaskLmerFit(LmerFit):
         self._quantiles: tuple | None = None
 
     def _row_pass(self) -> RowPass:
+        assert isinstance(self.design, PartitionedDesign)
         return RowPass(self.design, self.fixef, self.b_terms, self.sigma)
 
     # -- the rows, one pass each ------------------------------------------------------------------
@@ -68,9 +70,23 @@ class DaskLmerFit(LmerFit):
             raise LmmError(f"residuals' type must be 'response' or 'pearson', not {type!r}")
         return residual_series(self._row_pass(), self.data, type, scaled)
 
-    def predict(self, newdata=None, re_form=None, allow_new_levels: bool = False) -> DaskSeries | pd.Series:
+    def predict(
+        self,
+        newdata: Any = None,
+        re_form: str | None = None,
+        allow_new_levels: bool = False,
+        se_fit: bool = False,
+        interval: str | None = None,
+        level: float = 0.95,
+    ) -> DaskSeries | pd.Series:
         """Predictions for ``newdata``: a Dask Series for Dask data (default: the fitting data),
-        a pandas Series for a pandas DataFrame."""
+        a pandas Series for a pandas DataFrame.  Standard errors and intervals are not
+        available for a fit on Dask data."""
+        if se_fit or interval is not None:
+            raise LmmError(
+                "predict(se_fit=, interval=) is not available for a fit on Dask data: the conditional "
+                "covariances of the random effects need the rows of the new data"
+            )
         rp = self._row_pass()
         if newdata is None:
             if re_form is None:
@@ -90,6 +106,7 @@ class DaskLmerFit(LmerFit):
     def refit_ml(self) -> DaskLmerFit:
         """The model fitted by ML on the same cross-products (no pass over the data)."""
         model = self.model.with_reml(False)
+        assert self.optimize is not None  # lmer() passes its optimizer
         opt = self.optimize(model, start=self.theta)
         return DaskLmerFit(model, opt, self.data, data_name=self.data_name, optimize=self.optimize)
 

@@ -9,9 +9,15 @@ mk_lmer_fit(model, opt)         -> LmerFit       (estimates, summary, ...)
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
 from .errors import require_bool
 from .fit.checks import LmerControl
 from .fit.deviance import LmmModel
+from .fit.optimize import OptSummary
 from .fit.driver import _check, optimize_lmer  # noqa: F401 (the chain's third step; _check for tests)
 from .formula.design import Design, build_design, caller_env, check_env
 from .linalg.threads import blas_threads_for_fit, dense_tail_order
@@ -20,7 +26,14 @@ from .fit.partitions import is_dask_frame, partitioned_model
 from .lmerfit import LmerFit
 
 
-def lformula(formula, data, factors=(), weights=None, offset=None, env=None) -> Design:
+def lformula(
+    formula: str,
+    data: pd.DataFrame,
+    factors: Sequence[str] = (),
+    weights: Any = None,
+    offset: Any = None,
+    env: Mapping | None = None,
+) -> Design:
     """Parse an lme4 formula and build y, X and the random-effects terms from ``data``.
     ``env``: the formula's environment (default: the caller's variables; see :func:`lmer`)."""
     env = caller_env(1) if env is None else check_env(env)
@@ -32,24 +45,24 @@ def mk_lmer_devfun(design: Design, REML: bool = True) -> LmmModel:
     return LmmModel(design, REML=require_bool("REML", REML))
 
 
-def mk_lmer_fit(model: LmmModel, opt, data_name: str = "data") -> LmerFit:
+def mk_lmer_fit(model: LmmModel, opt: OptSummary, data_name: str = "data") -> LmerFit:
     return LmerFit(model, opt, data_name=data_name, optimize=optimize_lmer)  # refit fits as lmer does
 
 
 def lmer(
     formula: str,
-    data,
+    data: pd.DataFrame,
     REML: bool = True,
     *,
-    weights=None,
-    offset=None,
-    factors=(),
-    start=None,
+    weights: Any = None,
+    offset: Any = None,
+    factors: Sequence[str] = (),
+    start: Any = None,
     method: str = "optimizer",
     optimizer: str = "auto",
-    control=None,
+    control: LmerControl | dict | None = None,
     data_name: str = "data",
-    env=None,
+    env: Mapping | None = None,
 ) -> LmerFit:
     """Fit a linear mixed model given by an lme4 formula, e.g.
     ``lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)``.

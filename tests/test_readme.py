@@ -36,6 +36,7 @@ DEPENDENCY_MIN_PYTHON = {
     "mkdocstrings": {"0.26": (3, 8)},
     "dask": {"2025.1": (3, 10)},
     "distributed": {"2025.1": (3, 10)},
+    "mypy": {"1.10": (3, 8)},
 }
 
 

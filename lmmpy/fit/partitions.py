@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from ..formula.design import RankDeficientWarning, _check_terms, _order_terms
+from ..formula.design import RankDeficientWarning, check_terms, lme4_term_order
 from ..formula.parser import deparse
 from ..formula.partition import FormulaColumns, GroupLevels, PartitionSpec
 from .cross_products import CrossProducts
@@ -71,6 +71,7 @@ class PartitionSums:
         if self.cp is None or other.cp is None:
             cp, counts = (other.cp, other.counts) if self.cp is None else (self.cp, self.counts)
         else:
+            assert self.counts is not None and other.counts is not None  # set with cp
             cp, counts = self.cp + other.cp, [a + b for a, b in zip(self.counts, other.counts)]
         return PartitionSums(
             cp,
@@ -89,7 +90,7 @@ def partition_sums(part: pd.DataFrame, spec: PartitionSpec) -> PartitionSums:
     if design is None:
         return PartitionSums(None, None, 0, len(part), 0.0, 0.0, 0.0)
     cp = CrossProducts.from_design(design)
-    cp.rows = None  # type: ignore[assignment]  # only the sums travel
+    cp.rows = None  # only the sums travel
     counts = [np.bincount(t.codes, minlength=t.nlevels) for t in design.reterms]
     y, w = design.y, design.weights
     log_w = float(np.log(w).sum()) if w is not None else 0.0
@@ -178,16 +179,6 @@ def whole_data_levels(ddf, columns: FormulaColumns, split_every: int = SPLIT_EVE
     return {c: values[c] for c in columns.categorical}, groups
 
 
-def _lme4_order(nlevels) -> list:
-    """lme4's term order for terms with these numbers of levels (formula order)."""
-
-    class _T:
-        def __init__(self, i, nl):
-            self.i, self.nlevels = i, nl
-
-    return [t.i for t in _order_terms([_T(i, nl) for i, nl in enumerate(nlevels)])]
-
-
 def independent_columns(G: np.ndarray, tol: float = ALIAS_TOL) -> list:
     """Indices of the columns of X kept from its Gram matrix G = X'WX: each column whose
     residual on the columns kept before it has r^2 > tol^2 G_jj."""
@@ -238,22 +229,24 @@ def partitioned_model(ddf, formula, REML: bool = True, weights=None, offset=None
     for g, gl in zip(columns.groups, groups):
         if gl.nlevels == 0:
             raise DataError(f"the grouping factor {':'.join(g)!r} has no values")
-    order = _lme4_order([g.nlevels for g in groups])
+    order = lme4_term_order([g.nlevels for g in groups])
     prototype = _prototype(ddf, columns, weights, offset)
     spec = PartitionSpec(columns, prototype, levels, groups, order, weights=weights, offset=offset, env=env)
     for attempt in range(2):
         sums = reduce_partitions(ddf, spec)
         if sums.cp is None:
             raise DataError("no observations left after dropping rows with missing values")
+        assert sums.counts is not None  # set with cp
         masks = [c > 0 for c in sums.counts]  # model order
         kept: list = [None] * len(groups)
         for i, m in zip(spec.order, masks):
             kept[i] = spec.groups[i].subset(m) if not m.all() else spec.groups[i]
-        new_order = _lme4_order([g.nlevels for g in kept])
+        new_order = lme4_term_order([g.nlevels for g in kept])
         if new_order == spec.order or attempt > 0:
             break
         spec = spec.with_groups(kept, new_order)  # the dropped levels reorder the terms: reduce again
     spec = spec.with_groups(kept, spec.order)
+    assert sums.cp is not None  # the loop raised otherwise
     p_all = len(spec.xnames_all)
     q = sums.cp.q_tail
     x_keep = independent_columns(sums.cp.Att[q : q + p_all, q : q + p_all])
@@ -278,7 +271,7 @@ def partitioned_model(ddf, formula, REML: bool = True, weights=None, offset=None
     mean_sq = sums.y_sq / n
     if sums.y_sq - sums.y_sum**2 / n <= 1e-13 * mean_sq * n:
         raise DataError(f"the response {deparse(columns.formula.response)!r} is constant")
-    _check_terms(design.reterms, n)
+    check_terms(design.reterms, n)
     if design.p >= n:
         raise DataError(
             f"the fixed-effects model matrix has {design.p} columns for {n} observations: there must be "

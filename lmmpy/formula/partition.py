@@ -204,7 +204,7 @@ class PartitionSpec:
             [c for c in frame.columns if c not in (".weights", ".offset")],
             {} if env is None else env,
             frame.columns[0],
-            names=_referenced_names(f),
+            names=sorted(_referenced_names(f)),
         )
         mm, self.xnames_all = self.variables.model_matrix(f.fixed, frame, "fixed-effects matrix")
         self.fixed_spec = FormulaSpec(mm.model_spec, self.variables)
@@ -346,7 +346,7 @@ class PartitionSpec:
         dropped = [nm for j, nm in enumerate(self.xnames_all) if j not in set(x_keep)]
         return PartitionedDesign(
             f,
-            None,
+            None,  # type: ignore[arg-type]  # no rows: a partitioned design has no y
             np.empty((0, len(xnames))),
             xnames,
             terms,
@@ -384,7 +384,14 @@ class PartitionedDesign(Design):
     def p(self) -> int:
         return len(self.xnames)
 
+    @property
+    def partition_spec(self) -> PartitionSpec:
+        """The specs that materialise a partition (always set for a fitted partitioned design)."""
+        assert self.spec is not None
+        return self.spec
+
     def levels_of(self, name: str) -> set | None:
-        if name in self.spec.columns.categorical:
-            return set(level_labels(self.spec.levels[name]))
+        spec = self.partition_spec
+        if name in spec.columns.categorical:
+            return set(level_labels(spec.levels[name]))
         return None

@@ -27,7 +27,9 @@ _WORK: Callable[[np.ndarray], Any] | None = None
 
 
 def _run_chunk(ys) -> list:
-    return [_WORK(y) for y in ys]
+    work = _WORK
+    assert work is not None, "map_refits sets the work before its pool forks"
+    return [work(y) for y in ys]
 
 
 def map_refits(

@@ -7,6 +7,8 @@ Pr(>Chisq) = P(chi^2_Df > Chisq); the deviance is -2 logLik of an ML fit.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -96,7 +98,7 @@ class LRTResult:
         return html_table([f"Data: {self.data_name}", "Models:", *models], self.table.drop(columns="formula"))
 
 
-def anova(*fits, refit: bool = True) -> LRTResult:
+def anova(*fits: Any, refit: bool = True) -> LRTResult:
     """lme4's ``anova(m0, m1, ...)``: models ordered by their number of parameters, with
     npar, AIC, BIC, logLik, deviance and the likelihood-ratio Chisq, Df and Pr(>Chisq) of each
     against the one before.  REML fits are refitted by ML first (as lme4 does, ``refit=False``
@@ -122,7 +124,7 @@ def anova(*fits, refit: bool = True) -> LRTResult:
                 "same data object)"
             )
     if refit and any(f.REML for f in fits):
-        fits = [(f.refit_ml() if f.REML else f) for f in fits]
+        fits = tuple((f.refit_ml() if f.REML else f) for f in fits)
     names = [f"m{i}" for i in range(len(fits))]
     order = sorted(range(len(fits)), key=lambda i: fits[i].npar)
     rows = []

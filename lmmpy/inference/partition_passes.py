@@ -42,7 +42,7 @@ class RowPass:
 
     def fitted(self, part: pd.DataFrame) -> pd.Series:
         """X beta (+ offset) + Z b on the partition's complete rows."""
-        design, _ = self.design.spec.materialise(part)
+        design, _ = self.design.partition_spec.materialise(part)
         if design is None:
             return pd.Series(np.zeros(0), index=part.index[:0], name="fitted")
         return pd.Series(self._eta(design), index=design.row_index, name="fitted")
@@ -57,7 +57,7 @@ class RowPass:
 
     def residuals(self, part: pd.DataFrame, type: str = "response", scaled: bool = False) -> pd.Series:
         """y - fitted (``type="pearson"``: times sqrt(w)); ``scaled`` divides by sigma."""
-        design, _ = self.design.spec.materialise(part)
+        design, _ = self.design.partition_spec.materialise(part)
         if design is None:
             return pd.Series(np.zeros(0), index=part.index[:0], name="residuals")
         r = design.y - self._eta(design)
@@ -71,7 +71,7 @@ class RowPass:
         """Predictions for a pandas frame (a partition), its categorical variables coded with
         the whole data's levels first, as the specs were fitted (a level the fit has not seen
         stays one, for predict's check to name it)."""
-        spec = self.design.spec
+        spec = self.design.partition_spec
         coded = {}
         for c in spec.columns.categorical:
             if c in part.columns:

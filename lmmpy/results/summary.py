@@ -55,10 +55,10 @@ class Summary:
     icc: pd.Series = None
     n_dropped: int = 0
     dropped_columns: list = field(default_factory=list)
-    weights_name: str = None
-    offset_name: str = None
-    ddf: str = None  # "satterthwaite": lmerTest's title, df and p-value columns
-    resid_method: str = None  # how the residual quantiles were computed when not exactly (Dask data)
+    weights_name: str | None = None
+    offset_name: str | None = None
+    ddf: str | None = None  # "satterthwaite": lmerTest's title, df and p-value columns
+    resid_method: str | None = None  # how the residual quantiles were computed when not exactly (Dask data)
 
     @classmethod
     def from_fit(cls, fit, ddf=None) -> "Summary":
