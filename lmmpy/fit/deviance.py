@@ -25,6 +25,7 @@ from scipy.linalg import lapack
 from ..errors import LmmError
 from ..formula.design import Design
 from .cross_products import CrossProducts
+from .dense_criterion import DENSE_MAX_ORDER, DenseCriterion, dense_order
 from ..linalg.blocked import BlockedCholesky, UniformBlockDiagonal, mirror_lower  # noqa: F401 (re-exported)
 from ..formula.theta_layout import theta_templates  # noqa: F401 (re-exported)
 from .gradient import criterion_gradient_parts
@@ -109,6 +110,7 @@ class LmmModel:
         self._factors = {}  # theta's bytes -> an owned factor (LmmModel.factor), oldest first
         self._gradient_cache = None  # (working factor, REML) -> (d log-determinants, d pwrss)
         self._variants = [self]  # this model and its with_reml twins: they share the cross-products
+        self._dense = None  # the DenseCriterion of a small model, built on first use
         self.n_evals = 0
 
     def with_reml(self, REML: bool) -> "LmmModel":
@@ -122,7 +124,7 @@ class LmmModel:
             self.gram  # built once, shared
         twin = copy.copy(self)
         twin.REML = REML
-        twin._work, twin._factors, twin._gradient_cache = {}, {}, None
+        twin._work, twin._factors, twin._gradient_cache, twin._dense = {}, {}, None, None
         twin.L, twin._L_theta = None, None
         self._variants.append(twin)
         return twin
@@ -132,6 +134,10 @@ class LmmModel:
         for m in self._variants:
             m.L, m._L_theta, m._gradient_cache = None, None, None
             m._factors = {}
+            if m._dense:  # the new response's pivot is checked again
+                m._dense.refresh_response()
+                if not m._dense.well_conditioned(m.theta_start()):
+                    m._dense = False
 
     def theta_start(self) -> np.ndarray:
         """lme4's start: 1 on the templates' diagonals, 0 below."""
@@ -144,6 +150,25 @@ class LmmModel:
         self.cross_products.set_response(y)
         self._invalidate()
         return self
+
+    @property
+    def dense(self) -> DenseCriterion | None:
+        """The criterion through one dense Cholesky (:mod:`lmmpy.fit.dense_criterion`) for a
+        small model (order q + p + 1 <= DENSE_MAX_ORDER), which the optimizer and the checks
+        evaluate instead of the blocked factor; None for larger models."""
+        if self._dense is None:
+            self._dense = False  # not small, or X ill-conditioned (DenseCriterion.well_conditioned)
+            if dense_order(self.sizes, self.p) <= DENSE_MAX_ORDER:
+                dense = DenseCriterion(self.cross_products, self.sizes, self.p, self.n, self.log_w_sum, self.REML)
+                if dense.well_conditioned(self.theta_start()):
+                    dense.counter = self
+                    self._dense = dense
+        return self._dense or None
+
+    def quick_criterion(self):
+        """theta -> the criterion, by the cheapest route: :attr:`dense` for a small model, else
+        the working point (``model(theta)``)."""
+        return self.dense or self
 
     # -- theta -------------------------------------------------------------------------
     def set_theta(self, theta) -> "LmmModel":

@@ -29,6 +29,7 @@ from scipy.optimize import Bounds, minimize
 from .checks import SINGULAR_TOL, is_singular  # noqa: F401 (re-exported)
 from .deviance import LmmModel
 from .gradient import profiled_gradient
+from .lbfgsb import minimize_lbfgsb
 from .pbfgs import minimize_pbfgs
 from .status import GRADIENT_FAILURES, HESSIAN_FAILURES, Check, FitStatus, Note
 
@@ -130,13 +131,15 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
         "L-BFGS-B": {"ftol": 1e-12, "gtol": 1e-7, "maxiter": 1000},
     }.get(method, {})
     opts.update(options or {})
-    fun, jac = (value_and_gradient(model), True) if method == "L-BFGS-B" else (model, None)
+    fun, jac = (value_and_gradient(model), True) if method == "L-BFGS-B" else (model.quick_criterion(), None)
     start_evals = model.n_evals
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            if method == "BFGS":
+            if method == "L-BFGS-B":
+                res = minimize_lbfgsb(fun, theta0, lower, **opts)
+            elif method == "BFGS":
                 res = minimize_pbfgs(model, value_and_gradient(model), theta0, lower, theta_scale(model), **opts)
             else:
                 res = minimize(fun, theta0, method=method, jac=jac, bounds=bounds, options=opts)
@@ -159,7 +162,10 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
 
 
 def value_and_gradient(model: LmmModel):
-    """theta -> (criterion, analytic gradient), for gradient-based optimizers."""
+    """theta -> (criterion, analytic gradient), for gradient-based optimizers (through the
+    dense factor for a small model, :attr:`LmmModel.dense`)."""
+    if model.dense is not None:
+        return model.dense.value_and_gradient
 
     def fg(theta):
         f = model(theta)

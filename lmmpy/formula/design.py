@@ -382,19 +382,58 @@ class ModelVariables:
         """Rows where a variable that is an R expression is NA (cut() outside its breaks,
         log of a negative number, factor() of a value not among its levels...): R's
         model.frame drops them as it drops rows with missing data."""
+        computed = [
+            n
+            for node in nodes
+            for n in formula_variables(node)
+            if not (isinstance(n, Name) and n.id in self.columns or isinstance(n, Call) and n.op == "C")
+        ]
+        missing = np.zeros(len(frame), dtype=bool)
+        if not computed:  # only columns: their NA rows are gone already
+            return missing
         saved, self.state = self.state, {}
         try:
             prepared = self.prepare(frame)
             values = {c: prepared[c] for c in self.columns if c in prepared.columns}
-            missing = np.zeros(len(frame), dtype=bool)
-            for node in nodes:
-                for n in formula_variables(node):
-                    if isinstance(n, Name) and n.id in self.columns or isinstance(n, Call) and n.op == "C":
-                        continue
-                    missing |= _is_missing(self.evaluate(n, values), len(frame))
+            for n in computed:
+                missing |= _is_missing(self.evaluate(n, values), len(frame))
             return missing
         finally:
             self.state = saved
+
+    def plain_matrix(self, node, frame):
+        """The model matrix of a formula part that is only numeric columns added together and
+        the intercept (``1 + Days``, ``0 + x + z``), built directly as formulaic builds it
+        (the intercept first, then the columns in formula order) with R's names; None for any
+        other part, which formulaic builds.  (formulaic's parsing and materialising is most of
+        the set-up of a small model.)"""
+        terms = []
+        if not _plain_terms(node, "+", terms):
+            return None
+        intercept, columns = True, []
+        for sign, term in terms:
+            if isinstance(term, Num):
+                if term.text not in ("0", "1") or (sign == "-" and term.text == "0"):
+                    return None
+                intercept = sign == "+" and term.text == "1"
+            elif sign == "+" and term.id in columns:  # a repeated term is one term, as in R
+                continue
+            elif sign == "+" and term.id in frame.columns and term.id in self.columns:
+                dtype = frame[term.id].dtype
+                if not (isinstance(dtype, np.dtype) and dtype.kind in "iuf" and _python_name(term.id) == term.id):
+                    return None
+                columns.append(term.id)
+            else:
+                return None
+        if sum(isinstance(t, Num) for _, t in terms) > 1 or (not intercept and not columns):
+            return None
+        n = len(frame)
+        M = np.empty((n, intercept + len(columns)))
+        if intercept:
+            M[:, 0] = 1.0
+        for j, c in enumerate(columns):
+            M[:, intercept + j] = frame[c].to_numpy(dtype=float)
+        return M, ["(Intercept)"] * intercept + columns
 
     def model_matrix(self, node, frame, what, prefix="", full_rank=True):
         """formulaic's model matrix of a formula part and R's column names."""
@@ -450,6 +489,24 @@ def _formulaic_message(error, variables) -> str:
     for var in variables._by_label.values():
         text = text.replace(_normalised(var.code), var.label).replace(var.code, var.label)
     return text
+
+
+def _plain_terms(node, sign, out) -> bool:
+    """Collect the (sign, term) of a sum of names and numbers into ``out``, in formula order;
+    False when the part has anything else (interactions, calls, parentheses, a subtracted
+    sum...).  With a stack: formulas may have thousands of terms."""
+    stack = [(node, sign)]
+    while stack:
+        n, sg = stack.pop()
+        if isinstance(n, (Name, Num)):
+            out.append((sg, n))
+        elif isinstance(n, Call) and n.op in ("+", "-") and len(n.args) == 1:
+            stack.append((n.args[0], sg if n.op == "+" else ("-" if sg == "+" else "+")))
+        elif isinstance(n, Call) and n.op in ("+", "-") and len(n.args) == 2 and sg == "+":
+            stack += [(n.args[1], "+" if n.op == "+" else "-"), (n.args[0], "+")]
+        else:
+            return False
+    return True
 
 
 def _names_in_list(node):
@@ -533,16 +590,28 @@ def _model_column(value, n, index, label):
 
 class FormulaSpec:
     """formulaic's ModelSpec of one formula part, with the model's variables: new data are
-    materialised with the same R functions, environment and fitted state."""
+    materialised with the same R functions, environment and fitted state.
 
-    def __init__(self, spec, variables):
-        self.spec, self.variables = spec, variables
+    A part the design built without formulaic (:meth:`ModelVariables.plain_matrix`) gets its
+    ModelSpec on first use, from the part and the fitting rows (``recipe``): the fit itself never
+    needs it, prediction on new data and the terms of anova do."""
+
+    def __init__(self, spec, variables, recipe=None):
+        self._spec, self.variables, self._recipe = spec, variables, recipe
+
+    @property
+    def spec(self):
+        if self._spec is None:
+            node, frame, what, prefix = self._recipe
+            self._spec = self.variables.model_matrix(node, frame, what, prefix=prefix)[0].model_spec
+            self._recipe = None
+        return self._spec
 
     def get_model_matrix(self, data, context=None, **kwargs):  # context: the model's own
         return self.spec.get_model_matrix(self.variables.prepare(data), context=self.variables.context, **kwargs)
 
     def __getattr__(self, name):  # the rest of formulaic's ModelSpec (term_indices, ...)
-        if name.startswith("__") or name in ("spec", "variables"):
+        if name.startswith("_") or name in ("spec", "variables"):
             raise AttributeError(name)
         return getattr(self.spec, name)
 
@@ -656,12 +725,18 @@ class Design:
 
 
 def _materialise(formula_text, node, frame, what, variables, prefix=""):
-    mm, names = variables.model_matrix(node, frame, what, prefix=prefix)
-    M = np.asarray(mm, dtype=float)
+    plain = variables.plain_matrix(node, frame) if not prefix else None
+    if plain is not None:
+        M, names = plain
+        spec = FormulaSpec(None, variables, recipe=(node, frame, what, prefix))
+    else:
+        mm, names = variables.model_matrix(node, frame, what, prefix=prefix)
+        M = np.asarray(mm, dtype=float)
+        spec = FormulaSpec(mm.model_spec, variables)
     bad = [nm for nm, ok in zip(names, np.isfinite(M).all(axis=0)) if not ok]
     if bad:
         raise DataError(f"infinite values in {', '.join(map(repr, bad))} of the {what} (formula {formula_text!r})")
-    return M, names, FormulaSpec(mm.model_spec, variables)
+    return M, names, spec
 
 
 def formula_offset(f, variables, data):
