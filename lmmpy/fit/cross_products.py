@@ -39,6 +39,12 @@ class WeightedRows:
     Xw: np.ndarray
     sqrt_w: np.ndarray  # None for no weights
     offset: np.ndarray  # None for none
+    yw: np.ndarray = None  # the current response, weighted, less the offset
+
+    def products_with(self, r) -> np.ndarray:
+        """[Z_1 Z_t X r]' r for a weighted response r: the last column of A were r the response."""
+        parts = [self.Z1.T @ r, self.Zt.T @ r if self.Zt is not None else np.zeros(0), self.Xw.T @ r, [r @ r]]
+        return np.concatenate(parts)
 
     def weighted_response(self, y) -> np.ndarray:
         y = np.asarray(y, dtype=float)
@@ -95,7 +101,8 @@ class CrossProducts:
             At1_z = sp.csr_matrix((0, Z1.shape[1]))
             Att_zz = sp.csr_matrix((0, 0))
             Att = Xy.T @ Xy
-        return cls(A11, At1_z, At1_xy, Att_zz, Att, WeightedRows(Z1, Zt, Xy[:, :-1], sw, design.offset))
+        rows = WeightedRows(Z1, Zt, Xy[:, :-1], sw, design.offset, Xy[:, -1].copy())
+        return cls(A11, At1_z, At1_xy, Att_zz, Att, rows)
 
     def __add__(self, other: "CrossProducts") -> "CrossProducts":
         """The cross-products of the union of two row sets (same terms, same levels)."""
@@ -115,7 +122,7 @@ class CrossProducts:
             raise ValueError(
                 "these cross-products have no rows (a sum of partitions): a new response needs the partitions' own"
             )
-        yw = r.weighted_response(y)
+        yw = r.yw = r.weighted_response(y)
         self.At1_xy[-1] = r.Z1.T @ yw
         col = np.concatenate([r.Zt.T @ yw if r.Zt is not None else [], r.Xw.T @ yw, [yw @ yw]])
         self.Att[:, -1] = col

@@ -8,7 +8,9 @@ from the cross-products) and D = diag(Lambda, I_{p+1}),
 
     M = D' A D + diag(I_q, 0, 0) = U'U     (U upper triangular: one LAPACK dpotrf)
 
-is Omega of :mod:`lmmpy.linalg.blocked`, so U' is its L: log|L_theta|^2 = 2 sum_{i<q} log U_ii,
+is Omega of :mod:`lmmpy.linalg.blocked` (with y's residual on X in place of y, which changes
+none of the criterion's terms and less of its rounding: :func:`residual_response_products`),
+so U' is its L: log|L_theta|^2 = 2 sum_{i<q} log U_ii,
 log|R_X|^2 = 2 sum_{q<=i<q+p} log U_ii and pwrss = U_NN^2, and the criteria are those of
 :mod:`lmmpy.fit.deviance` (``ml_deviance``, ``reml_criterion``: the same formulas, written
 there once; here they are read off U).
@@ -73,6 +75,20 @@ def dense_cross_products(cp: CrossProducts, sizes, p: int) -> np.ndarray:
     return A
 
 
+def residual_response_products(cp: CrossProducts, sizes, p: int) -> np.ndarray:
+    """The last column of A for y replaced by r = y - X g, g its least-squares coefficients on X
+    (weighted): the criterion is the same (beta absorbs any X g: pwrss, |R_X| and u do not
+    change), but r'r is far smaller than y'y (a mean of 25 with a spread of 2 makes y'y 150
+    times r'r) and so is the cancellation in pwrss = r'r - ..., the rounding noise of the
+    criterion with it.  Needs the rows (``cp.rows``); a sum of partitions keeps its own column."""
+    rows = cp.rows
+    own = np.concatenate([cp.At1_xy[-1], cp.Att[:, -1]])
+    if rows is None or rows.yw is None or p == 0:
+        return own
+    g, *_ = np.linalg.lstsq(rows.Xw, rows.yw, rcond=None)
+    return rows.products_with(rows.yw - rows.Xw @ g)
+
+
 class DenseCriterion:
     """theta -> the model's criterion (and its gradient) through one dense Cholesky of M."""
 
@@ -84,6 +100,7 @@ class DenseCriterion:
         q = self.q = N - p - 1
         self.m = q + p if self.REML else q
         self.A = dense_cross_products(cp, self.sizes, p)
+        self.refresh_response()
         # Lambda's pattern in D: theta's entry src[i] goes to (rows[i], cols[i])
         rows, cols, src = [], [], []
         start, base = 0, 0
@@ -107,9 +124,10 @@ class DenseCriterion:
         self.scale_n = (n - p) if self.REML else n
 
     def refresh_response(self):
-        """Re-read the products with y (after :meth:`CrossProducts.set_response`)."""
-        cp = self.cp
-        col = np.concatenate([cp.At1_xy[-1], cp.Att[:, -1]])
+        """Re-read the products with y (after :meth:`CrossProducts.set_response`): those of y's
+        residual from its least-squares fit on X where the rows are at hand (see
+        :func:`residual_response_products`), else the cross-products' own."""
+        col = residual_response_products(self.cp, self.sizes, self.p)
         self.A[:, -1] = col
         self.A[-1, :] = col
 

@@ -770,7 +770,16 @@ def grouping_factor(frame: pd.DataFrame, names) -> tuple:
     codes, labels = None, None
     for nm in reversed(names):  # build right to left so the first factor varies slowest
         col = frame[nm]
-        if isinstance(col.dtype, pd.CategoricalDtype):
+        if isinstance(col.dtype, pd.CategoricalDtype) and (col.cat.codes.to_numpy() >= 0).all():
+            # unused categories dropped, the others' order kept (remove_unused_categories)
+            cc = col.cat.codes.to_numpy()
+            used = np.bincount(cc, minlength=len(col.cat.categories)) > 0
+            cats = col.cat.categories
+            if not used.all():
+                cc = (np.cumsum(used) - 1)[cc]
+                cats = cats[used]
+            lv = level_labels(cats)
+        elif isinstance(col.dtype, pd.CategoricalDtype):
             c = col.cat.remove_unused_categories()
             cc, lv = c.cat.codes.to_numpy(), level_labels(c.cat.categories)
         else:
@@ -784,6 +793,24 @@ def grouping_factor(frame: pd.DataFrame, names) -> tuple:
             used, codes = np.unique(combined, return_inverse=True)
             labels = [f"{lv[u // len(labels)]}:{labels[u % len(labels)]}" for u in used]
     return codes.astype(np.int64), labels
+
+
+def _complete_rows(frame: pd.DataFrame) -> np.ndarray:
+    """The rows with no missing value (pandas' notna, column by column: for a small frame the
+    frame-wide call costs more than the test itself)."""
+    complete = np.ones(len(frame), dtype=bool)
+    for j in range(frame.shape[1]):
+        values = frame.iloc[:, j]
+        arr = values.to_numpy() if isinstance(values.dtype, np.dtype) else None
+        if arr is not None and arr.dtype.kind in "iub":
+            continue  # no NA in a numpy integer or boolean column
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            complete &= values.cat.codes.to_numpy() >= 0
+        elif arr is not None and arr.dtype.kind == "f":
+            complete &= ~np.isnan(arr)
+        else:
+            complete &= values.notna().to_numpy()
+    return complete
 
 
 def _order_terms(terms):
@@ -870,8 +897,9 @@ def _build_design(formula, data, factors, weights, offset, env) -> Design:
         if c not in frame.columns:
             raise DataError(f"--factor/factors names {c!r}, which the formula does not use")
         frame[c] = frame[c].astype(str).astype("category")
-    complete = frame.notna().all(axis=1).to_numpy()
-    frame = frame.loc[complete]
+    complete = _complete_rows(frame)
+    if not complete.all():
+        frame = frame.loc[complete]
     if len(frame) == 0:
         raise DataError("no observations left after dropping rows with missing values")
     model_vars = ModelVariables(
@@ -977,6 +1005,12 @@ def _row_values(role, arg, data):
 def drop_aliased_columns(X, names, tol=1e-7):
     """Drop the columns of X that are linear combinations of earlier ones, as lme4 does
     (R's qr() with tol = 1e-7 keeps the first columns of full rank), with a warning naming them."""
+    if X.shape[1] and X.shape[0] >= X.shape[1]:
+        # the usual case first: every column far from the span of those before it (|R_jj| is
+        # the norm of its part outside that span), so the loop below would keep them all
+        R = np.linalg.qr(X, mode="r")
+        if np.all(np.abs(np.diagonal(R)) > 100 * tol * np.linalg.norm(X, axis=0)):
+            return X, list(names), [], list(range(X.shape[1]))
     keep, basis = [], np.zeros((X.shape[0], 0))
     for j in range(X.shape[1]):
         x = X[:, j]
