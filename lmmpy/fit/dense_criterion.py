@@ -82,11 +82,12 @@ def residual_response_products(cp: CrossProducts, sizes, p: int) -> np.ndarray:
     times r'r) and so is the cancellation in pwrss = r'r - ..., the rounding noise of the
     criterion with it.  Needs the rows (``cp.rows``); a sum of partitions keeps its own column."""
     rows = cp.rows
-    own = np.concatenate([cp.At1_xy[-1], cp.Att[:, -1]])
     if rows is None or rows.yw is None or p == 0:
-        return own
-    g, *_ = np.linalg.lstsq(rows.Xw, rows.yw, rcond=None)
-    return rows.products_with(rows.yw - rows.Xw @ g)
+        return np.concatenate([cp.At1_xy[-1], cp.Att[:, -1]])
+    solver = rows.__dict__.get("_x_pinv")  # X's pseudo-inverse, once for every response
+    if solver is None:
+        solver = rows._x_pinv = np.linalg.pinv(rows.Xw)
+    return rows.products_with(rows.yw - rows.Xw @ (solver @ rows.yw))
 
 
 class DenseCriterion:

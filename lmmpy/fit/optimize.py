@@ -120,7 +120,6 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
     theta0 = model.theta_start() if theta0 is None else np.atleast_1d(np.asarray(theta0, dtype=float))
     lower = model.lower
     opt = OptSummary(optimizer=optimizer, theta0=theta0.copy(), lower=lower.copy())
-    bounds = Bounds(lower, np.full_like(lower, np.inf))
     method = OPTIMIZERS.get(str(optimizer).lower())
     if method is None:
         from ..errors import LmmError
@@ -142,6 +141,7 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
             elif method == "BFGS":
                 res = minimize_pbfgs(model, value_and_gradient(model), theta0, lower, theta_scale(model), **opts)
             else:
+                bounds = Bounds(lower, np.full_like(lower, np.inf))
                 res = minimize(fun, theta0, method=method, jac=jac, bounds=bounds, options=opts)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as e:
             opt.seconds = time.perf_counter() - t0

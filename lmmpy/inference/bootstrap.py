@@ -12,17 +12,12 @@ import pandas as pd
 from ..errors import require_bool, require_count, require_level
 from .parameters import parameter_vector, ran_par_names
 from .progress import Progress
+from .simulate import refit_parameters
 
 
 def _boot_worker(args):
     fit, ys = args
-    out = []
-    for y in ys:
-        try:
-            out.append(parameter_vector(fit.refit(y, control={"check_conv": False})).to_numpy())
-        except Exception:  # noqa: BLE001 - a failed refit is dropped, and counted
-            out.append(np.full(len(parameter_vector(fit)), np.nan))
-    return out
+    return refit_parameters(fit, ys, control={"check_conv": False})
 
 
 def bootstrap(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress=None) -> pd.DataFrame:

@@ -25,13 +25,19 @@ def ran_par_names(fit, old_names: bool = False) -> list:
     return out + ["sigma"]
 
 
-def parameter_vector(fit) -> pd.Series:
-    """The parameters under lme4's names: sd_x|g, cor_x.y|g per term, sigma, fixed effects."""
+def parameter_values(fit) -> np.ndarray:
+    """The values of :func:`parameter_vector`, without the names (for many refits)."""
     vals = []
-    for t, S in zip(fit.design.reterms, fit.covariances):
+    for S in fit.covariances:
+        k = S.shape[0]
         sd = np.sqrt(np.diag(S))
-        for j in range(t.k):
-            for i in range(j, t.k):
+        for j in range(k):
+            for i in range(j, k):
                 vals.append(sd[i] if i == j else (S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan))
     vals.append(fit.sigma)
-    return pd.Series(np.concatenate([vals, fit.fixef.to_numpy()]), index=ran_par_names(fit) + list(fit.fixef.index))
+    return np.concatenate([vals, fit.beta])
+
+
+def parameter_vector(fit) -> pd.Series:
+    """The parameters under lme4's names: sd_x|g, cor_x.y|g per term, sigma, fixed effects."""
+    return pd.Series(parameter_values(fit), index=ran_par_names(fit) + list(fit.design.xnames))

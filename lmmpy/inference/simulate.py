@@ -11,6 +11,8 @@ import pandas as pd
 from ..errors import DataError, LmmError, require_bool, require_count
 from ..fit.deviance import LmmModel
 from ..fit.driver import optimize_lmer
+from ..fit.scaling import ColumnScaling
+from .parameters import parameter_values, parameter_vector
 
 
 def simulate(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
@@ -34,6 +36,38 @@ def simulate(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
     return pd.DataFrame(out, index=design.row_index, columns=[f"sim_{s + 1}" for s in range(nsim)])
 
 
+def refit_parameters(fit, responses, optimize=None, **kwargs):
+    """``parameter_vector`` of the fit refitted to each response (the rows of ``responses``),
+    one model reused for all: its cross-products take each new response in turn
+    (:meth:`LmmModel.set_response`: only the products with y are recomputed), so a refit costs
+    the optimizer's evaluations and little else.  A refit that fails gives NaNs.  (A model
+    fitted on rescaled columns is refitted through :func:`refit`, which rescales each new
+    design.)"""
+    optimize = fit.optimize if optimize is None else optimize
+    optimize = optimize_lmer if optimize is None else optimize
+    names = parameter_vector(fit).index
+    if ColumnScaling.of(fit.design) is not None or fit.model.cross_products.rows is None:
+        rows = []
+        for y in responses:
+            try:
+                rows.append(parameter_vector(refit(fit, y, optimize, **kwargs)).to_numpy())
+            except Exception:  # noqa: BLE001 - a failed refit is dropped, and counted
+                rows.append(np.full(len(names), np.nan))
+        return rows
+    model = LmmModel(fit.design, REML=fit.REML, cross_products=fit.model.cross_products.with_own_response())
+    rows = []
+    for y in responses:
+        try:
+            y = np.asarray(y, dtype=float).ravel()
+            if y.size != fit.design.n or not np.all(np.isfinite(y)):
+                raise DataError("a response must have one finite value per row of the fit")
+            opt = optimize(model.set_response(y), start=fit.theta, **kwargs)
+            rows.append(parameter_values(type(fit)(model, opt, data_name=fit.data_name)))
+        except Exception:  # noqa: BLE001 - a failed refit is dropped, and counted
+            rows.append(np.full(len(names), np.nan))
+    return rows
+
+
 def refit(fit, new_response, optimize, **kwargs):
     """The same model fitted to another response (one value per row used in the fit).
 
@@ -47,6 +81,9 @@ def refit(fit, new_response, optimize, **kwargs):
     if not np.all(np.isfinite(y)):
         raise DataError("new_response has NaN or infinite values")
     design = dataclasses.replace(fit.design, y=y)
-    model = LmmModel(design, REML=require_bool("REML", kwargs.pop("REML", fit.REML)))
+    # the fit's cross-products with the new response's products: Z, Z'Z and X'X are not rebuilt
+    cp = fit.model.cross_products
+    cp = cp.with_own_response().set_response(y) if cp.rows is not None else None
+    model = LmmModel(design, REML=require_bool("REML", kwargs.pop("REML", fit.REML)), cross_products=cp)
     opt = optimize(model, start=kwargs.pop("start", fit.theta), **kwargs)
     return type(fit)(model, opt, data_name=fit.data_name, optimize=optimize)
