@@ -6,7 +6,6 @@ builds), so this module needs nothing above the inference layer.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from ..errors import require_bool, require_count, require_level
