@@ -161,14 +161,14 @@ class DenseCriterion:
         pwrss = float(d[-1]) ** 2
         logdets = 2.0 * float(np.log(d[: self.m]).sum())
         nn = self.scale_n
-        if not (pwrss > 0.0 and math.isfinite(logdets)):
+        if not (pwrss > 0.0 and math.isfinite(pwrss) and math.isfinite(logdets)):
             return math.inf
         return logdets + nn * (1.0 + LOG2PI + math.log(pwrss / nn)) - self.log_w_sum
 
     def __call__(self, theta) -> float:
         """The criterion at theta (inf where M is not positive definite)."""
         theta = np.asarray(theta, dtype=float)
-        if not np.all(np.isfinite(theta)):
+        if not math.isfinite(theta.sum()):  # a NaN or infinite entry
             return math.inf
         U = self._factor(theta)
         return math.inf if U is None else self._value(U)
@@ -176,7 +176,7 @@ class DenseCriterion:
     def value_and_gradient(self, theta):
         """(criterion, gradient) at theta; (inf, zeros) where M is not positive definite."""
         theta = np.asarray(theta, dtype=float)
-        U = self._factor(theta) if np.all(np.isfinite(theta)) else None
+        U = self._factor(theta) if math.isfinite(theta.sum()) else None
         f = math.inf if U is None else self._value(U)
         if not math.isfinite(f):
             return math.inf, np.zeros(self.ntheta)

@@ -770,11 +770,11 @@ def grouping_factor(frame: pd.DataFrame, names) -> tuple:
     codes, labels = None, None
     for nm in reversed(names):  # build right to left so the first factor varies slowest
         col = frame[nm]
-        if isinstance(col.dtype, pd.CategoricalDtype) and (col.cat.codes.to_numpy() >= 0).all():
+        if isinstance(col.dtype, pd.CategoricalDtype) and (col.array.codes >= 0).all():
             # unused categories dropped, the others' order kept (remove_unused_categories)
-            cc = col.cat.codes.to_numpy()
-            used = np.bincount(cc, minlength=len(col.cat.categories)) > 0
-            cats = col.cat.categories
+            cc = col.array.codes
+            cats = col.array.categories
+            used = np.bincount(cc, minlength=len(cats)) > 0
             if not used.all():
                 cc = (np.cumsum(used) - 1)[cc]
                 cats = cats[used]
@@ -799,13 +799,12 @@ def _complete_rows(frame: pd.DataFrame) -> np.ndarray:
     """The rows with no missing value (pandas' notna, column by column: for a small frame the
     frame-wide call costs more than the test itself)."""
     complete = np.ones(len(frame), dtype=bool)
-    for j in range(frame.shape[1]):
-        values = frame.iloc[:, j]
+    for _, values in frame.items():
         arr = values.to_numpy() if isinstance(values.dtype, np.dtype) else None
         if arr is not None and arr.dtype.kind in "iub":
             continue  # no NA in a numpy integer or boolean column
         if isinstance(values.dtype, pd.CategoricalDtype):
-            complete &= values.cat.codes.to_numpy() >= 0
+            complete &= values.array.codes >= 0
         elif arr is not None and arr.dtype.kind == "f":
             complete &= ~np.isnan(arr)
         else:
