@@ -147,9 +147,11 @@ def main():
     fit_header = (
         "| model | lmmpy ms | mixedlm ms | lme4 ms | lmmpy / mixedlm (rounds' range) | lmmpy / lme4 (rounds' range) |"
     )
-    stage_header = "| model | " + " | ".join(
-        ["formula and design", "set-up", "optimizer and checks", "results", "lmer total"]
-    ) + " |"
+    stage_header = (
+        "| model | "
+        + " | ".join(["formula and design", "set-up", "optimizer and checks", "results", "lmer total"])
+        + " |"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         scripts = {}
         for name, text in (("time_mixedlm.py", MIXEDLM_SCRIPT), ("fit.R", R_FIT), ("boot.R", R_BOOT)):
@@ -174,9 +176,7 @@ def main():
                     else None
                 )
                 r.append(
-                    child_seconds(["Rscript", scripts["fit.R"], csv, formula, factors, str(a.fits)])
-                    if have_r
-                    else None
+                    child_seconds(["Rscript", scripts["fit.R"], csv, formula, factors, str(a.fits)]) if have_r else None
                 )
             med = lambda xs: None if any(x is None for x in xs) else statistics.median(xs)  # noqa: E731
             line = (
