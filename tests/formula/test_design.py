@@ -126,14 +126,14 @@ def test_plain_numeric_parts_are_formulaics(formula):
 
     sleep = lmmpy.datasets.load("sleepstudy")
     design = lmmpy.lformula(formula, sleep)
-    for part, X, names, spec in [(design.formula.fixed, design.X, design.xnames, design.fixed_spec)] + [
+    for part, X, names, part_spec in [(design.formula.fixed, design.X, design.xnames, design.fixed_spec)] + [
         (b.lhs, t.X, t.cnames, t.spec) for b, t in zip(design.formula.bars, design.reterms)
     ]:
-        assert spec._spec is None  # built without formulaic: its ModelSpec only when needed
+        assert part_spec._spec is None  # built without formulaic: its ModelSpec only when needed
         variables = ModelVariables(formula, ["Reaction", "Days", "Subject"], {}, "Reaction")
         mm, fnames = variables.model_matrix(part, design.frame, "part")
         assert names == fnames and np.array_equal(X, np.asarray(mm, dtype=float))
-        assert list(spec.get_model_matrix(sleep.head(3)).columns) == list(mm.columns)
+        assert list(part_spec.get_model_matrix(sleep.head(3)).columns) == list(mm.columns)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 0 + Days in the bar: a singular fit
         fit = lmmpy.lmer(formula, sleep)
