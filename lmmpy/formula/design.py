@@ -648,9 +648,12 @@ class ReTerm:
     def Z(self) -> sp.csc_matrix:
         """This term's n x (l k) block of Z."""
         n, k = self.X.shape
-        rows = np.repeat(np.arange(n), k)
+        # row i holds its level's k columns, in order: CSR directly (no triplets to sort)
         cols = (self.codes[:, None] * k + np.arange(k)).ravel()
-        return sp.csr_matrix((self.X.ravel(), (rows, cols)), shape=(n, self.q)).tocsc()
+        indptr = np.arange(0, n * k + 1, k)
+        return sp.csr_matrix(
+            (np.ascontiguousarray(self.X, dtype=float).ravel(), cols, indptr), shape=(n, self.q)
+        ).tocsc()
 
     def theta_names(self) -> list:
         """lme4's names: lower triangle, column by column."""
