@@ -887,7 +887,9 @@ def _build_design(formula, data, factors, weights, offset, env) -> Design:
             if g not in data.columns and g not in from_env:
                 raise DataError(f"unknown grouping column {g!r} in formula {f.text!r}")
 
-    frame = data[variables].copy()
+    # by position (the names are unique now): pandas' label lookup costs more than the copy
+    position = {c: i for i, c in enumerate(data.columns)}
+    frame = data.take([position[c] for c in variables], axis=1).copy()
     for name, vec in from_env.items():
         frame[name] = vec
     extra = {}
