@@ -29,7 +29,7 @@ def ran_par_names(fit, old_names: bool = False) -> list:
 
 def parameter_values(fit) -> np.ndarray:
     """The values of :func:`parameter_vector`, without the names (for many refits)."""
-    vals = []
+    vals: list[float] = []
     for t, S in zip(fit.design.reterms, fit.covariances):
         sd, corr = sd_corr(S)
         vals.extend(sd[i] if i == j else corr[i, j] for i, j in tril_positions(t.k))

@@ -51,7 +51,10 @@ class WeightedGram:
         # the levels with c entries share one pattern of c (c + 1) / 2 pairs (i <= j in the
         # level, rows sorted: row_i <= row_j): enumerate them a count at a time, the levels
         # taken in the order ``self.order`` (by count)
-        flats, values, weights, order = [], [], [], []
+        flats: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        weights: list[np.ndarray] = []
+        level_order: list[np.ndarray] = []
         for c in np.unique(counts[counts > 0]):
             lev = np.flatnonzero(counts == c)
             i, j = np.triu_indices(int(c))
@@ -64,8 +67,8 @@ class WeightedGram:
                 value *= np.where((lo == hi) & (i != j), 2.0, 1.0)
                 weights.append((lev[:, None] * k * k + sub[second] * k + sub[first]).ravel())
             values.append(value.ravel())
-            order.append(lev)
-        self.order = np.concatenate(order)
+            level_order.append(lev)
+        self.order = np.concatenate(level_order)
         flat = np.concatenate(flats)
         del flats
         # number the distinct positions (no sort: a dense map over the m x m positions)
