@@ -40,16 +40,16 @@ class WeightedRows:
     Xw: np.ndarray
     sqrt_w: np.ndarray | None  # None for no weights
     offset: np.ndarray | None  # None for none
-    yw: np.ndarray = None  # the current response, weighted, less the offset
+    yw: np.ndarray | None = None  # the current response, weighted, less the offset
 
-    def transposed(self):
+    def transposed(self) -> tuple:
         """(Z_1', Z_t') as CSR matrices, made once (a response's products need them each time)."""
         t = self.__dict__.get("_transposed")
         if t is None:
             t = self._transposed = (self.Z1.T.tocsr(), self.Zt.T.tocsr() if self.Zt is not None else None)
         return t
 
-    def products_with(self, r) -> np.ndarray:
+    def products_with(self, r: np.ndarray) -> np.ndarray:
         """[Z_1 Z_t X r]' r for a weighted response r: the last column of A were r the response."""
         z1t, ztt = self.transposed()
         parts = [z1t @ r, ztt @ r if ztt is not None else np.zeros(0), self.Xw.T @ r, [r @ r]]

@@ -35,6 +35,7 @@ results are read off the blocked factor at the optimum, as for every model.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from scipy.linalg import lapack
@@ -52,12 +53,12 @@ DENSE_MAX_ORDER = 64
 MIN_PIVOT_RATIO = 1e-8
 
 
-def dense_order(sizes, p: int) -> int:
+def dense_order(sizes: Any, p: int) -> int:
     """N = q + p + 1, the order of the dense matrix M."""
     return sum(l * k for l, k in sizes) + p + 1
 
 
-def dense_cross_products(cp: CrossProducts, sizes, p: int) -> np.ndarray:
+def dense_cross_products(cp: CrossProducts, sizes: Any, p: int) -> np.ndarray:
     """A = [Z X y]'W[Z X y] as one dense N x N array, from the blocks of ``cp``."""
     l1, k1 = sizes[0]
     q1 = l1 * k1
@@ -75,7 +76,7 @@ def dense_cross_products(cp: CrossProducts, sizes, p: int) -> np.ndarray:
     return A
 
 
-def residual_response_products(cp: CrossProducts, sizes, p: int) -> np.ndarray:
+def residual_response_products(cp: CrossProducts, sizes: Any, p: int) -> np.ndarray:
     """The last column of A for y replaced by r = y - X g, g its least-squares coefficients on X
     (weighted): the criterion is the same (beta absorbs any X g: pwrss, |R_X| and u do not
     change), but r'r is far smaller than y'y (a mean of 25 with a spread of 2 makes y'y 150
@@ -86,14 +87,16 @@ def residual_response_products(cp: CrossProducts, sizes, p: int) -> np.ndarray:
         return np.concatenate([cp.At1_xy[-1], cp.Att[:, -1]])
     solver = rows.__dict__.get("_x_pinv")  # X's pseudo-inverse, once for every response
     if solver is None:
-        solver = rows._x_pinv = np.linalg.pinv(rows.Xw)
+        solver = rows.__dict__["_x_pinv"] = np.linalg.pinv(rows.Xw)
     return rows.products_with(rows.yw - rows.Xw @ (solver @ rows.yw))
 
 
 class DenseCriterion:
     """theta -> the model's criterion (and its gradient) through one dense Cholesky of M."""
 
-    def __init__(self, cp: CrossProducts, sizes, p: int, n: int, log_w_sum: float, REML: bool, counter=None):
+    def __init__(
+        self, cp: CrossProducts, sizes: Any, p: int, n: int, log_w_sum: float, REML: bool, counter: Any = None
+    ) -> None:
         self.cp, self.sizes, self.p, self.n = cp, [tuple(s) for s in sizes], p, n
         self.log_w_sum, self.REML = log_w_sum, bool(REML)
         self.counter = counter  # an object whose n_evals counts the evaluations (the model)
@@ -124,7 +127,7 @@ class DenseCriterion:
         self._xf[-1] = -1.0
         self.scale_n = (n - p) if self.REML else n
 
-    def refresh_response(self):
+    def refresh_response(self) -> None:
         """Re-read the products with y (after :meth:`CrossProducts.set_response`): those of y's
         residual from its least-squares fit on X where the rows are at hand (see
         :func:`residual_response_products`), else the cross-products' own."""
@@ -132,7 +135,7 @@ class DenseCriterion:
         self.A[:, -1] = col
         self.A[-1, :] = col
 
-    def _factor(self, theta):
+    def _factor(self, theta: np.ndarray) -> Any:
         """U (Fortran order, upper: U'U = M) at theta, or None where M is not positive definite."""
         D = self.D
         D.flat[self.flat] = theta[self.src]
@@ -145,7 +148,7 @@ class DenseCriterion:
             self.counter.n_evals += 1
         return U if info == 0 else None
 
-    def well_conditioned(self, theta) -> bool:
+    def well_conditioned(self, theta: Any) -> bool:
         """Whether every pivot of [X y] in M's factor at theta is at least MIN_PIVOT_RATIO of
         its diagonal entry of M (few digits cancel)."""
         theta = np.asarray(theta, dtype=float)
@@ -156,7 +159,7 @@ class DenseCriterion:
         q = self.q
         return bool(np.all(np.diagonal(U)[q:] ** 2 >= MIN_PIVOT_RATIO * np.diagonal(M)[q:]))
 
-    def _value(self, U) -> float:
+    def _value(self, U: np.ndarray) -> float:
         d = np.diagonal(U)
         pwrss = float(d[-1]) ** 2
         logdets = 2.0 * float(np.log(d[: self.m]).sum())
@@ -165,7 +168,7 @@ class DenseCriterion:
             return math.inf
         return logdets + nn * (1.0 + LOG2PI + math.log(pwrss / nn)) - self.log_w_sum
 
-    def __call__(self, theta) -> float:
+    def __call__(self, theta: Any) -> float:
         """The criterion at theta (inf where M is not positive definite)."""
         theta = np.asarray(theta, dtype=float)
         if not math.isfinite(theta.sum()):  # a NaN or infinite entry
@@ -173,12 +176,12 @@ class DenseCriterion:
         U = self._factor(theta)
         return math.inf if U is None else self._value(U)
 
-    def value_and_gradient(self, theta):
+    def value_and_gradient(self, theta: Any) -> tuple[float, np.ndarray]:
         """(criterion, gradient) at theta; (inf, zeros) where M is not positive definite."""
         theta = np.asarray(theta, dtype=float)
         U = self._factor(theta) if math.isfinite(theta.sum()) else None
         f = math.inf if U is None else self._value(U)
-        if not math.isfinite(f):
+        if U is None or not math.isfinite(f):
             return math.inf, np.zeros(self.ntheta)
         q, p, m, N = self.q, self.p, self.m, self.N
         qp = q + p

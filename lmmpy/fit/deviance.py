@@ -15,6 +15,8 @@ subtracted from y.
 
 from __future__ import annotations
 
+from typing import Any
+
 import copy
 import weakref
 
@@ -122,7 +124,7 @@ class LmmModel:
         # weak references to this model and its with_reml twins, which share the cross-products
         # (a strong self-reference would keep every model alive until the cyclic collector runs)
         self._variants = [weakref.ref(self)]
-        self._dense = None  # the DenseCriterion of a small model, built on first use
+        self._dense: DenseCriterion | bool | None = None  # the DenseCriterion of a small model, built on first use
         self.n_evals = 0
 
     def with_reml(self, REML: bool) -> "LmmModel":
@@ -190,9 +192,9 @@ class LmmModel:
                 if dense.well_conditioned(self.theta_start()):
                     dense.counter = weakref.proxy(self)  # no cycle: the model is freed when dropped
                     self._dense = dense
-        return self._dense or None
+        return self._dense if isinstance(self._dense, DenseCriterion) else None
 
-    def quick_criterion(self):
+    def quick_criterion(self) -> Any:
         """theta -> the criterion, by the cheapest route: :attr:`dense` for a small model, else
         the working point (``model(theta)``)."""
         return self.dense or self

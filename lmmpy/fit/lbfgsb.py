@@ -16,6 +16,7 @@ translation).  Where it differs (an older scipy), :func:`minimize_lbfgsb` uses
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 from scipy.optimize import Bounds, minimize
@@ -46,7 +47,9 @@ class LbfgsbResult:
     nit: int
 
 
-def minimize_lbfgsb(fg, x0, lower, ftol: float = 2.2e-9, gtol: float = 1e-5, maxiter: int = 15000, **other):
+def minimize_lbfgsb(
+    fg: Callable, x0: Any, lower: Any, ftol: float = 2.2e-9, gtol: float = 1e-5, maxiter: int = 15000, **other: Any
+) -> LbfgsbResult:
     """Minimise ``fg(x) -> (f, gradient)`` from x0 subject to x >= lower (entries -inf for
     none); ``other`` options go to scipy's minimize, which is then used."""
     global _direct_works
@@ -58,7 +61,7 @@ def minimize_lbfgsb(fg, x0, lower, ftol: float = 2.2e-9, gtol: float = 1e-5, max
     nbd = np.where(np.isinf(lower), 0, 1).astype(np.int32)
     low = np.where(np.isinf(lower), 0.0, lower)
     upp = np.zeros(n)
-    f = np.array(0.0)
+    f: Any = np.array(0.0)  # setulb takes the 0-d array first, then the criterion's float
     g = np.zeros(n)
     wa = np.zeros(2 * MAXCOR * n + 5 * n + 11 * MAXCOR * MAXCOR + 8 * MAXCOR)
     iwa = np.zeros(3 * n, dtype=np.int32)

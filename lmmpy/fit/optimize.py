@@ -138,7 +138,7 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
         warnings.simplefilter("always")
         try:
             if method == "L-BFGS-B":
-                res = minimize_lbfgsb(fun, theta0, lower, **opts)
+                res: Any = minimize_lbfgsb(fun, theta0, lower, **opts)
             elif method == "BFGS":
                 res = minimize_pbfgs(model, value_and_gradient(model), theta0, lower, theta_scale(model), **opts)
             else:

@@ -160,7 +160,7 @@ def _rebuild(terms):
     return expr
 
 
-_PARSED = {}  # formula text -> LmerFormula (immutable): refits and repeated fits parse once
+_PARSED: dict[str, LmerFormula] = {}  # formula text -> LmerFormula (immutable): refits and repeated fits parse once
 PARSED_CACHE_SIZE = 256
 
 

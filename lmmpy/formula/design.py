@@ -408,13 +408,13 @@ class ModelVariables:
         finally:
             self.state = saved
 
-    def plain_matrix(self, node, frame):
+    def plain_matrix(self, node: Node, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]] | None:
         """The model matrix of a formula part that is only numeric columns added together and
         the intercept (``1 + Days``, ``0 + x + z``), built directly as formulaic builds it
         (the intercept first, then the columns in formula order) with R's names; None for any
         other part, which formulaic builds.  (formulaic's parsing and materialising is most of
         the set-up of a small model.)"""
-        terms = []
+        terms: list[tuple[str, Any]] = []
         if not _plain_terms(node, "+", terms):
             return None
         intercept, columns = True, []
@@ -500,7 +500,7 @@ def _formulaic_message(error: Exception, variables: ModelVariables) -> str:
     return text
 
 
-def _plain_terms(node, sign, out) -> bool:
+def _plain_terms(node: Node, sign: str, out: list) -> bool:
     """Collect the (sign, term) of a sum of names and numbers into ``out``, in formula order;
     False when the part has anything else (interactions, calls, parentheses, a subtracted
     sum...).  With a stack: formulas may have thousands of terms."""
@@ -611,6 +611,7 @@ class FormulaSpec:
     @property
     def spec(self) -> Any:
         if self._spec is None:
+            assert self._recipe is not None
             node, frame, what, prefix = self._recipe
             self._spec = self.variables.model_matrix(node, frame, what, prefix=prefix)[0].model_spec
             self._recipe = None

@@ -7,6 +7,8 @@ then the fixed effects.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -27,7 +29,7 @@ def ran_par_names(fit, old_names: bool = False) -> list:
     return out + ["sigma"]
 
 
-def parameter_values(fit) -> np.ndarray:
+def parameter_values(fit: Any) -> np.ndarray:
     """The values of :func:`parameter_vector`, without the names (for many refits)."""
     vals: list[float] = []
     for t, S in zip(fit.design.reterms, fit.covariances):

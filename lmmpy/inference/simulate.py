@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dataclasses
 
 import numpy as np
@@ -36,7 +38,7 @@ def simulate(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
     return pd.DataFrame(out, index=design.row_index, columns=[f"sim_{s + 1}" for s in range(nsim)])
 
 
-def refit_parameters(fit, responses, optimize=None, **kwargs):
+def refit_parameters(fit: Any, responses: Any, optimize: Any = None, **kwargs: Any) -> list:
     """``parameter_vector`` of the fit refitted to each response (the rows of ``responses``),
     one model reused for all: its cross-products take each new response in turn
     (:meth:`LmmModel.set_response`: only the products with y are recomputed), so a refit costs
