@@ -158,7 +158,9 @@ def check_convergence(model, theta, fmin, control: LmerControl):
     if not control.check_conv:
         return [], None, None
     if theta.size <= DERIV12_MAX_PARAMETERS and model.q_tail + model.p < DERIV12_MAX_TAIL:
-        g, H = deriv12(model, theta, fx=fmin)
+        # the small model's dense criterion at the centre too: the differences see one route
+        fun = model.quick_criterion()
+        g, H = deriv12(fun, theta, fx=fmin if fun is model else None)
     else:
         g, H = gradient_hessian(model, theta, fmin)
     msgs = []
@@ -185,11 +187,12 @@ def restart_point(model, theta, fmin, steps=(1e-4, 1e-3, 1e-2, 1e-1)):
     point, or None when leaving the bounds does not help."""
     theta = np.asarray(theta, dtype=float)
     best, fbest = None, fmin
+    criterion = model.quick_criterion()
     for i in np.flatnonzero((model.lower == 0) & (theta == 0)):
         for delta in steps:
             step = theta.copy()
             step[i] = delta
-            f = model(step)
+            f = criterion(step)
             if f < fbest - 1e-10 * abs(fmin):
                 best, fbest = step, f
     return best

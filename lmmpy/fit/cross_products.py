@@ -22,6 +22,7 @@ bootstrap, mixedML), and only by :meth:`from_design`; a sum has none.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,20 @@ class WeightedRows:
     Xw: np.ndarray
     sqrt_w: np.ndarray | None  # None for no weights
     offset: np.ndarray | None  # None for none
+    yw: np.ndarray | None = None  # the current response, weighted, less the offset
+
+    def transposed(self) -> tuple:
+        """(Z_1', Z_t') as CSR matrices, made once (a response's products need them each time)."""
+        t = self.__dict__.get("_transposed")
+        if t is None:
+            t = self._transposed = (self.Z1.T.tocsr(), self.Zt.T.tocsr() if self.Zt is not None else None)
+        return t
+
+    def products_with(self, r: np.ndarray) -> np.ndarray:
+        """[Z_1 Z_t X r]' r for a weighted response r: the last column of A were r the response."""
+        z1t, ztt = self.transposed()
+        parts = [z1t @ r, ztt @ r if ztt is not None else np.zeros(0), self.Xw.T @ r, [r @ r]]
+        return np.concatenate(parts)
 
     def weighted_response(self, y) -> np.ndarray:
         y = np.asarray(y, dtype=float)
@@ -95,7 +110,8 @@ class CrossProducts:
             At1_z = sp.csr_matrix((0, Z1.shape[1]))
             Att_zz = sp.csr_matrix((0, 0))
             Att = Xy.T @ Xy
-        return cls(A11, At1_z, At1_xy, Att_zz, Att, WeightedRows(Z1, Zt, Xy[:, :-1], sw, design.offset))
+        rows = WeightedRows(Z1, Zt, Xy[:, :-1], sw, design.offset, Xy[:, -1].copy())
+        return cls(A11, At1_z, At1_xy, Att_zz, Att, rows)
 
     def __add__(self, other: "CrossProducts") -> "CrossProducts":
         """The cross-products of the union of two row sets (same terms, same levels)."""
@@ -107,6 +123,13 @@ class CrossProducts:
             self.Att + other.Att,
         )
 
+    def with_own_response(self) -> "CrossProducts":
+        """A copy whose products with y (and rows' response) are its own, so that
+        :meth:`set_response` on it leaves this one as it is; Z'Z, X'X and the rows are shared
+        (nothing writes them)."""
+        rows = dataclasses.replace(self.rows) if self.rows is not None else None
+        return CrossProducts(self.A11, self.At1_z, self.At1_xy.copy(), self.Att_zz, self.Att.copy(), rows)
+
     def set_response(self, y) -> "CrossProducts":
         """Replace the response (one value per row, before weights and offset), in place: only
         the products with y are recomputed."""
@@ -115,9 +138,10 @@ class CrossProducts:
             raise ValueError(
                 "these cross-products have no rows (a sum of partitions): a new response needs the partitions' own"
             )
-        yw = r.weighted_response(y)
-        self.At1_xy[-1] = r.Z1.T @ yw
-        col = np.concatenate([r.Zt.T @ yw if r.Zt is not None else [], r.Xw.T @ yw, [yw @ yw]])
+        yw = r.yw = r.weighted_response(y)
+        z1t, ztt = r.transposed()
+        self.At1_xy[-1] = z1t @ yw
+        col = np.concatenate([ztt @ yw if ztt is not None else [], r.Xw.T @ yw, [yw @ yw]])
         self.Att[:, -1] = col
         self.Att[-1, :] = col
         return self

@@ -15,6 +15,8 @@ subtracted from y.
 
 from __future__ import annotations
 
+from typing import Any
+
 import copy
 import weakref
 
@@ -26,6 +28,7 @@ from scipy.linalg import lapack
 from ..errors import LmmError
 from ..formula.design import Design
 from .cross_products import CrossProducts
+from .dense_criterion import DENSE_MAX_ORDER, DenseCriterion, dense_order
 from ..linalg.blocked import BlockedCholesky, UniformBlockDiagonal, mirror_lower  # noqa: F401 (re-exported)
 from ..formula.theta_layout import theta_templates  # noqa: F401 (re-exported)
 from .gradient import criterion_gradient_parts
@@ -121,6 +124,7 @@ class LmmModel:
         # weak references to this model and its with_reml twins, which share the cross-products
         # (a strong self-reference would keep every model alive until the cyclic collector runs)
         self._variants = [weakref.ref(self)]
+        self._dense: DenseCriterion | bool | None = None  # the DenseCriterion of a small model, built on first use
         self.n_evals = 0
 
     def with_reml(self, REML: bool) -> "LmmModel":
@@ -134,7 +138,7 @@ class LmmModel:
             self.gram  # built once, shared
         twin = copy.copy(self)
         twin.REML = REML
-        twin._work, twin._factors, twin._gradient_cache = {}, {}, None
+        twin._work, twin._factors, twin._gradient_cache, twin._dense = {}, {}, None, None
         twin.L, twin._L_theta = None, None
         twin._variants = self._variants  # one list for all twins (copy.copy went through __setstate__)
         self._variants.append(weakref.ref(twin))
@@ -144,6 +148,7 @@ class LmmModel:
         # weak references do not pickle (bootstrap workers get the model): a copy is on its own
         state = dict(self.__dict__)
         del state["_variants"]
+        state["_dense"] = None  # rebuilt on first use (it refers to the model weakly)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -158,6 +163,10 @@ class LmmModel:
         for m in self._live_variants():
             m.L, m._L_theta, m._gradient_cache = None, None, None
             m._factors = {}
+            if m._dense:  # the new response's pivot is checked again
+                m._dense.refresh_response()
+                if not m._dense.well_conditioned(m.theta_start()):
+                    m._dense = False
 
     def theta_start(self) -> np.ndarray:
         """lme4's start: 1 on the templates' diagonals, 0 below."""
@@ -170,6 +179,25 @@ class LmmModel:
         self.cross_products.set_response(y)
         self._invalidate()
         return self
+
+    @property
+    def dense(self) -> DenseCriterion | None:
+        """The criterion through one dense Cholesky (:mod:`lmmpy.fit.dense_criterion`) for a
+        small model (order q + p + 1 <= DENSE_MAX_ORDER), which the optimizer and the checks
+        evaluate instead of the blocked factor; None for larger models."""
+        if self._dense is None:
+            self._dense = False  # not small, or X ill-conditioned (DenseCriterion.well_conditioned)
+            if dense_order(self.sizes, self.p) <= DENSE_MAX_ORDER:
+                dense = DenseCriterion(self.cross_products, self.sizes, self.p, self.n, self.log_w_sum, self.REML)
+                if dense.well_conditioned(self.theta_start()):
+                    dense.counter = weakref.proxy(self)  # no cycle: the model is freed when dropped
+                    self._dense = dense
+        return self._dense if isinstance(self._dense, DenseCriterion) else None
+
+    def quick_criterion(self) -> Any:
+        """theta -> the criterion, by the cheapest route: :attr:`dense` for a small model, else
+        the working point (``model(theta)``)."""
+        return self.dense or self
 
     # -- theta -------------------------------------------------------------------------
     def set_theta(self, theta) -> "LmmModel":

@@ -30,6 +30,7 @@ from scipy.optimize import Bounds, minimize
 from .checks import SINGULAR_TOL, is_singular  # noqa: F401 (re-exported)
 from .deviance import LmmModel
 from .gradient import profiled_gradient
+from .lbfgsb import minimize_lbfgsb
 from .pbfgs import minimize_pbfgs
 from .status import GRADIENT_FAILURES, HESSIAN_FAILURES, Check, FitStatus, Note
 
@@ -120,7 +121,6 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
     theta0 = model.theta_start() if theta0 is None else np.atleast_1d(np.asarray(theta0, dtype=float))
     lower = model.lower
     opt = OptSummary(optimizer=optimizer, theta0=theta0.copy(), lower=lower.copy())
-    bounds = Bounds(lower, np.full_like(lower, np.inf))
     method = OPTIMIZERS.get(str(optimizer).lower())
     if method is None:
         from ..errors import LmmError
@@ -131,15 +131,18 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
         "L-BFGS-B": {"ftol": 1e-12, "gtol": 1e-7, "maxiter": 1000},
     }.get(method, {})
     opts.update(options or {})
-    fun, jac = (value_and_gradient(model), True) if method == "L-BFGS-B" else (model, None)
+    fun, jac = (value_and_gradient(model), True) if method == "L-BFGS-B" else (model.quick_criterion(), None)
     start_evals = model.n_evals
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            if method == "BFGS":
+            if method == "L-BFGS-B":
+                res: Any = minimize_lbfgsb(fun, theta0, lower, **opts)
+            elif method == "BFGS":
                 res = minimize_pbfgs(model, value_and_gradient(model), theta0, lower, theta_scale(model), **opts)
             else:
+                bounds = Bounds(lower, np.full_like(lower, np.inf))
                 res = minimize(fun, theta0, method=method, jac=jac, bounds=bounds, options=opts)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as e:
             opt.seconds = time.perf_counter() - t0
@@ -160,7 +163,10 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
 
 
 def value_and_gradient(model: LmmModel):
-    """theta -> (criterion, analytic gradient), for gradient-based optimizers."""
+    """theta -> (criterion, analytic gradient), for gradient-based optimizers (through the
+    dense factor for a small model, :attr:`LmmModel.dense`)."""
+    if model.dense is not None:
+        return model.dense.value_and_gradient
 
     def fg(theta):
         f = model(theta)

@@ -160,10 +160,24 @@ def _rebuild(terms):
     return expr
 
 
+_PARSED: dict[str, LmerFormula] = {}  # formula text -> LmerFormula (immutable): refits and repeated fits parse once
+PARSED_CACHE_SIZE = 256
+
+
 def parse_formula(text: str) -> LmerFormula:
     """Parse an lme4 model formula ``response ~ fixed + (lhs | group) + ...``."""
     if not isinstance(text, str):
         raise FormulaError(repr(text), "the formula must be a string such as 'y ~ x + (1 | g)'")
+    parsed = _PARSED.get(text)
+    if parsed is None:
+        parsed = _parse_formula(text)
+        if len(_PARSED) >= PARSED_CACHE_SIZE:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[text] = parsed
+    return parsed
+
+
+def _parse_formula(text: str) -> LmerFormula:
     tildes = sum(1 for tok in tokenize(text) if tok == ("op", "~"))
     if not tildes:
         raise FormulaError(text, "no '~': a model formula reads 'response ~ terms'")

@@ -390,19 +390,58 @@ class ModelVariables:
         """Rows where a variable that is an R expression is NA (cut() outside its breaks,
         log of a negative number, factor() of a value not among its levels...): R's
         model.frame drops them as it drops rows with missing data."""
+        computed = [
+            n
+            for node in nodes
+            for n in formula_variables(node)
+            if not (isinstance(n, Name) and n.id in self.columns or isinstance(n, Call) and n.op == "C")
+        ]
+        missing = np.zeros(len(frame), dtype=bool)
+        if not computed:  # only columns: their NA rows are gone already
+            return missing
         saved, self.state = self.state, {}
         try:
             prepared = self.prepare(frame)
             values = {c: prepared[c] for c in self.columns if c in prepared.columns}
-            missing = np.zeros(len(frame), dtype=bool)
-            for node in nodes:
-                for n in formula_variables(node):
-                    if isinstance(n, Name) and n.id in self.columns or isinstance(n, Call) and n.op == "C":
-                        continue
-                    missing |= _is_missing(self.evaluate(n, values), len(frame))
+            for n in computed:
+                missing |= _is_missing(self.evaluate(n, values), len(frame))
             return missing
         finally:
             self.state = saved
+
+    def plain_matrix(self, node: Node, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]] | None:
+        """The model matrix of a formula part that is only numeric columns added together and
+        the intercept (``1 + Days``, ``0 + x + z``), built directly as formulaic builds it
+        (the intercept first, then the columns in formula order) with R's names; None for any
+        other part, which formulaic builds.  (formulaic's parsing and materialising is most of
+        the set-up of a small model.)"""
+        terms: list[tuple[str, Any]] = []
+        if not _plain_terms(node, "+", terms):
+            return None
+        intercept, columns = True, []
+        for sign, term in terms:
+            if isinstance(term, Num):
+                if term.text not in ("0", "1") or (sign == "-" and term.text == "0"):
+                    return None
+                intercept = sign == "+" and term.text == "1"
+            elif sign == "+" and term.id in columns:  # a repeated term is one term, as in R
+                continue
+            elif sign == "+" and term.id in frame.columns and term.id in self.columns:
+                dtype = frame[term.id].dtype
+                if not (isinstance(dtype, np.dtype) and dtype.kind in "iuf" and _python_name(term.id) == term.id):
+                    return None
+                columns.append(term.id)
+            else:
+                return None
+        if sum(isinstance(t, Num) for _, t in terms) > 1 or (not intercept and not columns):
+            return None
+        n = len(frame)
+        M = np.empty((n, intercept + len(columns)))
+        if intercept:
+            M[:, 0] = 1.0
+        for j, c in enumerate(columns):
+            M[:, intercept + j] = frame[c].to_numpy(dtype=float)
+        return M, ["(Intercept)"] * intercept + columns
 
     def model_matrix(
         self, node: Node, frame: pd.DataFrame, what: str, prefix: str = "", full_rank: bool = True
@@ -460,6 +499,24 @@ def _formulaic_message(error: Exception, variables: ModelVariables) -> str:
     for var in variables._by_label.values():
         text = text.replace(_normalised(var.code), var.label).replace(var.code, var.label)
     return text
+
+
+def _plain_terms(node: Node, sign: str, out: list) -> bool:
+    """Collect the (sign, term) of a sum of names and numbers into ``out``, in formula order;
+    False when the part has anything else (interactions, calls, parentheses, a subtracted
+    sum...).  With a stack: formulas may have thousands of terms."""
+    stack = [(node, sign)]
+    while stack:
+        n, sg = stack.pop()
+        if isinstance(n, (Name, Num)):
+            out.append((sg, n))
+        elif isinstance(n, Call) and n.op in ("+", "-") and len(n.args) == 1:
+            stack.append((n.args[0], sg if n.op == "+" else ("-" if sg == "+" else "+")))
+        elif isinstance(n, Call) and n.op in ("+", "-") and len(n.args) == 2 and sg == "+":
+            stack += [(n.args[1], "+" if n.op == "+" else "-"), (n.args[0], "+")]
+        else:
+            return False
+    return True
 
 
 def _names_in_list(node: Node) -> list[tuple[str, bool]]:
@@ -543,17 +600,30 @@ def _model_column(value: Any, n: int, index: Any, label: str) -> Any:
 
 class FormulaSpec:
     """formulaic's ModelSpec of one formula part, with the model's variables: new data are
-    materialised with the same R functions, environment and fitted state."""
+    materialised with the same R functions, environment and fitted state.
 
-    def __init__(self, spec: Any, variables: ModelVariables) -> None:
-        self.spec, self.variables = spec, variables
+    A part the design built without formulaic (:meth:`ModelVariables.plain_matrix`) gets its
+    ModelSpec on first use, from the part and the fitting rows (``recipe``): the fit itself never
+    needs it, prediction on new data and the terms of anova do."""
+
+    def __init__(self, spec: Any, variables: ModelVariables, recipe: tuple | None = None) -> None:
+        self._spec, self.variables, self._recipe = spec, variables, recipe
+
+    @property
+    def spec(self) -> Any:
+        if self._spec is None:
+            assert self._recipe is not None
+            node, frame, what, prefix = self._recipe
+            self._spec = self.variables.model_matrix(node, frame, what, prefix=prefix)[0].model_spec
+            self._recipe = None
+        return self._spec
 
     # context: the model's own, whatever the caller passes
     def get_model_matrix(self, data: pd.DataFrame, context: Any = None, **kwargs: Any) -> Any:
         return self.spec.get_model_matrix(self.variables.prepare(data), context=self.variables.context, **kwargs)
 
     def __getattr__(self, name: str) -> Any:  # the rest of formulaic's ModelSpec (term_indices, ...)
-        if name.startswith("__") or name in ("spec", "variables"):
+        if name.startswith("_") or name in ("spec", "variables"):
             raise AttributeError(name)
         return getattr(self.spec, name)
 
@@ -590,9 +660,12 @@ class ReTerm:
     def Z(self) -> sp.csc_matrix:
         """This term's n x (l k) block of Z."""
         n, k = self.X.shape
-        rows = np.repeat(np.arange(n), k)
+        # row i holds its level's k columns, in order: CSR directly (no triplets to sort)
         cols = (self.codes[:, None] * k + np.arange(k)).ravel()
-        return sp.csr_matrix((self.X.ravel(), (rows, cols)), shape=(n, self.q)).tocsc()
+        indptr = np.arange(0, n * k + 1, k)
+        return sp.csr_matrix(
+            (np.ascontiguousarray(self.X, dtype=float).ravel(), cols, indptr), shape=(n, self.q)
+        ).tocsc()
 
     def theta_names(self) -> list:
         """lme4's names: lower triangle, column by column."""
@@ -677,12 +750,18 @@ class Design:
 def _materialise(
     formula_text: str, node: Node, frame: pd.DataFrame, what: str, variables: ModelVariables, prefix: str = ""
 ) -> tuple[np.ndarray, list[str], FormulaSpec]:
-    mm, names = variables.model_matrix(node, frame, what, prefix=prefix)
-    M = np.asarray(mm, dtype=float)
+    plain = variables.plain_matrix(node, frame) if not prefix else None
+    if plain is not None:
+        M, names = plain
+        spec = FormulaSpec(None, variables, recipe=(node, frame, what, prefix))
+    else:
+        mm, names = variables.model_matrix(node, frame, what, prefix=prefix)
+        M = np.asarray(mm, dtype=float)
+        spec = FormulaSpec(mm.model_spec, variables)
     bad = [nm for nm, ok in zip(names, np.isfinite(M).all(axis=0)) if not ok]
     if bad:
         raise DataError(f"infinite values in {', '.join(map(repr, bad))} of the {what} (formula {formula_text!r})")
-    return M, names, FormulaSpec(mm.model_spec, variables)
+    return M, names, spec
 
 
 def formula_offset(f: LmerFormula, variables: ModelVariables, data: pd.DataFrame) -> Any:
@@ -717,7 +796,16 @@ def grouping_factor(frame: pd.DataFrame, names: Sequence[str]) -> tuple[np.ndarr
     labels: list = []
     for nm in reversed(names):  # build right to left so the first factor varies slowest
         col = frame[nm]
-        if isinstance(col.dtype, pd.CategoricalDtype):
+        if isinstance(col.dtype, pd.CategoricalDtype) and (col.array.codes >= 0).all():
+            # unused categories dropped, the others' order kept (remove_unused_categories)
+            cc = col.array.codes
+            cats = col.array.categories
+            used = np.bincount(cc, minlength=len(cats)) > 0
+            if not used.all():
+                cc = (np.cumsum(used) - 1)[cc]
+                cats = cats[used]
+            lv = level_labels(cats)
+        elif isinstance(col.dtype, pd.CategoricalDtype):
             c = col.cat.remove_unused_categories()
             cc, lv = c.cat.codes.to_numpy(), level_labels(c.cat.categories)
         else:
@@ -732,6 +820,23 @@ def grouping_factor(frame: pd.DataFrame, names: Sequence[str]) -> tuple[np.ndarr
             labels = [f"{lv[u // len(labels)]}:{labels[u % len(labels)]}" for u in used]
     assert codes is not None, "a grouping factor names at least one column"
     return codes.astype(np.int64), labels
+
+
+def _complete_rows(frame: pd.DataFrame) -> np.ndarray:
+    """The rows with no missing value (pandas' notna, column by column: for a small frame the
+    frame-wide call costs more than the test itself)."""
+    complete = np.ones(len(frame), dtype=bool)
+    for _, values in frame.items():
+        arr = values.to_numpy() if isinstance(values.dtype, np.dtype) else None
+        if arr is not None and arr.dtype.kind in "iub":
+            continue  # no NA in a numpy integer or boolean column
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            complete &= values.array.codes >= 0
+        elif arr is not None and arr.dtype.kind == "f":
+            complete &= ~np.isnan(arr)
+        else:
+            complete &= values.notna().to_numpy()
+    return complete
 
 
 def lme4_term_order(nlevels: Sequence[int]) -> list[int]:
@@ -823,7 +928,9 @@ def _build_design(
             if g not in data.columns and g not in from_env:
                 raise DataError(f"unknown grouping column {g!r} in formula {f.text!r}")
 
-    frame = data[variables].copy()
+    # by position (the names are unique now): pandas' label lookup costs more than the copy
+    position = {c: i for i, c in enumerate(data.columns)}
+    frame = data.take([position[c] for c in variables], axis=1).copy()
     for name, vec in from_env.items():
         frame[name] = vec
     extra = {}
@@ -835,8 +942,9 @@ def _build_design(
         if c not in frame.columns:
             raise DataError(f"--factor/factors names {c!r}, which the formula does not use")
         frame[c] = frame[c].astype(str).astype("category")
-    complete = frame.notna().all(axis=1).to_numpy()
-    frame = frame.loc[complete]
+    complete = _complete_rows(frame)
+    if not complete.all():
+        frame = frame.loc[complete]
     if len(frame) == 0:
         raise DataError("no observations left after dropping rows with missing values")
     model_vars = ModelVariables(
@@ -944,6 +1052,12 @@ def drop_aliased_columns(
 ) -> tuple[np.ndarray, list[str], list[str], list[int]]:
     """Drop the columns of X that are linear combinations of earlier ones, as lme4 does
     (R's qr() with tol = 1e-7 keeps the first columns of full rank), with a warning naming them."""
+    if X.shape[1] and X.shape[0] >= X.shape[1]:
+        # the usual case first: every column far from the span of those before it (|R_jj| is
+        # the norm of its part outside that span), so the loop below would keep them all
+        R = np.linalg.qr(X, mode="r")
+        if np.all(np.abs(np.diagonal(R)) > 100 * tol * np.linalg.norm(X, axis=0)):
+            return X, list(names), [], list(range(X.shape[1]))
     keep, basis = [], np.zeros((X.shape[0], 0))
     for j in range(X.shape[1]):
         x = X[:, j]

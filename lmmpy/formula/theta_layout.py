@@ -7,6 +7,8 @@ Every map between theta and the templates, or positions and names in that order,
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -15,15 +17,22 @@ def tril_positions(k: int) -> list:
     return [(a, b) for b in range(k) for a in range(b, k)]
 
 
+@functools.lru_cache(maxsize=64)
+def _tril_order(k: int) -> tuple:
+    """(rows, cols) of the k x k lower triangle in lme4's order (column-major)."""
+    rows, cols = np.tril_indices(k)
+    order = np.lexsort((rows, cols))
+    return rows[order], cols[order]
+
+
 def theta_templates(theta, ks) -> list:
     """Split theta into the lower-triangular k x k templates T_i (filled column by column)."""
     out, pos = [], 0
     for k in ks:
         T = np.zeros((k, k))
-        rows, cols = np.tril_indices(k)
-        order = np.lexsort((rows, cols))  # column-major lower triangle, as lme4 stores it
+        rows, cols = _tril_order(k)
         m = k * (k + 1) // 2
-        T[rows[order], cols[order]] = theta[pos : pos + m]
+        T[rows, cols] = theta[pos : pos + m]
         out.append(T)
         pos += m
     return out

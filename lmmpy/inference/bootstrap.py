@@ -17,6 +17,7 @@ import pandas as pd
 from ..errors import require_bool, require_count, require_level
 from .parameters import parameter_vector, ran_par_names
 from .progress import Progress
+from .simulate import ParameterRefitter
 
 CHUNK = 25  # responses per task of a worker, and per update of the progress line
 
@@ -77,19 +78,6 @@ def map_refits(
     return rows
 
 
-class _Parameters:
-    """The refit's parameter vector (lme4's names), NaN where the refit fails."""
-
-    def __init__(self, fit):
-        self.fit = fit
-
-    def __call__(self, y):
-        try:
-            return parameter_vector(self.fit.refit(y, control={"check_conv": False})).to_numpy()
-        except Exception:  # noqa: BLE001 - a failed refit is dropped, and counted
-            return np.full(len(parameter_vector(self.fit)), np.nan)
-
-
 def bootstrap(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress=None) -> pd.DataFrame:
     """Parametric bootstrap: ``nsim`` responses simulated from the fit, each refitted (from the
     fit's theta); one row of parameters (lme4's names) per simulation.  ``progress``: one
@@ -97,7 +85,9 @@ def bootstrap(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress=None) -
     nsim, n_jobs = require_count("nsim", nsim), require_count("n_jobs", n_jobs)
     progress = None if progress is None else require_bool("progress", progress)  # None: by the time it takes
     sims = fit.simulate(nsim, seed=seed).to_numpy().T
-    rows = map_refits(_Parameters(fit), sims, fit, n_jobs=n_jobs, progress=progress)
+    rows = map_refits(
+        ParameterRefitter(fit, control={"check_conv": False}), sims, fit, n_jobs=n_jobs, progress=progress
+    )
     return pd.DataFrame(rows, columns=parameter_vector(fit).index)
 
 

@@ -7,6 +7,8 @@ then the fixed effects.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -27,11 +29,16 @@ def ran_par_names(fit, old_names: bool = False) -> list:
     return out + ["sigma"]
 
 
-def parameter_vector(fit) -> pd.Series:
-    """The parameters under lme4's names: sd_x|g, cor_x.y|g per term, sigma, fixed effects."""
+def parameter_values(fit: Any) -> np.ndarray:
+    """The values of :func:`parameter_vector`, without the names (for many refits)."""
     vals: list[float] = []
     for t, S in zip(fit.design.reterms, fit.covariances):
         sd, corr = sd_corr(S)
         vals.extend(sd[i] if i == j else corr[i, j] for i, j in tril_positions(t.k))
     vals.append(fit.sigma)
-    return pd.Series(np.concatenate([vals, fit.fixef.to_numpy()]), index=ran_par_names(fit) + list(fit.fixef.index))
+    return np.concatenate([vals, fit.beta])
+
+
+def parameter_vector(fit) -> pd.Series:
+    """The parameters under lme4's names: sd_x|g, cor_x.y|g per term, sigma, fixed effects."""
+    return pd.Series(parameter_values(fit), index=ran_par_names(fit) + list(fit.design.xnames))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dataclasses
 
 import numpy as np
@@ -11,6 +13,8 @@ import pandas as pd
 from ..errors import DataError, LmmError, require_bool, require_count
 from ..fit.deviance import LmmModel
 from ..fit.driver import optimize_lmer
+from ..fit.scaling import ColumnScaling
+from .parameters import parameter_values, parameter_vector
 
 
 def simulate(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
@@ -34,6 +38,44 @@ def simulate(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
     return pd.DataFrame(out, index=design.row_index, columns=[f"sim_{s + 1}" for s in range(nsim)])
 
 
+class ParameterRefitter:
+    """``refitter(y)``: ``parameter_vector`` of the fit refitted to the response ``y``, NaN where
+    the refit fails.  One model serves every call: its cross-products take each new response in
+    turn (:meth:`LmmModel.set_response`: only the products with y are recomputed), so a refit
+    costs the optimizer's evaluations and little else.  (A model fitted on rescaled columns is
+    refitted through :func:`refit`, which rescales each new design.)"""
+
+    def __init__(self, fit: Any, optimize: Any = None, **kwargs: Any):
+        optimize = fit.optimize if optimize is None else optimize
+        self.fit, self.kwargs = fit, kwargs
+        self.optimize = optimize_lmer if optimize is None else optimize
+        self.size = len(parameter_vector(fit))
+        self.reuse = ColumnScaling.of(fit.design) is None and fit.model.cross_products.rows is not None
+        self._model: LmmModel | None = None  # made at the first refit (in the worker that runs it)
+
+    def __call__(self, y: Any) -> np.ndarray:
+        fit = self.fit
+        try:
+            if not self.reuse:
+                return parameter_vector(refit(fit, y, self.optimize, **self.kwargs)).to_numpy()
+            y = np.asarray(y, dtype=float).ravel()
+            if y.size != fit.design.n or not np.all(np.isfinite(y)):
+                raise DataError("a response must have one finite value per row of the fit")
+            if self._model is None:
+                own = fit.model.cross_products.with_own_response()
+                self._model = LmmModel(fit.design, REML=fit.REML, cross_products=own)
+            opt = self.optimize(self._model.set_response(y), start=fit.theta, **self.kwargs)
+            return parameter_values(type(fit)(self._model, opt, data_name=fit.data_name))
+        except Exception:  # noqa: BLE001 - a failed refit is dropped, and counted
+            return np.full(self.size, np.nan)
+
+
+def refit_parameters(fit: Any, responses: Any, optimize: Any = None, **kwargs: Any) -> list:
+    """:class:`ParameterRefitter`'s vector for each response (the rows of ``responses``)."""
+    refitter = ParameterRefitter(fit, optimize, **kwargs)
+    return [refitter(y) for y in responses]
+
+
 def refit(fit, new_response, optimize, **kwargs):
     """The same model fitted to another response (one value per row used in the fit).
 
@@ -47,6 +89,9 @@ def refit(fit, new_response, optimize, **kwargs):
     if not np.all(np.isfinite(y)):
         raise DataError("new_response has NaN or infinite values")
     design = dataclasses.replace(fit.design, y=y)
-    model = LmmModel(design, REML=require_bool("REML", kwargs.pop("REML", fit.REML)))
+    # the fit's cross-products with the new response's products: Z, Z'Z and X'X are not rebuilt
+    cp = fit.model.cross_products
+    cp = cp.with_own_response().set_response(y) if cp.rows is not None else None
+    model = LmmModel(design, REML=require_bool("REML", kwargs.pop("REML", fit.REML)), cross_products=cp)
     opt = optimize(model, start=kwargs.pop("start", fit.theta), **kwargs)
     return type(fit)(model, opt, data_name=fit.data_name, optimize=optimize)

@@ -225,8 +225,10 @@ def choose_blas_threads(dense_order: int, request=None):
         return None
     if request is not None:
         return request
+    if dense_order < MULTITHREAD_MIN_ORDER:
+        return 1  # whatever the user's cap: nothing to sample
     cap = user_thread_cap()
-    if dense_order < MULTITHREAD_MIN_ORDER or (cap is not None and cap <= 1):
+    if cap is not None and cap <= 1:
         return 1  # nothing to sample
     cpus = usable_cpus()
     cores = usable_cores(cpus)
@@ -252,11 +254,22 @@ def blas_threads_for_fit(dense_order: int, request=None):
         return
     try:
         threads = choose_blas_threads(dense_order, request)
-        if threads is None or not blas_controller().lib_controllers:
+        libs = blas_controller().lib_controllers if threads is not None else []
+        if not libs:
             yield None
         else:
-            with blas_controller().limit(limits=threads, user_api="blas"):
+            # each library's own setter (microseconds), not threadpoolctl's limit() context
+            # (hundreds of microseconds: a small fit's whole evaluation budget); nothing to do
+            # where the count is already the one wanted
+            before = [lib.get_num_threads() for lib in libs]
+            changed = [(lib, b) for lib, b in zip(libs, before) if b != threads]
+            for lib, _ in changed:
+                lib.set_num_threads(threads)
+            try:
                 yield threads
+            finally:
+                for lib, b in changed:
+                    lib.set_num_threads(b)
     finally:
         with _state_lock:
             _holder = None

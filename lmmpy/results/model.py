@@ -91,6 +91,11 @@ class FittedLmm:
 
     # -- fixed effects -----------------------------------------------------------------------
     @property
+    def beta(self) -> np.ndarray:
+        """The fixed effects as an array (the values of :attr:`fixef`)."""
+        return self._beta.copy()
+
+    @property
     def fixef(self) -> pd.Series:
         return pd.Series(self._beta, index=self.design.xnames, name="Estimate")
 

@@ -1,5 +1,7 @@
 """The design: X, the random-effects terms and Z, with lme4's dimensions."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -104,3 +106,53 @@ def test_factors_argument_makes_numeric_column_categorical():
     assert D.xnames == ["(Intercept)", "sex1"]
     with pytest.raises(DataError, match="does not use"):
         build_design("langPOST ~ 1 + (1 | schoolnr)", d, factors=["sex"])
+
+
+# -- numeric parts without formulaic (ModelVariables.plain_matrix) ---------------------------
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "Reaction ~ Days + (Days | Subject)",
+        "Reaction ~ 0 + Days + (0 + Days | Subject)",
+        "Reaction ~ Days - 1 + (1 | Subject)",
+        "Reaction ~ -1 + Days + Days + (1 + Days | Subject)",
+        "Reaction ~ 1 + (1 | Subject)",
+    ],
+)
+def test_plain_numeric_parts_are_formulaics(formula):
+    from lmmpy.formula.design import ModelVariables
+
+    sleep = lmmpy.datasets.load("sleepstudy")
+    design = lmmpy.lformula(formula, sleep)
+    for part, X, names, part_spec in [(design.formula.fixed, design.X, design.xnames, design.fixed_spec)] + [
+        (b.lhs, t.X, t.cnames, t.spec) for b, t in zip(design.formula.bars, design.reterms)
+    ]:
+        assert part_spec._spec is None  # built without formulaic: its ModelSpec only when needed
+        variables = ModelVariables(formula, ["Reaction", "Days", "Subject"], {}, "Reaction")
+        mm, fnames = variables.model_matrix(part, design.frame, "part")
+        assert names == fnames and np.array_equal(X, np.asarray(mm, dtype=float))
+        assert list(part_spec.get_model_matrix(sleep.head(3)).columns) == list(mm.columns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 0 + Days in the bar: a singular fit
+        fit = lmmpy.lmer(formula, sleep)
+    assert np.allclose(fit.predict(sleep.head(5)), fit.fitted.head(5), rtol=1e-12)
+
+
+def test_other_parts_go_to_formulaic():
+    sleep = lmmpy.datasets.load("sleepstudy").assign(g=lambda d: (d["Days"] > 4).astype(str))
+    for formula in ["Reaction ~ Days * g + (1 | Subject)", "Reaction ~ log(Days + 1) + (1 | Subject)"]:
+        design = lmmpy.lformula(formula, sleep)
+        assert design.fixed_spec._spec is not None
+    design = lmmpy.lformula("Reaction ~ Days + (1 | Subject)", sleep, factors=["Days"])
+    assert design.fixed_spec._spec is not None and len(design.xnames) == 10
+
+
+def test_unused_categories_of_a_grouping_factor_are_dropped_in_order():
+    sleep = lmmpy.datasets.load("sleepstudy")
+    d = sleep[sleep["Subject"].astype(str) != "309"].copy()
+    d["Subject"] = d["Subject"].cat.reorder_categories(list(reversed(d["Subject"].cat.categories)))
+    t = lmmpy.lformula("Reaction ~ Days + (1 | Subject)", d).reterms[0]
+    assert t.levels == [c for c in map(str, reversed(sleep["Subject"].cat.categories)) if c != "309"]
+    assert [t.levels[c] for c in t.codes] == list(d["Subject"].astype(str))

@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 
 import lmmpy
 from lmmpy.fit.deviance import LmmModel
+from lmmpy.fit.dense_criterion import DenseCriterion
 from lmmpy.linalg import threads
 from lmmpy.inference.bootstrap import bootstrap
 
@@ -33,15 +34,19 @@ def blas_threads_now():
 
 @pytest.fixture
 def seen(monkeypatch):
-    """Records the BLAS thread counts inside the criterion, at every evaluation."""
+    """Records the BLAS thread counts inside the criterion, at every evaluation (of the blocked
+    factor, or of the dense one a small model's optimizer and checks use)."""
     record = []
-    criterion = LmmModel.__call__
 
-    def recording(self, theta):
-        record.append(blas_threads_now())
-        return criterion(self, theta)
+    def recording(evaluate):
+        def evaluate_recorded(self, theta):
+            record.append(blas_threads_now())
+            return evaluate(self, theta)
 
-    monkeypatch.setattr(LmmModel, "__call__", recording)
+        return evaluate_recorded
+
+    for cls, name in ((LmmModel, "__call__"), (DenseCriterion, "__call__"), (DenseCriterion, "value_and_gradient")):
+        monkeypatch.setattr(cls, name, recording(getattr(cls, name)))
     return record
 
 
