@@ -42,7 +42,7 @@ DENSE_SPEEDUP = 30.0  # a stored pair's multiply-add per evaluation
 STORED_BUILD = 35.0  # a stored pair's share of the build (1,400 over 40 evaluations)
 FORMED_PAIR = 600.0  # a pair of a product formed by scipy (its symbolic pass, its sort)
 DENSE_CHUNK_BYTES = 256 * 2**20  # the dense levels' columns are made dense this much at a time
-FORMED_CHUNK = 256  # levels per sparse product on the formed route
+FORMED_CHUNK = 256  # levels per sparse product of the formed route's level products
 
 
 def pair_count(counts) -> int:
@@ -241,15 +241,16 @@ class WeightedGram:
                         _syrk_into(G, sign, Bs)
 
     def _add_formed(self, V, G: np.ndarray) -> None:
-        """G += the formed levels' A_F blockdiag(V_F) A_F' (lower triangle), a few levels at a time."""
+        """G += the formed levels' A_F blockdiag(V_F) A_F' (lower triangle): one sparse product
+        (at most m x m, as G)."""
         k, lev = self.k, self.formed_levels
-        for j0 in range(0, lev.size, FORMED_CHUNK):
-            j1 = min(lev.size, j0 + FORMED_CHUNK)
-            AJ = self.A_formed[:, j0 * k : j1 * k]
-            Vj = V[lev[j0:j1]]
-            B = sp.diags(Vj) if k == 1 else sp.block_diag(list(Vj), format="csr")
-            P = sp.tril(AJ @ B @ AJ.T).tocoo()
-            G[P.row, P.col] += P.data  # distinct positions: no duplicates after the product
+        AF = self.A_formed
+        if k == 1:  # the columns scaled by v: A_F diag(v_F)
+            scaled = sp.csc_matrix((AF.data * np.repeat(V[lev], np.diff(AF.indptr)), AF.indices, AF.indptr), AF.shape)
+        else:
+            scaled = AF @ sp.block_diag(list(V[lev]), format="csc")
+        P = sp.tril(scaled @ AF.T).tocoo()
+        G[P.row, P.col] += P.data  # distinct positions: no duplicates after the product
 
     def values(self, V) -> np.ndarray:
         """``(A blockdiag(V) A')[rows, cols]`` for V of shape (levels,) (k = 1) or
