@@ -139,8 +139,8 @@ def test_unstored_mix_takes_both_routes():
     """With nothing stored the cost rule sends a level with many entries dense and the
     others to the formed route."""
     rng = np.random.default_rng(7)
-    full = sp.csc_matrix(rng.random((50, 1)))  # one full column: dense
-    A = sp.hstack([full, sp.random(50, 199, density=0.02, random_state=rng)], format="csc")
+    full = sp.csc_matrix(rng.random((400, 1)))  # one full column: dense
+    A = sp.hstack([full, sp.random(400, 199, density=0.01, random_state=rng)], format="csc")
     gram = WeightedGram(A, budget=0)
     assert gram.route[0] == 1 and set(gram.route[1:][np.diff(A.tocsc().indptr)[1:] > 0]) == {2}
     v = rng.random(200)
