@@ -10,6 +10,8 @@ from .mixedml import MixedML
 from .lmer import lformula, lmer, mk_lmer_devfun, mk_lmer_fit, optimize_lmer
 from .inference.lrt import LRTResult, anova
 from .inference.tidy import tidy
+from .inference.emmeans import EmmContrasts, EmmGrid, emmeans
+from .inference.r2 import R2Nakagawa, r2_nakagawa
 from .lmerfit import LmerFit
 from .results.model import ConvergenceWarning, SingularFitWarning
 
@@ -22,6 +24,11 @@ __all__ = [
     "anova",
     "LRTResult",
     "tidy",
+    "emmeans",
+    "EmmGrid",
+    "EmmContrasts",
+    "r2_nakagawa",
+    "R2Nakagawa",
     "LmerControl",
     "RankDeficientWarning",
     "lmer",

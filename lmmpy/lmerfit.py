@@ -18,6 +18,7 @@ from .fit.optimize import OptSummary
 from .inference.bootstrap import confint_boot
 from .inference.kenward_roger import kenward_roger_table
 from .inference.predict import predict
+from .inference.predict_interval import predict_with_uncertainty
 from .inference.profile import confint_profile, profile
 from .inference.satterthwaite import satterthwaite_table
 from .inference.simulate import refit, simulate
@@ -38,10 +39,36 @@ class LmerFit(FittedLmm):
         self.optimize = optimize
 
     # -- prediction and inference --------------------------------------------------------------
-    def predict(self, newdata=None, re_form=None, allow_new_levels=False) -> pd.Series:
+    def predict(
+        self,
+        newdata=None,
+        re_form=None,
+        allow_new_levels=False,
+        se_fit: bool = False,
+        interval: str | None = None,
+        level: float = 0.95,
+    ) -> pd.Series | pd.DataFrame:
         """Predictions for ``newdata`` (default: the fitting data); ``re_form``: None (all
-        random effects), "~0" (none) or a formula of the terms to keep, as in lme4."""
-        return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels)
+        random effects), "~0" (none) or a formula of the terms to keep, as in lme4.
+
+        With ``se_fit=True`` or ``interval="confidence" | "prediction"`` a DataFrame: ``fit``,
+        ``se.fit`` (sqrt(x' V x), the fixed part's uncertainty from vcov) and ``lwr``/``upr``:
+        fit -+ z se.fit ("confidence"), or, for a new observation ("prediction"),
+        fit -+ z sqrt(x' V x + sum_t z_t' C_t z_t + sigma^2) with C_t the conditional covariance
+        of a known level's random effects (lme4's condVar) and the term's covariance for a new
+        level or a term re_form leaves out; z the normal quantile of ``level``.  The method in
+        full: :mod:`lmmpy.inference.predict_interval`."""
+        if not se_fit and interval is None:
+            return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels)
+        return predict_with_uncertainty(
+            self,
+            newdata,
+            re_form=re_form,
+            allow_new_levels=allow_new_levels,
+            se_fit=se_fit,
+            interval=interval,
+            level=level,
+        )
 
     def simulate(self, nsim: int = 1, seed=None) -> pd.DataFrame:
         """Responses simulated from the fitted model, one column per simulation."""
