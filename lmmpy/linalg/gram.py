@@ -156,6 +156,13 @@ class WeightedGram:
                 shape=(positions.size, n * k * k),
             )
 
+    def __getstate__(self) -> dict:
+        # the work buffer and the dense columns are remade on first use (a pickled copy, for a
+        # bootstrap worker, stays small)
+        state = dict(self.__dict__)
+        state["_buffer"], state["_dense_cache"] = None, None
+        return state
+
     def _columns(self, levels) -> np.ndarray:
         """The columns of A of these levels, level by level."""
         return (np.asarray(levels)[:, None] * self.k + np.arange(self.k)).ravel()

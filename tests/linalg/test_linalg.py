@@ -146,3 +146,19 @@ def test_unstored_mix_takes_both_routes():
     v = rng.random(200)
     dense = (A @ sp.diags(v) @ A.T).toarray()
     assert np.allclose(gram.values(v), dense[gram.rows, gram.cols], rtol=1e-12, atol=1e-14)
+
+
+def test_a_pickled_gram_gives_the_same_products(route):
+    """A bootstrap worker gets the model pickled: its gram (work buffer and dense columns
+    left behind) gives the same values and level products."""
+    import pickle
+
+    A = random_sparse(40, 300, 0.05, 8)
+    gram = WeightedGram(A)
+    v = np.random.default_rng(9).random(300)
+    before = gram.values(v)
+    copy = pickle.loads(pickle.dumps(gram))
+    assert copy._buffer is None and copy._dense_cache is None
+    assert np.array_equal(copy.values(v), before)
+    C = np.tril(np.random.default_rng(10).random((40, 40)))
+    assert np.allclose(copy.level_products(C), gram.level_products(C), rtol=1e-14, atol=0)
