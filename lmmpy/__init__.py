@@ -13,6 +13,7 @@ from .inference.tidy import tidy
 from .inference.emmeans import EmmContrasts, EmmGrid, emmeans
 from .inference.r2 import R2Nakagawa, r2_nakagawa
 from .lmerfit import LmerFit
+from .daskfit import DaskLmerFit
 from .results.model import ConvergenceWarning, SingularFitWarning
 
 try:
@@ -37,6 +38,7 @@ __all__ = [
     "optimize_lmer",
     "mk_lmer_fit",
     "LmerFit",
+    "DaskLmerFit",
     "LmmError",
     "FormulaError",
     "DataError",

@@ -4,10 +4,14 @@ grouping columns are categoricals, as the R packages that ship them define them.
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .errors import LmmError
+
+if TYPE_CHECKING:  # importlib.abc's until 3.11, importlib.resources.abc's after
+    from importlib.abc import Traversable
 
 # data set -> its grouping (factor) columns
 FACTORS = {
@@ -21,7 +25,7 @@ FACTORS = {
 }
 
 
-def names() -> list:
+def names() -> list[str]:
     """Names of the bundled data sets."""
     return sorted(FACTORS)
 
@@ -35,7 +39,7 @@ def _canonical(name: str) -> str:
     raise LmmError(f"no bundled data set {name!r}; the bundled ones are: {', '.join(names())}")
 
 
-def path(name: str):
+def path(name: str) -> Traversable:
     """Path of a bundled data set's CSV file."""
     return resources.files("lmmpy.data").joinpath(f"{_canonical(name)}.csv")
 

@@ -22,7 +22,7 @@ LAYERS = [
     ["lmmpy.fit"],
     ["lmmpy.results"],  # the fitted model: estimates, varcorr, ranef, printing helpers
     ["lmmpy.inference"],  # tests, intervals, df, prediction, refits of a fitted model
-    ["lmmpy.lmerfit"],  # the fit users get: results + the inference methods
+    ["lmmpy.lmerfit", "lmmpy.daskfit"],  # the fit users get: results + the inference methods (pandas, Dask data)
     ["lmmpy.mixedml", "lmmpy.plot"],
     ["lmmpy.lmer"],  # the API: lme4's chain and lmer()
     ["lmmpy.compare"],  # fits with lmer, then with statsmodels

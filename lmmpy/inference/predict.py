@@ -92,7 +92,8 @@ def prepared_rows(fit, newdata, re_form, allow_new_levels, extra_terms=()) -> tu
 def _covariates(fit, terms) -> list:
     """The columns of the fitting data that the fixed part and the kept terms' left-hand
     sides read (not the grouping columns: a missing level is an unseen one)."""
-    design, used = fit.design, []
+    design = fit.design
+    used: list[tuple[str, bool]] = []
     for node in (design.formula.fixed, *design.formula.offsets):
         names_in(node, used)
     for i in terms:
@@ -183,7 +184,7 @@ def _check_new_data(fit, newdata, terms):
     """The columns the predictions need are there, and categorical fixed-effect variables
     have no levels the fit has not seen."""
     design = fit.design
-    used = []
+    used: list[tuple[str, bool]] = []
     names_in(design.formula.fixed, used)
     for i in terms:
         names_in(parse(design.reterms[i].lhs), used)
@@ -192,12 +193,11 @@ def _check_new_data(fit, newdata, terms):
     missing = sorted({nm for nm in names if nm not in newdata.columns})
     if missing:
         raise DataError(f"the new data lack column(s): {', '.join(missing)}")
-    fixed = []
+    fixed: list[tuple[str, bool]] = []
     names_in(design.formula.fixed, fixed)
     for nm in {nm for nm, _ in fixed if nm in design.frame.columns}:
-        col = design.frame[nm]
-        if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
-            seen = set(level_labels(col.unique()))
+        seen = design.levels_of(nm)
+        if seen is not None:
             unseen = sorted(set(level_labels(newdata[nm].dropna().unique())) - seen)
             if unseen:
                 raise DataError(

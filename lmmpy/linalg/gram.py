@@ -78,7 +78,7 @@ def _syrk_into(G: np.ndarray, alpha: float, B: np.ndarray) -> None:
 class WeightedGram:
     """``A blockdiag(V) A'`` at the fixed lower-triangle positions ``(rows, cols)`` of A A'."""
 
-    def __init__(self, A, group: int = 1, budget: int = None):
+    def __init__(self, A, group: int = 1, budget: int | None = None):
         """``budget`` the stored pairs at most (None: the module's ``PAIR_BUDGET``, read now)."""
         budget = PAIR_BUDGET if budget is None else int(budget)
         A = sp.csc_matrix(A, dtype=float)
@@ -108,7 +108,7 @@ class WeightedGram:
         taken = np.zeros(m * m, dtype=bool)  # the positions hi * m + lo (hi >= lo) with a product
         # the dense levels: their columns, and the rows they touch
         self.dense_levels = np.flatnonzero(self.route == 1)
-        self.A_dense = A[:, self._columns(self.dense_levels)] if self.dense_levels.size else None
+        self.A_dense: sp.csc_matrix | None = A[:, self._columns(self.dense_levels)] if self.dense_levels.size else None
         if self.A_dense is not None:
             touched = np.flatnonzero(np.diff(self.A_dense.tocsr().indptr))
             hi, lo = np.meshgrid(touched, touched, indexing="ij")
@@ -117,7 +117,9 @@ class WeightedGram:
             del hi, lo, keep
         # the formed levels: their columns, the pattern of their product once
         self.formed_levels = np.flatnonzero(self.route == 2)
-        self.A_formed = A[:, self._columns(self.formed_levels)].tocsc() if self.formed_levels.size else None
+        self.A_formed: sp.csc_matrix | None = (
+            A[:, self._columns(self.formed_levels)].tocsc() if self.formed_levels.size else None
+        )
         if self.A_formed is not None:
             P = sp.tril(self.A_formed @ self.A_formed.T).tocoo()
             taken[P.row.astype(np.int64) * m + P.col] = True
@@ -131,8 +133,8 @@ class WeightedGram:
         self.rows, self.cols = positions // m, positions % m
         self._weight = np.where(self.rows == self.cols, 1.0, 2.0)
         self._dense_at = None  # positions in a Fortran-ordered m x m buffer (made on first use)
-        self._dense_cache = None  # the dense levels' columns, if one block holds them
-        self._buffer = None  # the m x m work array of the dense and formed levels
+        self._dense_cache: np.ndarray | None = None  # the dense levels' columns, if one block holds them
+        self._buffer: np.ndarray | None = None  # the m x m work array of the dense and formed levels
         if flat.size:
             index = np.empty(m * m, dtype=np.int32 if positions.size < 2**31 else np.int64)
             index[positions] = np.arange(positions.size)
@@ -179,7 +181,10 @@ class WeightedGram:
             rows, data, sub = rows[order], data[order], sub[order]
         # the levels with c entries share one pattern of c (c + 1) / 2 pairs (i <= j in the
         # level, rows sorted: row_i <= row_j): enumerate them a count at a time
-        flats, values, weights, order = [], [], [], []
+        flats: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        weights: list[np.ndarray] = []
+        level_order: list[np.ndarray] = []
         for c in np.unique(counts[stored]):
             lev = stored[counts[stored] == c]
             i, j = np.triu_indices(int(c))
@@ -192,9 +197,9 @@ class WeightedGram:
                 value *= np.where((lo == hi) & (i != j), 2.0, 1.0)
                 weights.append((lev[:, None] * k * k + sub[second] * k + sub[first]).ravel())
             values.append(value.ravel())
-            order.append(lev)
+            level_order.append(lev)
         flat = np.concatenate(flats) if flats else np.zeros(0, dtype=np.int64)
-        return flat, values, weights, (np.concatenate(order) if order else np.zeros(0, dtype=np.int64))
+        return flat, values, weights, (np.concatenate(level_order) if level_order else np.zeros(0, dtype=np.int64))
 
     @property
     def dense_positions(self) -> np.ndarray:
@@ -213,6 +218,7 @@ class WeightedGram:
         k = self.k
         if self._dense_cache is not None:
             return self._dense_cache[:, levels0 * k : levels1 * k]
+        assert self.A_dense is not None  # only called for the dense levels
         B = self.A_dense[:, levels0 * k : levels1 * k].toarray(order="F")
         if levels0 == 0 and levels1 == self.dense_levels.size:
             self._dense_cache = B
@@ -252,6 +258,7 @@ class WeightedGram:
         (at most m x m, as G)."""
         k, lev = self.k, self.formed_levels
         AF = self.A_formed
+        assert AF is not None  # only called for the formed levels
         if k == 1:  # the columns scaled by v: A_F diag(v_F)
             scaled = sp.csc_matrix((AF.data * np.repeat(V[lev], np.diff(AF.indptr)), AF.indices, AF.indptr), AF.shape)
         else:

@@ -24,6 +24,8 @@ from ..errors import LmmError
 from ..fit.deviance import LmmModel, ml_deviance, theta_templates
 from ..fit.optimize import OptSummary, is_singular
 from ..fit.status import Check, Note
+from ..formula.design import ReTerm
+from ..linalg.blocked import BlockedCholesky
 from .varcorr import term_covariances, varcorr_frame
 
 
@@ -38,8 +40,9 @@ class FittedLmm:
     refit) and the summary, which live in higher layers.
     """
 
-    def __init__(self, model: LmmModel, opt: OptSummary, data_name: str = "data"):
+    def __init__(self, model: LmmModel, opt: OptSummary, data_name: str = "data") -> None:
         self.model = model
+        assert model.design is not None, "a fit needs the model's design"
         self.design = model.design
         self.optsum = opt
         self.data_name = data_name
@@ -52,7 +55,7 @@ class FittedLmm:
         self.sigma = math.sqrt(L.pwrss / (n - p if self.REML else n))
 
     @property
-    def _factor(self):
+    def _factor(self) -> BlockedCholesky:
         """The model's factor at the estimates (cached by the model)."""
         return self.model.factor(self.theta)
 
@@ -71,8 +74,8 @@ class FittedLmm:
         return self.design.n_dropped
 
     @property
-    def ngrps(self) -> dict:
-        out = {}
+    def ngrps(self) -> dict[str, int]:
+        out: dict[str, int] = {}
         for t in self.design.reterms:
             out.setdefault(t.group, t.nlevels)
         return out
@@ -160,7 +163,7 @@ class FittedLmm:
         terms = self.design.reterms
         return varcorr_frame([t.group for t in terms], [t.cnames for t in terms], self.covariances, self.sigma)
 
-    def _per_term(self, vec):
+    def _per_term(self, vec: np.ndarray) -> list[np.ndarray]:
         out, pos = [], 0
         for t in self.design.reterms:
             out.append(vec[pos : pos + t.q].reshape(t.nlevels, t.k))
@@ -178,7 +181,7 @@ class FittedLmm:
         blocks = self._factor.cond_cov_blocks(self.model.sizes)
         return [self.sigma**2 * np.einsum("ij,ljk,mk->lim", T, C, T) for T, C in zip(self.templates, blocks)]
 
-    def _by_group(self, arrays) -> dict:
+    def _by_group(self, arrays: list[np.ndarray]) -> dict[str, pd.DataFrame]:
         return ranef_frames(self.design.reterms, arrays)
 
     @property
@@ -193,7 +196,7 @@ class FittedLmm:
 
     def ranef_condvar(self) -> dict:
         """group -> list per term of (levels, k, k) conditional covariance arrays."""
-        out = {}
+        out: dict[str, list[np.ndarray]] = {}
         for t, v in zip(self.design.reterms, self._condvar_terms):
             out.setdefault(t.group, []).append(v)
         return out
@@ -232,6 +235,12 @@ class FittedLmm:
             r = r / self.sigma
         return pd.Series(r, index=self.design.row_index, name="residuals")
 
+    def residual_quantiles(self) -> tuple:
+        """(Min, 1Q, Median, 3Q, Max of the scaled Pearson residuals, None): the summary's,
+        computed exactly (a fit whose rows are elsewhere says how it computed them instead of None)."""
+        r = self.residuals("pearson", scaled=True).to_numpy()
+        return np.quantile(r, [0, 0.25, 0.5, 0.75, 1]), None
+
     # -- ICC -------------------------------------------------------------------------------------
     def icc(self) -> pd.Series:
         """Intraclass correlation per grouping factor: tau_g^2 / (sum of tau^2 + sigma^2),
@@ -241,7 +250,7 @@ class FittedLmm:
         is the correlation of two observations of a group whose covariates are all zero.
         Factors without a random intercept are left out of the numerator but not needed in
         the denominator either."""
-        taus = {}
+        taus: dict[str, float] = {}
         for t, S in zip(self.design.reterms, self.covariances):
             if "(Intercept)" in t.cnames:
                 i = t.cnames.index("(Intercept)")
@@ -249,11 +258,11 @@ class FittedLmm:
         total = sum(taus.values()) + self.sigma**2
         return pd.Series({g: v / total for g, v in taus.items()}, name="ICC", dtype=float)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         kind = "REML" if self.REML else "ML"
         return f"<{type(self).__name__} {self.formula!r} ({kind}), n={self.nobs}, criterion={self.objective:.4f}>"
 
-    def _warn(self):
+    def _warn(self) -> None:
         """Warnings as lme4 gives them at the end of a fit."""
         for note in self.optsum.fit_notes:
             if note.kind is Note.EM_FALLBACK:
@@ -277,10 +286,10 @@ class ConvergenceWarning(UserWarning):
     """The optimizer reported a problem."""
 
 
-def ranef_frames(terms, arrays) -> dict:
+def ranef_frames(terms: list[ReTerm], arrays: list[np.ndarray]) -> dict[str, pd.DataFrame]:
     """Gather per-term arrays (levels x k) into one DataFrame per grouping factor, as
     lme4's ranef() does for ``(1 | g) + (0 + x | g)``."""
-    out = {}
+    out: dict[str, pd.DataFrame] = {}
     for t, a in zip(terms, arrays):
         df = pd.DataFrame(a, index=pd.Index(t.levels, name=t.group), columns=t.cnames)
         out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
