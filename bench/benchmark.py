@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""Fit times of lmmpy against lme4 (and statsmodels MixedLM where it can express the model).
+"""Fit times of lmmpy against lme4, the Rust-backed ``mixedlm`` package and statsmodels MixedLM
+(where it can express the model).
 
-    python bench/benchmark.py [--quick] [--reps N] [--no-lme4] [--no-statsmodels] [--only NAME] [--write]
+    python bench/benchmark.py [--quick] [--reps N] [--no-lme4] [--no-statsmodels] [--no-mixedlm]
+                              [--only NAME] [--write]
 
 Each lmmpy fit runs in a child process, so its peak memory (max RSS of the child, data
 included) is its own; the time is the median of --reps fits of the formula from the data
 frame (formula parsing included).  lme4 is timed by Rscript on the same data written to CSV
-(median of as many fits), statsmodels likewise, each with a time limit.  --write puts the
-table into bench/README.md.
+(median of as many fits), statsmodels likewise, each with a time limit; ``mixedlm`` in its own
+venv (--mixedlm-python, default /work/venv-mixedlm/bin/python or $LMMPY_MIXEDLM_PYTHON; the
+column is empty where there is none) on the same CSV.  The MovieLens-1M-shaped model
+(bench/movielens_like.py, 1,000,209 rows) is one of the cases; lme4 takes some 10 minutes on
+it, so --lme4-max-rows skips it by default.  --write puts the table into bench/README.md.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from readme_section import write_section  # bench/ is the scripts' folder
+from movielens_like import FORMULA as MOVIELENS_FORMULA  # bench/ is the scripts' folder
+from movielens_like import movielens_like
+from readme_section import write_section
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -71,6 +78,7 @@ def cases(quick):
         ("InstEval", ("bundled", "InstEval"), "y ~ service + (1 | s) + (1 | d) + (1 | dept)", True, None),
         ("InstEval, slope on s", ("bundled", "InstEval"), "y ~ service + (service | s) + (1 | d)", True, None),
         ("crossed 50k, 2000 x 500", ("crossed", 50_000, 2000, 500, False), "y ~ x + (1 | a) + (1 | b)", True, None),
+        ("MovieLens-1M-shaped, 6,040 x 3,706", ("movielens",), MOVIELENS_FORMULA, True, None),
     ]
     sizes = [(125_000, 12_500), (250_000, 25_000), (500_000, 50_000), (1_000_000, 100_000)]
     if quick:
@@ -103,6 +111,8 @@ def load(spec):
 
     if spec[0] == "bundled":
         return lmmpy.datasets.load(spec[1])
+    if spec[0] == "movielens":
+        return movielens_like()
     return simulate_crossed(*spec[1:])
 
 
@@ -158,11 +168,66 @@ FACTORS = {
 }
 
 
+def factors_of(spec) -> str:
+    """The grouping factors of a case's data (made factors again after the CSV)."""
+    if spec[0] == "movielens":
+        return "u,m"
+    return FACTORS.get(spec[1], "a,b") if spec[0] == "bundled" else "a,b"
+
+
+MIXEDLM_SCRIPT = r"""
+import sys, time
+import numpy as np, pandas as pd, mixedlm
+csv, formula, reps, factors, reml = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "TRUE"
+d = pd.read_csv(csv)
+for f in factors.split(","):
+    if f in d:
+        d[f] = d[f].astype(str)
+times = []
+for _ in range(reps):
+    t0 = time.perf_counter()
+    m = mixedlm.lmer(formula, d, REML=reml)
+    times.append(time.perf_counter() - t0)
+print(f"{np.median(times):.6f} {float(m.REMLcrit() if reml else m.deviance()):.10f}")
+"""
+
+
+def mixedlm_python(given=None):
+    """The Python of a venv with ``mixedlm`` (None: there is none)."""
+    path = given or os.environ.get("LMMPY_MIXEDLM_PYTHON") or "/work/venv-mixedlm/bin/python"
+    return path if os.path.exists(path) else None
+
+
+def time_mixedlm(spec, formula, reml, reps, limit, python):
+    """``mixedlm``'s median fit time (data read before the clock starts) and criterion."""
+    if python is None:
+        return None
+    d = load(spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        csv, script = os.path.join(tmp, "d.csv"), os.path.join(tmp, "t.py")
+        d.to_csv(csv, index=False)
+        with open(script, "w") as fh:
+            fh.write(MIXEDLM_SCRIPT)
+        try:
+            r = subprocess.run(
+                [python, script, csv, formula, str(reps), factors_of(spec), str(reml).upper()],
+                capture_output=True,
+                text=True,
+                timeout=limit,
+            )
+        except subprocess.TimeoutExpired:
+            return {"seconds": float("inf")}
+    if r.returncode != 0 or not r.stdout.split():
+        return None
+    secs, crit = r.stdout.split()[:2]
+    return {"seconds": float(secs), "criterion": float(crit)}
+
+
 def time_lme4(spec, formula, reml, reps, limit):
     if not shutil.which("Rscript"):
         return None
     d = load(spec)
-    factors = FACTORS.get(spec[1], "a,b") if spec[0] == "bundled" else "a,b"
+    factors = factors_of(spec)
     with tempfile.TemporaryDirectory() as tmp:
         csv, script = os.path.join(tmp, "d.csv"), os.path.join(tmp, "t.R")
         d.to_csv(csv, index=False)
@@ -224,6 +289,8 @@ def main():
     ap.add_argument("--reps", type=int, default=5, help="fits per small model (1 for large ones)")
     ap.add_argument("--no-lme4", action="store_true")
     ap.add_argument("--no-statsmodels", action="store_true")
+    ap.add_argument("--no-mixedlm", action="store_true")
+    ap.add_argument("--mixedlm-python", help="the Python of a venv with mixedlm (default: see the docstring)")
     ap.add_argument("--lme4-max-rows", type=int, default=250_000, help="skip lme4 above this many rows")
     ap.add_argument("--limit", type=float, default=600, help="seconds allowed to lme4 / statsmodels per model")
     ap.add_argument("--write", action="store_true", help="write the table into bench/README.md")
@@ -231,9 +298,13 @@ def main():
     a = ap.parse_args()
 
     rows = []
-    header = "| model | rows | lmmpy s | evals | peak MB | lme4 s | lmmpy / lme4 | statsmodels s | crit. lmmpy - lme4 |"
+    header = (
+        "| model | rows | lmmpy s | evals | peak MB | lme4 s | lmmpy / lme4 | mixedlm s | lmmpy / mixedlm "
+        "| statsmodels s | crit. lmmpy - lme4 | crit. lmmpy - mixedlm |"
+    )
     print(header)
-    print("|" + "---|" * 9)
+    print("|" + "---|" * 12)
+    mpy = None if a.no_mixedlm else mixedlm_python(a.mixedlm_python)
     for name, spec, formula, reml, sm in cases(a.quick):
         if a.only not in name:
             continue
@@ -241,13 +312,17 @@ def main():
         reps = a.reps if n < 100_000 else 1
         ours = time_lmmpy(spec, formula, reml, reps)
         lme4 = None if (a.no_lme4 or n > a.lme4_max_rows) else time_lme4(spec, formula, reml, min(reps, 3), a.limit)
+        mx = time_mixedlm(spec, formula, reml, reps, a.limit, mpy)
         smt = None if a.no_statsmodels else time_statsmodels(spec, formula, reml, sm, a.limit)
         ratio = ours["seconds"] / lme4["seconds"] if lme4 and np.isfinite(lme4["seconds"]) else None
+        mratio = ours["seconds"] / mx["seconds"] if mx and np.isfinite(mx["seconds"]) else None
         dcrit = ours["criterion"] - lme4["criterion"] if lme4 and "criterion" in lme4 else None
+        mcrit = ours["criterion"] - mx["criterion"] if mx and "criterion" in mx else None
         line = (
             f"| {name} | {n:,} | {fmt(ours['seconds'])} | {ours['evals']} | {ours['peak_mb']:.0f} | "
-            f"{fmt(lme4['seconds'] if lme4 else None)} | {fmt(ratio, 2)} | {fmt(smt)} | "
-            f"{'-' if dcrit is None else f'{dcrit:+.1e}'} |"
+            f"{fmt(lme4['seconds'] if lme4 else None)} | {fmt(ratio, 2)} | "
+            f"{fmt(mx['seconds'] if mx else None)} | {fmt(mratio, 2)} | {fmt(smt)} | "
+            f"{'-' if dcrit is None else f'{dcrit:+.1e}'} | {'-' if mcrit is None else f'{mcrit:+.1e}'} |"
         )
         print(line, flush=True)
         rows.append(line)
@@ -255,7 +330,7 @@ def main():
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
     )
     if a.write:
-        write_readme([header, "|" + "---|" * 9, *rows], machine)
+        write_readme([header, "|" + "---|" * 12, *rows], machine)
 
 
 def write_readme(lines, machine):

@@ -49,3 +49,7 @@ def require_level(value: Any, name: str = "level") -> float:
     ):
         return float(value)
     raise LmmError(f"{name} must be a number with 0 < {name} < 1 (0.95 for 95% intervals), not {value!r}")
+
+
+class MemoryLimitError(LmmError):
+    """A model too large for this machine's memory; the message says how much it would need."""

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import lmmpy
+from lmmpy.linalg import gram
 
 REF_DIR = Path(__file__).parent / "reference"
 # the shared lme4 reference models, and more made with the same R script for formula syntax
@@ -51,9 +52,30 @@ def model_data(model_id):
     return d
 
 
-@functools.lru_cache(maxsize=None)
+# The two ways the Schur complement's weighted Gram (lmmpy.linalg.gram) can go: pairs stored
+# within the budget, and nothing stored (budget 0: each level dense by BLAS or formed by
+# sparse products each time, by cost).  Tests of the reference models, the gradient and EM run
+# on both (``pytestmark = pytest.mark.usefixtures("pair_route")``), so both routes stay right.
+PAIR_ROUTES = {"stored": None, "unstored": 0}
+
+
+@pytest.fixture(params=list(PAIR_ROUTES))
+def pair_route(request, monkeypatch):
+    """Every WeightedGram made in the test on one route: pairs stored, or none (budget 0)."""
+    budget = PAIR_ROUTES[request.param]
+    if budget is not None:
+        monkeypatch.setattr(gram, "PAIR_BUDGET", budget)
+    return request.param
+
+
 def fitted(model_id, at_lme4_theta=False):
-    """lmmpy's fit of a reference model (or the model evaluated at lme4's theta)."""
+    """lmmpy's fit of a reference model (or the model evaluated at lme4's theta), on the
+    route the pair budget in force gives (cached per route)."""
+    return _fitted(model_id, at_lme4_theta, gram.PAIR_BUDGET)
+
+
+@functools.lru_cache(maxsize=None)
+def _fitted(model_id, at_lme4_theta, budget):
     s = spec(model_id)
     kw = dict(start=reference(model_id)["theta"], optimizer=None) if at_lme4_theta else {}
     with warnings.catch_warnings():

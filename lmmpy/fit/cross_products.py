@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..formula.design import Design
+from ..linalg.memory import require_memory, tail_bytes, tail_requirement
 
 
 @dataclass
@@ -99,6 +100,9 @@ class CrossProducts:
                 A11[:, a, b] = v
                 A11[:, b, a] = v
         Z1 = Zs[0]
+        q_tail = sum(t.nlevels * t.k for t in terms[1:])
+        n_tail = q_tail + design.p + 1
+        require_memory(tail_bytes(n_tail), tail_requirement(n_tail, q_tail, design.p))
         Zt = sp.hstack(Zs[1:], format="csc") if len(terms) > 1 else None
         At1_xy = np.asarray((Z1.T @ Xy).T)  # (p+1) x q1
         if Zt is not None:

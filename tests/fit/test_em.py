@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 
 import lmmpy
+from lmmpy.linalg import gram
 from lmmpy.fit.deviance import theta_templates
 from lmmpy.fit.em import em_step, fit_em
 
 from conftest import MODEL_IDS, SLOW, model_data, spec
+
+# both routes of the Schur complement's weighted Gram (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("pair_route")
 
 SHARED = [
     m
@@ -20,8 +24,13 @@ SHARED = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
 def both(mid, reml):
+    """The optimizer's fit and EM's, on the weighted Gram's route in force (cached per route)."""
+    return _both(mid, reml, gram.PAIR_BUDGET)
+
+
+@functools.lru_cache(maxsize=None)
+def _both(mid, reml, budget):
     s = spec(mid)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -13,6 +13,9 @@ from lmmpy.fit.gradient import profiled_gradient
 from conftest import MODEL_IDS, SLOW, model_data, reference, spec
 from gradient_oracle import general_gradient
 
+# both routes of the Schur complement's weighted Gram (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("pair_route")
+
 H = 1e-4  # central differences: truncation O(H^2), rounding ~1e-12 |f| / H
 
 

@@ -11,6 +11,9 @@ import pytest
 
 from conftest import fitted, model_params, reference
 
+# both routes of the Schur complement's weighted Gram (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("pair_route")
+
 
 def close(x, y, rel, absol=0.0):
     return abs(x - y) <= max(absol, rel * abs(y))

@@ -21,6 +21,9 @@ import pytest
 
 from conftest import fitted, model_params, reference
 
+# both routes of the Schur complement's weighted Gram (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("pair_route")
+
 NUM = re.compile(r"-?\d+\.?\d*(?:e[+-]\d+)?")
 GRAD_MSG = re.compile(r"^(Model failed to converge with max\|grad\| = )(\S+)( .*)$")
 
