@@ -34,7 +34,8 @@ def term_covariances(templates, sigma) -> list:
 
 def varcorr_frame(groups, cnames, covs, sigma) -> pd.DataFrame:
     """lme4's ``as.data.frame(VarCorr(fit))``: per term the variances, then the covariances
-    (sdcor holding standard deviations and correlations), then the residual."""
+    (sdcor holding standard deviations and correlations), then the residual (none when
+    ``sigma`` is None: a family with a fixed dispersion, as lme4 leaves it out for glmer)."""
     rows = []
     for g, names, S in zip(make_unique(groups), cnames, covs):
         sd = np.sqrt(np.diag(S))
@@ -44,5 +45,6 @@ def varcorr_frame(groups, cnames, covs, sigma) -> pd.DataFrame:
             for i in range(j + 1, len(names)):
                 corr = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
                 rows.append((g, names[j], names[i], S[i, j], corr))
-    rows.append(("Residual", None, None, sigma**2, sigma))
+    if sigma is not None:
+        rows.append(("Residual", None, None, sigma**2, sigma))
     return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
