@@ -75,6 +75,7 @@ class OptSummary:
     scaling: object = None  # the ColumnScaling the model was fitted on (lmmpy.fit.scaling), None for none
     blas_threads: int = None  # the BLAS threads the fit ran with (None: unknown, no BLAS found)
     failure: FitStatus = None  # why converged is False, where the optimizer's word is not the reason
+    beta: np.ndarray = None  # a generalized model's fixed effects (optimised with theta)
 
     @property
     def return_code(self) -> int:

@@ -27,8 +27,17 @@ PAIR_BUDGET = 60_000_000  # pairs (12 bytes each in S); beyond it, products go t
 class WeightedGram:
     """``A blockdiag(V) A'`` at the fixed lower-triangle positions ``(rows, cols)`` of A A'."""
 
-    def __init__(self, A, group: int = 1, budget: int = PAIR_BUDGET):
-        A = sp.csc_matrix(A, dtype=float)
+    def __init__(self, A, group: int = 1, budget: int = PAIR_BUDGET, refreshable: bool = False):
+        """``refreshable``: keep what :meth:`refresh` needs (the pairs' entries: 16 bytes a
+        pair more), for a caller whose A keeps its pattern and changes its values."""
+        self.refreshable = refreshable
+        if refreshable:  # where each of the input's stored values lands in the sorted CSC copy
+            tagged = sp.csr_matrix(A, dtype=float, copy=True) if A.format != "csc" else A.copy()
+            tagged.data = np.arange(1, tagged.data.size + 1, dtype=float)
+            tagged = tagged.tocsc()
+            tagged.sort_indices()
+            self._input_order = tagged.data.astype(np.int64) - 1
+        A = sp.csc_matrix(A, dtype=float, copy=refreshable)
         A.sort_indices()
         m, ncols = A.shape
         k = self.k = int(group)
@@ -44,14 +53,16 @@ class WeightedGram:
             return
         rows, data = A.indices.astype(np.int64), A.data
         sub = np.repeat(np.arange(ncols) % k, np.diff(A.indptr))  # column within the level
+        order_entries = None
         if k > 1:  # a level's entries by row
             level = np.repeat(np.arange(n), counts)
             order = np.lexsort((rows, level))
             rows, data, sub = rows[order], data[order], sub[order]
+            order_entries = order
         # the levels with c entries share one pattern of c (c + 1) / 2 pairs (i <= j in the
         # level, rows sorted: row_i <= row_j): enumerate them a count at a time, the levels
         # taken in the order ``self.order`` (by count)
-        flats, values, weights, order = [], [], [], []
+        flats, values, weights, order, pairs, mults = [], [], [], [], [], []
         for c in np.unique(counts[counts > 0]):
             lev = np.flatnonzero(counts == c)
             i, j = np.triu_indices(int(c))
@@ -60,10 +71,15 @@ class WeightedGram:
             lo, hi = rows[first], rows[second]
             flats.append((hi * m + lo).ravel())
             value = data[first] * data[second]
+            mult = np.ones(value.shape)
             if k > 1:  # two columns of one row: both orders of the pair, V symmetric
-                value *= np.where((lo == hi) & (i != j), 2.0, 1.0)
+                mult = np.where((lo == hi) & (i != j), 2.0, 1.0)
+                value *= mult
                 weights.append((lev[:, None] * k * k + sub[second] * k + sub[first]).ravel())
             values.append(value.ravel())
+            if refreshable:
+                pairs.append(np.stack([first.ravel(), second.ravel()]))
+                mults.append(mult.ravel())
             order.append(lev)
         self.order = np.concatenate(order)
         flat = np.concatenate(flats)
@@ -79,16 +95,36 @@ class WeightedGram:
         del index, flat
         self.rows, self.cols = positions // m, positions % m
         self._weight = np.where(self.rows == self.cols, 1.0, 2.0)
+        values = np.concatenate(values)
+        # each pair's place in S's data (tags), for refresh; the values themselves otherwise
+        tags = np.arange(1, values.size + 1, dtype=float) if refreshable else values
         if k == 1:  # built by columns (levels in self.order) as the pairs come, stored by rows:
             c = counts[self.order]  # the product S v then writes its output in order
             indptr = np.concatenate([[0], np.cumsum(c * (c + 1) // 2)])
-            self.S = sp.csc_matrix(
-                (np.concatenate(values), row_of_pair, indptr), shape=(positions.size, self.order.size)
-            ).tocsr()
-        else:
-            self.S = sp.csr_matrix(
-                (np.concatenate(values), (row_of_pair, np.concatenate(weights))), shape=(positions.size, n * k * k)
-            )
+            self.S = sp.csc_matrix((tags, row_of_pair, indptr), shape=(positions.size, self.order.size)).tocsr()
+        else:  # (no two pairs share a position and a weight: no duplicates are summed)
+            self.S = sp.csr_matrix((tags, (row_of_pair, np.concatenate(weights))), shape=(positions.size, n * k * k))
+        if refreshable:
+            place = self.S.data.astype(np.int64) - 1
+            self.S.data = values[place]
+            self._pairs = np.concatenate(pairs, axis=1)[:, place]
+            self._mult = np.concatenate(mults)[place]
+            self._entry_order = order_entries  # k > 1: A's values sorted by level, then row
+
+    def refresh(self, data) -> "WeightedGram":
+        """The same for a matrix of A's pattern with new stored values ``data`` (in the order of
+        the matrix given at construction): only the pair products are recomputed."""
+        if not self.refreshable:
+            raise ValueError("this WeightedGram was built without refreshable=True")
+        values = np.asarray(data, dtype=float)[self._input_order]
+        self.A.data[...] = values
+        if self.S is None:
+            return self
+        if self._entry_order is not None:
+            values = values[self._entry_order]
+        np.multiply(values[self._pairs[0]], values[self._pairs[1]], out=self.S.data)
+        self.S.data *= self._mult
+        return self
 
     def _weights(self, V) -> np.ndarray:
         """The weights as S's columns take them."""
