@@ -25,6 +25,7 @@ from scipy.optimize import Bounds, minimize
 from ..errors import LmmError
 from .checks import LmerControl, _hessian_findings, deriv12, is_singular
 from .optimize import OptSummary
+from ..formula.theta_layout import theta_templates
 from .pirls import GlmmModel
 from .status import Check, CheckFinding, FitStatus
 
@@ -40,6 +41,9 @@ class GlmerControl(LmerControl):
     pirls_max_iter: int = 100
     nagq0_init: bool = True  # lme4's nAGQ0initStep: start the Laplace stage from the nAGQ = 0 fit
     calc_derivs: bool = True  # the Hessian at the optimum (checks and vcov)
+    # the Hessian behind vcov (nAGQ = 1): "lme4", that of lme4's PIRLS evaluation of the
+    # deviance (lme4's standard errors), or "exact", that of the converged Laplace deviance
+    hessian: str = "lme4"
 
     @classmethod
     def coerce(cls, control) -> "GlmerControl":
@@ -93,6 +97,8 @@ def optimize_glmer(model: GlmmModel, start=None, control=None) -> OptSummary:
     )
     theta, beta, dev, nev, msg, ok = _stage0(model, theta0, beta0, control)
     opt.n_evals = nev
+    model.pirls(theta, beta, joint=True)
+    lp0 = model.offset + model.X @ beta + model.zlambda_u(model.u, theta_templates(theta, model.ks))
     if model.nAGQ == 0:
         opt.theta, opt.beta, opt.fmin, opt.message, opt.converged = theta, beta, float(dev), msg, ok
     else:
@@ -100,7 +106,6 @@ def optimize_glmer(model: GlmmModel, start=None, control=None) -> OptSummary:
             theta, beta = theta0, beta0
         x0 = np.concatenate([theta, beta])
         lower = np.concatenate([model.lower, np.full(beta.size, -np.inf)])
-        bounds = Bounds(lower, np.full(lower.size, np.inf))
 
         def fun(x):
             return model.deviance(x[:ntheta], x[ntheta:])
@@ -111,6 +116,11 @@ def optimize_glmer(model: GlmmModel, start=None, control=None) -> OptSummary:
         opt.n_evals += model.n_evals
         opt.message, opt.converged = msg, bool(ok and np.isfinite(fx))
         opt.theta, opt.beta, opt.fmin, opt.hessian = x[:ntheta].copy(), x[ntheta:].copy(), float(fx), H
+        if control.hessian == "lme4" and model.nAGQ == 1 and control.calc_derivs:
+            # the Hessian lme4 reports, hence its vcov: that of its PIRLS's deviance (see
+            # GlmmModel.lme4_deviance); the checks stay on the exact deviance's derivatives
+            opt.hessian_exact = H
+            _, opt.hessian = deriv12(lambda v: model.lme4_deviance(v[:ntheta], v[ntheta:], lp0), x, delta=DERIV_STEP)
     _check(model, opt, control)
     opt.seconds = time.perf_counter() - t0
     model.pirls(opt.theta, opt.beta, joint=model.nAGQ == 0)  # leave the modes at the optimum
