@@ -82,9 +82,11 @@ def _stage0(model: GlmmModel, theta0, beta0, control) -> tuple:
     return theta, beta, dev, int(res.nfev), str(res.message), bool(res.success) and np.isfinite(dev)
 
 
-def optimize_glmer(model: GlmmModel, start=None, control=None) -> OptSummary:
+def optimize_glmer(model: GlmmModel, start=None, control=None, at=None) -> OptSummary:
     """Fit ``model`` as lme4's glmer does (module docstring); the record's ``theta`` and
-    ``beta`` are the estimates, ``fmin`` the deviance, ``hessian`` over (theta, beta)."""
+    ``beta`` are the estimates, ``fmin`` the deviance, ``hessian`` over (theta, beta).
+    ``at=(theta, beta)``: no optimisation, the model evaluated (and checked, its Hessian
+    taken) there -- e.g. at lme4's estimates, to compare what follows from them."""
     control = GlmerControl.coerce(control)
     t0 = time.perf_counter()
     ntheta = model.lower.size
@@ -105,13 +107,23 @@ def optimize_glmer(model: GlmmModel, start=None, control=None) -> OptSummary:
         if not control.nagq0_init:
             theta, beta = theta0, beta0
         x0 = np.concatenate([theta, beta])
+        if at is not None:
+            x0 = np.concatenate([np.atleast_1d(np.asarray(a, dtype=float)) for a in at])
+            if x0.size != ntheta + model.p:
+                raise LmmError(f"at=(theta, beta) needs {ntheta} + {model.p} values, not {x0.size}")
         lower = np.concatenate([model.lower, np.full(beta.size, -np.inf)])
 
         def fun(x):
             return model.deviance(x[:ntheta], x[ntheta:])
 
         model.u = np.zeros(model.q)
-        x, fx, g, H, nit, msg, ok = _newton(fun, x0, lower, control)
+        if at is None:
+            x, fx, g, H, nit, msg, ok = _newton(fun, x0, lower, control)
+        else:
+            x, fx, msg, ok = x0, fun(x0), "evaluated at the given parameters", True
+            g, H = None, None  # not an optimum: no convergence checks; the Hessian for vcov below
+            if control.calc_derivs and not (control.hessian == "lme4" and model.nAGQ == 1):
+                g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
         opt.gradient = g
         opt.n_evals += model.n_evals
         opt.message, opt.converged = msg, bool(ok and np.isfinite(fx))
@@ -120,8 +132,8 @@ def optimize_glmer(model: GlmmModel, start=None, control=None) -> OptSummary:
             # the Hessian lme4 reports, hence its vcov: that of its PIRLS's deviance (see
             # GlmmModel.lme4_deviance); the checks stay on the exact deviance's derivatives
             opt.hessian_exact = H
-            _, opt.hessian = deriv12(lambda v: model.lme4_deviance(v[:ntheta], v[ntheta:], lp0), x, delta=DERIV_STEP)
-    _check(model, opt, control)
+            opt.gradient_lme4, opt.hessian = deriv12(lambda v: model.lme4_deviance(v[:ntheta], v[ntheta:], lp0), x, delta=DERIV_STEP)
+    _check(model, opt, control, checks=at is None)
     opt.seconds = time.perf_counter() - t0
     model.pirls(opt.theta, opt.beta, joint=model.nAGQ == 0)  # leave the modes at the optimum
     return opt
@@ -204,13 +216,14 @@ def _newton(fun, x, lower, control):
     return x, fx, g, H, it, message, ok
 
 
-def _check(model: GlmmModel, opt: OptSummary, control: GlmerControl) -> None:
-    """lme4's checkConv at (theta, beta): the findings, gradient and Hessian into the record."""
+def _check(model: GlmmModel, opt: OptSummary, control: GlmerControl, checks: bool = True) -> None:
+    """lme4's checkConv at (theta, beta): the findings, gradient and Hessian into the record
+    (``checks`` False: the singular check only, for parameters that are not an optimum)."""
     ntheta = model.lower.size
     x = np.concatenate([opt.theta, opt.beta])
     singular = is_singular(opt.theta, model.lower, control.singular_tol)
     findings = [CheckFinding(Check.BOUNDARY, tol=control.singular_tol)] if singular else []
-    if control.calc_derivs and model.nAGQ > 0:
+    if checks and control.calc_derivs and model.nAGQ > 0:
 
         def fun(v):
             return model.deviance(v[:ntheta], v[ntheta:])
