@@ -18,7 +18,12 @@ FACTORS = {
     "Pastes": ["batch", "cask", "sample"],
     "InstEval": ["s", "d", "dept", "service", "studage", "lectage"],
     "mlbook2": ["schoolnr"],
+    "cbpp": ["herd", "period"],
+    "grouseticks": ["INDEX", "BROOD", "YEAR", "LOCATION"],
+    "VerbAgg": ["item", "id"],
 }
+# compressed in the package (gzip): the large ones
+COMPRESSED = {"VerbAgg"}
 
 
 def names() -> list:
@@ -37,7 +42,8 @@ def _canonical(name: str) -> str:
 
 def path(name: str):
     """Path of a bundled data set's CSV file."""
-    return resources.files("lmmpy.data").joinpath(f"{_canonical(name)}.csv")
+    name = _canonical(name)
+    return resources.files("lmmpy.data").joinpath(f"{name}.csv" + (".gz" if name in COMPRESSED else ""))
 
 
 def load(name: str) -> pd.DataFrame:

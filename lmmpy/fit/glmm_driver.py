@@ -119,6 +119,10 @@ def optimize_glmer(model: GlmmModel, start=None, control=None, at=None) -> OptSu
         model.u = np.zeros(model.q)
         if at is None:
             x, fx, g, H, nit, msg, ok = _newton(fun, x0, lower, control)
+            x, fx, snapped = _to_boundary(fun, x, fx, model.lower, control.singular_tol)
+            if snapped:  # derivatives at the boundary point (lme4's check.boundary, then its derivs)
+                g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
+                msg, ok = "converged at a boundary", True
         else:
             x, fx, msg, ok = x0, fun(x0), "evaluated at the given parameters", True
             g, H = None, None  # not an optimum: no convergence checks; the Hessian for vcov below
@@ -132,7 +136,9 @@ def optimize_glmer(model: GlmmModel, start=None, control=None, at=None) -> OptSu
             # the Hessian lme4 reports, hence its vcov: that of its PIRLS's deviance (see
             # GlmmModel.lme4_deviance); the checks stay on the exact deviance's derivatives
             opt.hessian_exact = H
-            opt.gradient_lme4, opt.hessian = deriv12(lambda v: model.lme4_deviance(v[:ntheta], v[ntheta:], lp0), x, delta=DERIV_STEP)
+            opt.gradient_lme4, opt.hessian = deriv12(
+                lambda v: model.lme4_deviance(v[:ntheta], v[ntheta:], lp0), x, delta=DERIV_STEP
+            )
     _check(model, opt, control, checks=at is None)
     opt.seconds = time.perf_counter() - t0
     model.pirls(opt.theta, opt.beta, joint=model.nAGQ == 0)  # leave the modes at the optimum
@@ -179,7 +185,7 @@ def _newton(fun, x, lower, control):
         g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
         return x, fx, g, H, it, message, ok
     g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
-    fresh = True
+    fresh, lbfgs_done = True, False
     for it in range(1, NEWTON_MAX_ITER + 1):
         if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
             return x, fx, g, H, it, "the deviance's derivatives are not finite", False
@@ -187,11 +193,19 @@ def _newton(fun, x, lower, control):
             np.linalg.cholesky(H)
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:  # not convex here (a boundary, or far away): a quasi-Newton run
-            x, fx, nit, message, ok = _lbfgsb(fun, x, lower, control)
-            g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
-            return x, fx, g, H, it + nit, message, ok
-        if 0.5 * float(g @ step) < 1e-9 * (1.0 + abs(fx)) and np.all(x - step >= lower):
-            break  # the predicted decrease is below rounding: at the optimum
+            if lbfgs_done:
+                g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
+                return x, fx, g, H, it, message, ok
+            x, fx, _, message, ok = _lbfgsb(fun, x, lower, control)
+            lbfgs_done = True
+            g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)  # then Newton again from its result
+            fresh = True
+            continue
+        pred = 0.5 * float(g @ step)
+        if np.all(x - step >= lower) and (
+            pred < 1e-12 * (1.0 + abs(fx)) or (pred < 1e-9 * (1.0 + abs(fx)) and np.max(np.abs(g)) < 1e-4)
+        ):
+            break  # the predicted decrease is below rounding and the gradient small: at the optimum
         t, moved = 1.0, False
         for _ in range(12):
             x1 = np.maximum(x - t * step, lower)
@@ -214,6 +228,20 @@ def _newton(fun, x, lower, control):
     if not fresh:
         g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
     return x, fx, g, H, it, message, ok
+
+
+def _to_boundary(fun, x, fx, theta_lower, tol):
+    """Variance parameters left just above their zero bound (below the singular tolerance) set
+    to it where the deviance is no higher there (lme4's check.boundary): (x, f, changed)."""
+    near = np.flatnonzero((theta_lower == 0) & (x[: theta_lower.size] > 0) & (x[: theta_lower.size] < tol))
+    if not near.size:
+        return x, fx, False
+    x1 = x.copy()
+    x1[near] = 0.0
+    f1 = fun(x1)
+    if f1 <= fx + 1e-10 * (1.0 + abs(fx)):
+        return x1, f1, True
+    return x, fx, False
 
 
 def _check(model: GlmmModel, opt: OptSummary, control: GlmerControl, checks: bool = True) -> None:

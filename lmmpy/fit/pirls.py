@@ -205,8 +205,10 @@ class GlmmModel:
             u, beta, xb, eta, mu, pdev = u_new, beta_new, xb_new, eta_new, mu_new, pdev_new
             if change < self.tol * (0.1 + abs(pdev)):
                 break
-        W, _ = self.working(eta, mu)
-        L = self.pls_factor(theta, W, eta - self.offset)
+        # the factor at the converged weights (its response is the working one: eta - offset
+        # alone lies in the span of X when theta = 0, and the factor would break on it)
+        W, r = self.working(eta, mu)
+        L = self.pls_factor(theta, W, eta - self.offset + r)
         self.u = u
         self.n_evals += 1
         dres = self.dev_resids(mu)
@@ -239,6 +241,12 @@ class GlmmModel:
         return float(np.sum(pd0 - 2.0 * np.log(mult * sd)))
 
     def lme4_deviance(self, theta, beta, eta_start, tol: float = 1e-7) -> float:
+        try:
+            return self._lme4_deviance(theta, beta, eta_start, tol)
+        except (PirlsError, np.linalg.LinAlgError, FloatingPointError):
+            return np.inf
+
+    def _lme4_deviance(self, theta, beta, eta_start, tol: float = 1e-7) -> float:
         """The Laplace deviance as lme4's PIRLS evaluates it, whose finite-difference Hessian
         lme4 reports (and makes vcov from): PIRLS started afresh from the linear predictor
         ``eta_start`` of the nAGQ = 0 stage (lme4's lp0), stopped when pdev changes by less
