@@ -4,6 +4,7 @@ grouping columns are categoricals, as the R packages that ship them define them.
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 
@@ -43,7 +44,13 @@ def _canonical(name: str) -> str:
 def path(name: str):
     """Path of a bundled data set's CSV file."""
     name = _canonical(name)
-    return resources.files("lmmpy.data").joinpath(f"{name}.csv" + (".gz" if name in COMPRESSED else ""))
+    file = f"{name}.csv" + (".gz" if name in COMPRESSED else "")
+    found = resources.files("lmmpy.data").joinpath(file)
+    if not found.is_file():  # a source tree run beside another install of lmmpy.data: its own data/
+        local = Path(__file__).resolve().parent.parent / "data" / file
+        if local.is_file():
+            return local
+    return found
 
 
 def load(name: str) -> pd.DataFrame:
