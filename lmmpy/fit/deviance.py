@@ -16,6 +16,7 @@ subtracted from y.
 from __future__ import annotations
 
 import copy
+import weakref
 
 import numpy as np
 import scipy.linalg as sla
@@ -38,6 +39,13 @@ FACTOR_CACHE_SIZE = 4  # owned factors kept by LmmModel.factor (an optimum and a
 def ml_deviance(L: BlockedCholesky, n: int, log_w_sum: float = 0.0) -> float:
     """The profiled ML deviance log|L_theta|^2 + n (1 + log(2 pi r^2 / n)) - sum(log w)."""
     return L.logdet_L2 + n * (1.0 + LOG2PI + np.log(L.pwrss / n)) - log_w_sum
+
+
+def ml_deviance_at(L: BlockedCholesky, n: int, sigma2: float, log_w_sum: float = 0.0) -> float:
+    """The ML deviance at a given residual variance, not profiled over it (lme4's devfun2):
+    D(theta, sigma^2) = log|L_theta|^2 + pwrss / sigma^2 + n log(2 pi sigma^2) - sum(log w),
+    which :func:`ml_deviance` is at its minimum over sigma^2 (pwrss / n)."""
+    return L.logdet_L2 + L.pwrss / sigma2 + n * (LOG2PI + np.log(sigma2)) - log_w_sum
 
 
 def reml_criterion(L: BlockedCholesky, n: int, p: int, log_w_sum: float = 0.0) -> float:
@@ -108,14 +116,16 @@ class LmmModel:
         self._L_theta = None
         self._factors = {}  # theta's bytes -> an owned factor (LmmModel.factor), oldest first
         self._gradient_cache = None  # (working factor, REML) -> (d log-determinants, d pwrss)
-        self._variants = [self]  # this model and its with_reml twins: they share the cross-products
+        # weak references to this model and its with_reml twins, which share the cross-products
+        # (a strong self-reference would keep every model alive until the cyclic collector runs)
+        self._variants = [weakref.ref(self)]
         self.n_evals = 0
 
     def with_reml(self, REML: bool) -> "LmmModel":
         """This model with the other criterion (REML or ML): the same cross-products (shared,
         so set_response on either is seen by both), its own working factor and caches."""
         REML = bool(REML)
-        for m in self._variants:
+        for m in self._live_variants():
             if m.REML == REML:
                 return m
         if self.q_tail:
@@ -124,12 +134,25 @@ class LmmModel:
         twin.REML = REML
         twin._work, twin._factors, twin._gradient_cache = {}, {}, None
         twin.L, twin._L_theta = None, None
-        self._variants.append(twin)
+        self._variants.append(weakref.ref(twin))
         return twin
+
+    def __getstate__(self) -> dict:
+        # weak references do not pickle (bootstrap workers get the model): a copy is on its own
+        state = dict(self.__dict__)
+        del state["_variants"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._variants = [weakref.ref(self)]
+
+    def _live_variants(self) -> list:
+        return [m for m in (ref() for ref in self._variants) if m is not None]
 
     def _invalidate(self):
         """Forget every factor of this model and its twins (the cross-products changed)."""
-        for m in self._variants:
+        for m in self._live_variants():
             m.L, m._L_theta, m._gradient_cache = None, None, None
             m._factors = {}
 

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..formula.design import Design
+from ..formula.theta_layout import tril_positions
 from .deviance import LmmModel
 from .status import FitNote, FitStatus, Note
 
@@ -96,12 +97,7 @@ class ColumnScaling:
     @property
     def theta_factor(self) -> np.ndarray:
         """c with theta_internal = c * theta: each template entry times its row's d."""
-        out = []
-        for d in self.z:
-            k = d.size
-            for j in range(k):  # lme4's order: the lower triangle column by column
-                out.extend(d[j:])
-        return np.array(out)
+        return np.array([d[row] for d in self.z for row, _ in tril_positions(d.size)])
 
     def theta_to_internal(self, theta):
         return np.asarray(theta, dtype=float) * self.theta_factor

@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import LmmError
+from ..formula.theta_layout import tril_positions
 
 MAX_N = 3000
 
@@ -39,15 +40,14 @@ def _G_matrices(fit, zscales):
     Gs, gammas, factors = [], [], []
     for t, S, d in zip(design.reterms, fit.covariances, zscales):
         Z = t.Z().toarray() / np.tile(d, t.nlevels)
-        for j in range(t.k):
-            for i in range(j, t.k):
-                E = np.zeros((t.k, t.k))
-                E[i, j] = E[j, i] = 1.0
-                Zi = Z.reshape(design.n, t.nlevels, t.k)
-                A = np.einsum("nla,ab,mlb->nm", Zi, E, Zi)
-                Gs.append(A)
-                gammas.append(S[i, j] * d[i] * d[j])
-                factors.append(d[i] * d[j])
+        for i, j in tril_positions(t.k):
+            E = np.zeros((t.k, t.k))
+            E[i, j] = E[j, i] = 1.0
+            Zi = Z.reshape(design.n, t.nlevels, t.k)
+            A = np.einsum("nla,ab,mlb->nm", Zi, E, Zi)
+            Gs.append(A)
+            gammas.append(S[i, j] * d[i] * d[j])
+            factors.append(d[i] * d[j])
     w = design.weights
     Gs.append(np.diag(1.0 / w) if w is not None else np.eye(design.n))
     gammas.append(fit.sigma**2)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..formula.theta_layout import tril_positions
+from ..results.varcorr import sd_corr
+
 
 def ran_par_names(fit, old_names: bool = False) -> list:
     """lme4's names of the variance parameters, in lme4's order: with ``old_names`` (lme4's
@@ -19,9 +22,8 @@ def ran_par_names(fit, old_names: bool = False) -> list:
         return [f".sig{i + 1:02d}" for i in range(fit.theta.size)] + [".sigma"]
     out = []
     for t in fit.design.reterms:
-        for j in range(t.k):
-            for i in range(j, t.k):
-                out.append(f"sd_{t.cnames[i]}|{t.group}" if i == j else f"cor_{t.cnames[i]}.{t.cnames[j]}|{t.group}")
+        for i, j in tril_positions(t.k):
+            out.append(f"sd_{t.cnames[i]}|{t.group}" if i == j else f"cor_{t.cnames[i]}.{t.cnames[j]}|{t.group}")
     return out + ["sigma"]
 
 
@@ -29,9 +31,7 @@ def parameter_vector(fit) -> pd.Series:
     """The parameters under lme4's names: sd_x|g, cor_x.y|g per term, sigma, fixed effects."""
     vals = []
     for t, S in zip(fit.design.reterms, fit.covariances):
-        sd = np.sqrt(np.diag(S))
-        for j in range(t.k):
-            for i in range(j, t.k):
-                vals.append(sd[i] if i == j else (S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan))
+        sd, corr = sd_corr(S)
+        vals.extend(sd[i] if i == j else corr[i, j] for i, j in tril_positions(t.k))
     vals.append(fit.sigma)
     return pd.Series(np.concatenate([vals, fit.fixef.to_numpy()]), index=ran_par_names(fit) + list(fit.fixef.index))

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 from scipy import interpolate, optimize, stats
 
-from ..fit.deviance import LOG2PI, LmmModel
+from ..fit.deviance import LmmModel, ml_deviance_at
 from ..fit.gradient import profiled_gradient
 from ..linalg.threads import with_fit_blas_threads
 from .parameters import parameter_vector, ran_par_names
@@ -132,7 +132,7 @@ def _sigma_slice(model, theta_hat, sigma_hat):
             return np.inf, np.zeros_like(x)
         L = model.L
         g_logdet, g_pwrss = profiled_gradient(model, parts=True)
-        f = L.logdet_L2 + L.pwrss / v**2 + n * (LOG2PI + 2.0 * np.log(v)) - lw
+        f = ml_deviance_at(L, n, v**2, lw)
         return f, g_logdet + g_pwrss / v**2
 
     return _Slice("sigma", sigma_hat, 0.0, np.inf, 0.01 * sigma_hat, theta_hat.copy(), fg, lambda v: lower)
@@ -160,7 +160,7 @@ def _sd_slice(model, theta_hat, sd_hat, sigma_hat, row_slots, unit):
             return np.inf, np.zeros_like(x)
         L = model.L
         g_logdet, g_pwrss = profiled_gradient(model, parts=True)
-        f = L.logdet_L2 + L.pwrss * s / v**2 + n * (LOG2PI + np.log(v**2 / s)) - lw
+        f = ml_deviance_at(L, n, v**2 / s, lw)  # sigma^2 = v^2 / s
         g = g_logdet + (s / v**2) * g_pwrss
         g[rows] += (L.pwrss / v**2 - n / s) * 2.0 * x[rows]
         return f, g

@@ -23,21 +23,6 @@ import pandas as pd
 import scipy.linalg as sla
 from scipy import stats
 
-from ..fit.deviance import LOG2PI
-
-
-def _deviance_vp(model, reml):
-    n, p = model.n, model.p
-
-    def f(vp):
-        theta, sigma = vp[:-1], vp[-1]
-        L = model.factor(theta)
-        m = n - p if reml else n
-        val = L.logdet_L2 + m * (LOG2PI + 2 * np.log(sigma)) + L.pwrss / sigma**2 - model.log_w_sum
-        return val + (L.logdet_RX2 if reml else 0.0)
-
-    return f
-
 
 def _deviance_vp_gradient(model, reml):
     """The gradient of d(theta, sigma) in (theta, sigma)."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 
-import numpy as np
 import pandas as pd
 
 from ..errors import LmmError
+from ..formula.theta_layout import tril_positions
+from ..results.varcorr import sd_corr
 
 
 def tidy(fit, effects: str = "fixed") -> pd.DataFrame:
@@ -30,14 +30,12 @@ def tidy(fit, effects: str = "fixed") -> pd.DataFrame:
     if effects == "ran_pars":
         rows = []
         for t, S in zip(fit.design.reterms, fit.covariances):
-            sd = np.sqrt(np.diag(S))
-            for j in range(t.k):
-                for i in range(j, t.k):
-                    if i == j:
-                        rows.append((t.group, f"sd__{t.cnames[i]}", sd[i]))
-                    else:
-                        r = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else math.nan
-                        rows.append((t.group, f"cor__{t.cnames[j]}.{t.cnames[i]}", r))
+            sd, corr = sd_corr(S)
+            for i, j in tril_positions(t.k):
+                if i == j:
+                    rows.append((t.group, f"sd__{t.cnames[i]}", sd[i]))
+                else:
+                    rows.append((t.group, f"cor__{t.cnames[j]}.{t.cnames[i]}", corr[i, j]))
         if not generalized or fit._residual_sd is not None:  # no residual sd without a dispersion
             rows.append(("Residual", "sd__Observation", fit.sigma))
         return pd.DataFrame(rows, columns=["group", "term", "estimate"]).assign(effect="ran_pars")[

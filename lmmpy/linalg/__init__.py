@@ -1,0 +1,1 @@
+"""The linear-algebra layer: the blocked Cholesky factor, weighted Gram matrices, BLAS threads."""

@@ -30,7 +30,7 @@ from .rformat import (
     signif_stars,
     zapsmall,
 )
-from .varcorr import make_unique
+from .varcorr import make_unique, sd_corr
 
 DIGITS = 4  # lme4: max(3, getOption("digits") - 3)
 COR_MAX = 12  # getOption("lme4.summary.cor.max")
@@ -246,9 +246,7 @@ def re_groups(reterms, covariances) -> list:
     """Per term: (unique group name, column names, standard deviations, correlation matrix)."""
     out = []
     for g, t, S in zip(make_unique([t.group for t in reterms]), reterms, covariances):
-        sd = np.sqrt(np.diag(S))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = S / np.outer(sd, sd)
+        sd, corr = sd_corr(S)
         out.append((g, list(t.cnames), sd, corr))
     return out
 
