@@ -39,6 +39,9 @@ def _params(ids):
 
 
 ALL = list(SPEC.index)
+# the VerbAgg random-slope model's full fit takes minutes here: its fit against lme4 is checked by
+# ../shared/tools/check_glmm.py (and bench/), its numbers at lme4's estimates below
+FIT_IDS = [m for m in ALL if m != "verbagg_binomial_slope"]
 AT_LME4 = [m for m in ALL if int(SPEC.loc[m, "nAGQ"]) != 0 and m not in NOT_YET]
 EXACT_SUMMARY = ["cbpp_binomial_laplace", "cbpp_binomial_agq25", "cbpp_proportion_weights", "cbpp_binomial_probit"]
 
@@ -47,7 +50,7 @@ def close(x, y, rel, absol=0.0):
     return abs(x - y) <= max(absol, rel * abs(y))
 
 
-@pytest.mark.parametrize("model_id", _params(ALL))
+@pytest.mark.parametrize("model_id", _params(FIT_IDS))
 def test_fit_matches_lme4(model_id):
     ref = reference(model_id)
     fit, _ = fitted(model_id)
