@@ -18,7 +18,7 @@ import pytest
 
 from glmm_refs import SPEC, at_lme4, fitted, reference
 
-SLOW = {"verbagg_binomial_crossed", "verbagg_binomial_slope"}
+SLOW = {"verbagg_binomial_slope"}  # ~40 s at lme4's estimates (its Hessian: 162 deviances)
 # lmmpy does not reach lme4's optimum (or a better one) here yet: Gamma's dispersion, and
 # binomial random slopes on badly scaled covariates (lme4 itself warns or stops on both)
 NOT_YET = {
@@ -39,9 +39,9 @@ def _params(ids):
 
 
 ALL = list(SPEC.index)
-# the VerbAgg random-slope model's full fit takes minutes here: its fit against lme4 is checked by
-# ../shared/tools/check_glmm.py (and bench/), its numbers at lme4's estimates below
-FIT_IDS = [m for m in ALL if m != "verbagg_binomial_slope"]
+# the VerbAgg full fits take 0.5-2 minutes here: their fits against lme4 are checked by
+# ../shared/tools/check_glmm.py (and bench/glmm_benchmark.py), their numbers at lme4's estimates below
+FIT_IDS = [m for m in ALL if not m.startswith("verbagg_")]
 AT_LME4 = [m for m in ALL if int(SPEC.loc[m, "nAGQ"]) != 0 and m not in NOT_YET]
 EXACT_SUMMARY = ["cbpp_binomial_laplace", "cbpp_binomial_agq25", "cbpp_proportion_weights", "cbpp_binomial_probit"]
 
@@ -96,10 +96,10 @@ def test_at_lme4_estimates(model_id):
     for name, v in ref["se"].items():
         assert close(fit.se[name], v, 2e-3), name
         assert close(fit.zvalues[name], ref["zvalue"][name], 2e-3), name
-    # lme4's criterion there is that of its PIRLS (stopped at 1e-7): lmmpy's converged one is
-    # the same to 1e-3 and never above it
+    # lme4's criterion there is that of its PIRLS (stopped at 1e-7, log|L|^2 one step behind):
+    # lmmpy's converged one is never above it, and below by at most 1e-2 (6e-3 on VerbAgg's slope model)
     assert -2.0 * fit.loglik <= ref["deviance_minus2loglik"] + 1e-6
-    assert -2.0 * fit.loglik >= ref["deviance_minus2loglik"] - 1e-3
+    assert -2.0 * fit.loglik >= ref["deviance_minus2loglik"] - 1e-2
 
 
 @pytest.mark.parametrize("model_id", EXACT_SUMMARY)
