@@ -49,7 +49,9 @@ class GlmerControl(LmerControl):
     def coerce(cls, control) -> "GlmerControl":
         if isinstance(control, LmerControl) and not isinstance(control, cls):
             return cls(**{k: getattr(control, k) for k in LmerControl.__dataclass_fields__})
-        return super().coerce(control)
+        out = super().coerce(control)
+        assert isinstance(out, cls)
+        return out
 
 
 def _central_gradient(fun, x, fx, step=FD_STEP):

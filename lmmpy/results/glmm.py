@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import warnings
 from functools import cached_property
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -61,7 +62,8 @@ class FittedGlmm(FittedMixedModel):
             self.sigma = math.sqrt(pwrss / self.nobs)
         else:
             self.sigma = 1.0
-        self.vcov_warning = None
+        self.vcov_warning: Optional[str] = None
+        self.vcov_source = "hessian"
 
     @property
     def _factor(self):
@@ -190,7 +192,7 @@ class FittedGlmm(FittedMixedModel):
                 f"icc() is defined on the latent scale of a binomial model with a logit, probit or "
                 f"cloglog link, not of the {self.family.family} family with the {link} link"
             )
-        taus = {}
+        taus: dict = {}
         for t, S in zip(self.design.reterms, self.covariances):
             if "(Intercept)" in t.cnames:
                 i = t.cnames.index("(Intercept)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ class GlmmSummary(Summary):
     family: str = "binomial"
     link: str = "logit"
     nAGQ: int = 1
-    residual_sd: float = None  # the Residual row's sigma (families with a dispersion), else None
+    residual_sd: Optional[float] = None  # the Residual row's sigma (families with a dispersion), else None
 
     @classmethod
     def from_fit(cls, fit, ddf=None) -> "GlmmSummary":

@@ -85,7 +85,7 @@ class FittedMixedModel:
 
     @property
     def ngrps(self) -> dict:
-        out = {}
+        out: dict = {}
         for t in self.design.reterms:
             out.setdefault(t.group, t.nlevels)
         return out
@@ -165,7 +165,7 @@ class FittedMixedModel:
 
     def ranef_condvar(self) -> dict:
         """group -> list per term of (levels, k, k) conditional covariance arrays."""
-        out = {}
+        out: dict = {}
         for t, v in zip(self.design.reterms, self._condvar_terms):
             out.setdefault(t.group, []).append(v)
         return out
@@ -210,7 +210,7 @@ class FittedMixedModel:
 def ranef_frames(terms, arrays) -> dict:
     """Gather per-term arrays (levels x k) into one DataFrame per grouping factor, as
     lme4's ranef() does for ``(1 | g) + (0 + x | g)``."""
-    out = {}
+    out: dict = {}
     for t, a in zip(terms, arrays):
         df = pd.DataFrame(a, index=pd.Index(t.levels, name=t.group), columns=t.cnames)
         out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
