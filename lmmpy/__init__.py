@@ -13,7 +13,10 @@ from .fit.glmm_driver import GlmerControl
 from .glmerfit import GlmerFit
 from .inference.lrt import LRTResult, anova
 from .inference.tidy import tidy
+from .inference.emmeans import EmmContrasts, EmmGrid, emmeans
+from .inference.r2 import R2Nakagawa, r2_nakagawa
 from .lmerfit import LmerFit
+from .daskfit import DaskLmerFit
 from .results.model import ConvergenceWarning, SingularFitWarning
 
 try:
@@ -25,6 +28,11 @@ __all__ = [
     "anova",
     "LRTResult",
     "tidy",
+    "emmeans",
+    "EmmGrid",
+    "EmmContrasts",
+    "r2_nakagawa",
+    "R2Nakagawa",
     "LmerControl",
     "RankDeficientWarning",
     "lmer",
@@ -41,6 +49,7 @@ __all__ = [
     "GlmerFit",
     "GlmerControl",
     "families",
+    "DaskLmerFit",
     "LmmError",
     "FormulaError",
     "DataError",

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .errors import LmmError
+
+if TYPE_CHECKING:  # importlib.abc's until 3.11, importlib.resources.abc's after
+    from importlib.abc import Traversable
 
 # data set -> its grouping (factor) columns
 FACTORS = {
@@ -27,7 +31,7 @@ FACTORS = {
 COMPRESSED = {"VerbAgg"}
 
 
-def names() -> list:
+def names() -> list[str]:
     """Names of the bundled data sets."""
     return sorted(FACTORS)
 
@@ -41,7 +45,7 @@ def _canonical(name: str) -> str:
     raise LmmError(f"no bundled data set {name!r}; the bundled ones are: {', '.join(names())}")
 
 
-def path(name: str):
+def path(name: str) -> Traversable | Path:
     """Path of a bundled data set's CSV file."""
     name = _canonical(name)
     file = f"{name}.csv" + (".gz" if name in COMPRESSED else "")

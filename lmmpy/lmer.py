@@ -9,16 +9,31 @@ mk_lmer_fit(model, opt)         -> LmerFit       (estimates, summary, ...)
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
 from .errors import require_bool
 from .fit.checks import LmerControl
 from .fit.deviance import LmmModel
+from .fit.optimize import OptSummary
 from .fit.driver import _check, optimize_lmer  # noqa: F401 (the chain's third step; _check for tests)
 from .formula.design import Design, build_design, caller_env, check_env
 from .linalg.threads import blas_threads_for_fit, dense_tail_order
+from .daskfit import DaskLmerFit
+from .fit.partitions import is_dask_frame, partitioned_model
 from .lmerfit import LmerFit
 
 
-def lformula(formula, data, factors=(), weights=None, offset=None, env=None) -> Design:
+def lformula(
+    formula: str,
+    data: pd.DataFrame,
+    factors: Sequence[str] = (),
+    weights: Any = None,
+    offset: Any = None,
+    env: Mapping | None = None,
+) -> Design:
     """Parse an lme4 formula and build y, X and the random-effects terms from ``data``.
     ``env``: the formula's environment (default: the caller's variables; see :func:`lmer`)."""
     env = caller_env(1) if env is None else check_env(env)
@@ -30,24 +45,24 @@ def mk_lmer_devfun(design: Design, REML: bool = True) -> LmmModel:
     return LmmModel(design, REML=require_bool("REML", REML))
 
 
-def mk_lmer_fit(model: LmmModel, opt, data_name: str = "data") -> LmerFit:
+def mk_lmer_fit(model: LmmModel, opt: OptSummary, data_name: str = "data") -> LmerFit:
     return LmerFit(model, opt, data_name=data_name, optimize=optimize_lmer)  # refit fits as lmer does
 
 
 def lmer(
     formula: str,
-    data,
+    data: pd.DataFrame,
     REML: bool = True,
     *,
-    weights=None,
-    offset=None,
-    factors=(),
-    start=None,
+    weights: Any = None,
+    offset: Any = None,
+    factors: Sequence[str] = (),
+    start: Any = None,
     method: str = "optimizer",
     optimizer: str = "auto",
-    control=None,
+    control: LmerControl | dict | None = None,
     data_name: str = "data",
-    env=None,
+    env: Mapping | None = None,
 ) -> LmerFit:
     """Fit a linear mixed model given by an lme4 formula, e.g.
     ``lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)``.
@@ -60,7 +75,10 @@ def lmer(
         (``log(y) - 1 ~ I(x > 4) + poly(x, 2) + offset(o)``; the R functions lmmpy knows are
         listed in :mod:`lmmpy.formula.rlang`).
     data : pandas DataFrame (not modified); rows with missing values in the model's
-        variables are dropped and counted.
+        variables are dropped and counted.  Or a Dask DataFrame, for data larger than memory:
+        each partition is reduced to the model's cross-products where it is, on the active
+        Dask scheduler (``weights`` and ``offset`` then name columns); the fit is a
+        :class:`lmmpy.daskfit.DaskLmerFit`.
     REML : REML (default) or maximum likelihood.
     weights : prior weights (a column name or one value per row): the residual variance of
         row i is sigma^2 / w_i, as in lme4.
@@ -86,6 +104,14 @@ def lmer(
     control = LmerControl.coerce(control)
     # the BLAS threads: one for building the design (its calls are small), then sized to the
     # model (lmmpy.linalg.threads) once for the set-up, the fit and its results
+    if is_dask_frame(data):  # the partitions reduced to the cross-products where they are
+        with blas_threads_for_fit(0, control.blas_threads):
+            model = partitioned_model(data, formula, REML, weights=weights, offset=offset, factors=factors, env=env)
+        with blas_threads_for_fit(dense_tail_order(model.sizes, model.p), control.blas_threads):
+            opt = optimize_lmer(model, start=start, optimizer=optimizer, method=method, control=control)
+            dask_fit = DaskLmerFit(model, opt, data, data_name=data_name, optimize=optimize_lmer)
+        dask_fit._warn()
+        return dask_fit
     with blas_threads_for_fit(0, control.blas_threads):
         design = lformula(formula, data, factors=factors, weights=weights, offset=offset, env=env)
     sizes = [(t.nlevels, t.k) for t in design.reterms]

@@ -12,13 +12,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from .errors import LmmError
+from .formula.design import ReTerm
+from .results.model import FittedLmm
+
+# matplotlib is treated as untyped (pyproject's [tool.mypy]): Axes and pyplot are Any here
 
 
-def _plt():
+def _plt() -> Any:
     try:
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover
@@ -26,11 +33,11 @@ def _plt():
     return plt
 
 
-def _axes(ax):
+def _axes(ax: Any) -> Any:
     return ax if ax is not None else _plt().subplots()[1]
 
 
-def _term(fit, group, column):
+def _term(fit: FittedLmm, group: str | None, column: str | None) -> tuple[ReTerm, int, np.ndarray, np.ndarray]:
     """The random-effects term of ``group`` (default: the first) holding ``column``
     (default: its first column): (term, column index, modes, conditional SDs)."""
     terms = fit.design.reterms
@@ -43,7 +50,9 @@ def _term(fit, group, column):
     raise LmmError(f"no random effect {column or ''} for {group!r}; the model has: {known}")
 
 
-def caterpillar(fit, group=None, column=None, level: float = 0.95, ax=None):
+def caterpillar(
+    fit: FittedLmm, group: str | None = None, column: str | None = None, level: float = 0.95, ax: Any = None
+) -> Any:
     """Conditional modes of one random effect, sorted, with +- z * conditional SD."""
     t, j, b, sd = _term(fit, group, column)
     order = np.argsort(b)
@@ -59,7 +68,9 @@ def caterpillar(fit, group=None, column=None, level: float = 0.95, ax=None):
     return ax
 
 
-def qq(fit, which: str = "residuals", group=None, column=None, ax=None):
+def qq(
+    fit: FittedLmm, which: str = "residuals", group: str | None = None, column: str | None = None, ax: Any = None
+) -> Any:
     """Normal quantile plot of the scaled residuals, or (``which="ranef"``) of one term's
     conditional modes, with the line through the quartiles."""
     if which == "residuals":
@@ -82,7 +93,7 @@ def qq(fit, which: str = "residuals", group=None, column=None, ax=None):
     return ax
 
 
-def residuals(fit, ax=None):
+def residuals(fit: FittedLmm, ax: Any = None) -> Any:
     """Residuals (response scale) against fitted values."""
     ax = _axes(ax)
     ax.plot(fit.fitted.to_numpy(), fit.residuals().to_numpy(), "o", ms=3)
@@ -92,7 +103,7 @@ def residuals(fit, ax=None):
     return ax
 
 
-def shrinkage(fit, group=None, ax=None):
+def shrinkage(fit: FittedLmm, group: str | None = None, ax: Any = None) -> Any:
     """Per-group least-squares estimates of a term's coefficients (each group's own
     regression of y on the term's columns) against the model's: fixed effect plus
     conditional mode.  Two columns (intercept and slope): arrows from the group's own
@@ -130,7 +141,7 @@ def shrinkage(fit, group=None, ax=None):
     return ax
 
 
-def profile(fit, prof=None, axes=None, level: float = 0.95):
+def profile(fit: Any, prof: pd.DataFrame | None = None, axes: Any = None, level: float = 0.95) -> Any:
     """lme4's profile plot: zeta against each parameter, with the +- z(level) lines where the
     profile interval ends.  ``prof``: the output of ``fit.profile()`` (computed if None)."""
     plt = _plt()

@@ -22,7 +22,11 @@ LAYERS = [
     ["lmmpy.fit"],
     ["lmmpy.results"],  # the fitted model: estimates, varcorr, ranef, printing helpers
     ["lmmpy.inference"],  # tests, intervals, df, prediction, refits of a fitted model
-    ["lmmpy.lmerfit", "lmmpy.glmerfit"],  # the fits users get: results + the inference methods
+    [
+        "lmmpy.lmerfit",
+        "lmmpy.daskfit",
+        "lmmpy.glmerfit",
+    ],  # the fits users get: results + the inference methods (pandas, Dask data; glmer)
     ["lmmpy.mixedml", "lmmpy.plot"],
     ["lmmpy.lmer", "lmmpy.glmer"],  # the API: lme4's chain, lmer() and glmer()
     ["lmmpy.compare"],  # fits with lmer, then with statsmodels

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,9 @@ from ..errors import LmmError
 from ..fit.em import psd_lower_factor, theta_from_templates
 from ..formula.design import to_formulaic
 from ..formula.parser import deparse, parse
+from ..formula.design import ReTerm
 from ..lmer import lmer
+from ..lmerfit import LmerFit
 
 
 @dataclass
@@ -46,7 +49,7 @@ def _col(group: str) -> str:
     return "__" + "".join(c if c.isalnum() else "_" for c in group) + "__"
 
 
-def group_columns(fit) -> pd.DataFrame:
+def group_columns(fit: LmerFit) -> pd.DataFrame:
     """The grouping factors' level labels, one column per factor, as lmmpy coded them."""
     out = pd.DataFrame(index=range(fit.design.n))
     for t in fit.design.reterms:
@@ -54,11 +57,11 @@ def group_columns(fit) -> pd.DataFrame:
     return out
 
 
-def _nested_in(data, inner, outer) -> bool:
+def _nested_in(data: pd.DataFrame, inner: str, outer: str) -> bool:
     return bool((data.groupby(_col(inner), observed=True)[_col(outer)].nunique() <= 1).all())
 
 
-def translate(fit, max_crossed_columns: int = 2000) -> Translation:
+def translate(fit: LmerFit, max_crossed_columns: int = 2000) -> Translation:
     """How MixedLM expresses the fitted model's random effects, or an LmmError saying why not."""
     terms = fit.design.reterms
     frame = group_columns(fit)
@@ -66,7 +69,7 @@ def translate(fit, max_crossed_columns: int = 2000) -> Translation:
     names = list(dict.fromkeys(groups))
     intercept_only = [t.cnames == ["(Intercept)"] for t in terms]
 
-    def rhs(t):
+    def rhs(t: ReTerm) -> str:
         text = to_formulaic(parse(t.lhs))
         if "(Intercept)" in t.cnames or text.replace(" ", "").startswith(("0+", "-1+")):
             return text
@@ -147,7 +150,7 @@ class Comparison:
         """statsmodels stopped where the criterion is higher than lmmpy's optimum."""
         return self.criterion_at_statsmodels > self.criterion_lmmpy + self.tol
 
-    def __str__(self):
+    def __str__(self) -> str:
         with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 120):
             text = self.table.to_string()
         t = self.translation
@@ -163,11 +166,11 @@ class Comparison:
         )
         return head + text + flag
 
-    def _repr_html_(self):
+    def _repr_html_(self) -> str:
         return self.table.to_html()
 
 
-def compare_fit(fit, max_crossed_columns: int = 2000, **fit_kwargs) -> Comparison:
+def compare_fit(fit: LmerFit, max_crossed_columns: int = 2000, **fit_kwargs: Any) -> Comparison:
     """Fit the model of ``fit`` with MixedLM and put both side by side."""
     from statsmodels.regression.mixed_linear_model import MixedLM
 
@@ -221,7 +224,9 @@ def compare_fit(fit, max_crossed_columns: int = 2000, **fit_kwargs) -> Compariso
     return Comparison(table, tr, fit.objective, -2 * float(res.llf), at_sm)
 
 
-def statsmodels(formula: str, data, REML: bool = True, max_crossed_columns: int = 2000, **kwargs) -> Comparison:
+def statsmodels(
+    formula: str, data: pd.DataFrame, REML: bool = True, max_crossed_columns: int = 2000, **kwargs: Any
+) -> Comparison:
     """Fit ``formula`` with lmmpy and with statsmodels' MixedLM (where MixedLM can express it)
     and return the side-by-side :class:`Comparison`."""
     fit = lmer(formula, data, REML=REML)

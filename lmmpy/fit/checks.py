@@ -42,7 +42,7 @@ class LmerControl:
     singular_tol: float = SINGULAR_TOL  # check.conv.singular tol
     restart_edge: bool = True
     fallback_em: bool = True  # refit by EM when the optimizer fails
-    optimizer_options: dict = None  # passed to scipy.optimize.minimize
+    optimizer_options: dict | None = None  # passed to scipy.optimize.minimize
     # BLAS threads of the fit: None, lmmpy's rule (lmmpy.linalg.threads); k, k threads;
     # "inherit", BLAS as the process has it
     blas_threads: object = None
@@ -64,7 +64,7 @@ class LmerControl:
         raise LmmError(f"control must be an LmerControl or a dict, not {type(control).__name__}")
 
 
-def deriv12(fun, x, delta: float = 1e-4, fx: float = None):
+def deriv12(fun, x, delta: float = 1e-4, fx: float | None = None):
     """Central finite-difference gradient and Hessian of ``fun`` at ``x`` (lme4's deriv12)."""
     x = np.asarray(x, dtype=float)
     nx = x.size

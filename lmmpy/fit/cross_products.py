@@ -35,10 +35,10 @@ class WeightedRows:
     """The rows behind the products with y: Z_1, Z_t and X scaled by sqrt(w), and the offset."""
 
     Z1: sp.csc_matrix
-    Zt: sp.csc_matrix  # None for a model with one term
+    Zt: sp.csc_matrix | None  # None for a model with one term
     Xw: np.ndarray
-    sqrt_w: np.ndarray  # None for no weights
-    offset: np.ndarray  # None for none
+    sqrt_w: np.ndarray | None  # None for no weights
+    offset: np.ndarray | None  # None for none
 
     def weighted_response(self, y) -> np.ndarray:
         y = np.asarray(y, dtype=float)
@@ -56,7 +56,7 @@ class CrossProducts:
     At1_xy: np.ndarray
     Att_zz: sp.csr_matrix
     Att: np.ndarray
-    rows: WeightedRows = None
+    rows: WeightedRows | None = None
 
     @property
     def q_tail(self) -> int:

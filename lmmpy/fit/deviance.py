@@ -64,7 +64,7 @@ class LmmModel:
     hot loop, one reused work buffer, ``L`` valid until the next evaluation) and
     :meth:`factor` (an owned factor, cached by theta, that no later evaluation changes)."""
 
-    def __init__(self, design: Design, REML: bool = True, cross_products: CrossProducts = None):
+    def __init__(self, design: Design, REML: bool = True, cross_products: CrossProducts | None = None):
         """The model of ``design``; its cross-products computed from the rows unless given."""
         cp = CrossProducts.from_design(design) if cross_products is None else cross_products
         w = design.weights
@@ -77,7 +77,7 @@ class LmmModel:
             float(np.log(w).sum()) if w is not None else 0.0,
             REML,
         )
-        self.design = design
+        self.design: Design | None = design  # None: built from cross-products alone
 
     @classmethod
     def from_cross_products(
@@ -106,16 +106,18 @@ class LmmModel:
         self.tail_scalar = all(k == 1 for k in self.ks[1:])
         self._at1_rows = np.repeat(np.arange(self.At1_z.shape[0]), np.diff(self.At1_z.indptr))
         self._empty_lt1 = sp.csr_matrix((0, l1 * k1))
-        self._gram = None
-        self._schur_values = (None, None)  # (T_1's bytes, the gram's values) of the last update
-        self._gram_flat = {}  # leading dimension -> flat positions of the gram's entries
-        self._work = {}
+        self._gram: WeightedGram | None = None
+        # (T_1's bytes, the gram's values) of the last update
+        self._schur_values: tuple[bytes | None, np.ndarray | None] = (None, None)
+        self._gram_flat: dict[int, np.ndarray] = {}  # leading dimension -> flat positions of the gram's entries
+        self._work: dict[str, np.ndarray] = {}
         self.lower = lower
         self.theta = self.theta_start()
-        self.L = None  # the working factor: at _L_theta, valid until the next update
-        self._L_theta = None
-        self._factors = {}  # theta's bytes -> an owned factor (LmmModel.factor), oldest first
-        self._gradient_cache = None  # (working factor, REML) -> (d log-determinants, d pwrss)
+        self.L: BlockedCholesky | None = None  # the working factor: at _L_theta, valid until the next update
+        self._L_theta: np.ndarray | None = None
+        # theta's bytes -> an owned factor (LmmModel.factor), oldest first
+        self._factors: dict[bytes, BlockedCholesky] = {}
+        self._gradient_cache: tuple | None = None  # (working factor, REML) -> (d log-determinants, d pwrss)
         # weak references to this model and its with_reml twins, which share the cross-products
         # (a strong self-reference would keep every model alive until the cyclic collector runs)
         self._variants = [weakref.ref(self)]
@@ -134,6 +136,7 @@ class LmmModel:
         twin.REML = REML
         twin._work, twin._factors, twin._gradient_cache = {}, {}, None
         twin.L, twin._L_theta = None, None
+        twin._variants = self._variants  # one list for all twins (copy.copy went through __setstate__)
         self._variants.append(weakref.ref(twin))
         return twin
 
@@ -304,7 +307,7 @@ class LmmModel:
         """Recompute the working factor ``L`` for the current theta (the optimizer's hot loop:
         its tail lives in a work buffer that the next evaluation overwrites, so ``L`` is valid
         only until then; :meth:`factor` hands out factors that stay valid)."""
-        if self.L is not None and np.array_equal(self._L_theta, self.theta):
+        if self.L is not None and self._L_theta is not None and np.array_equal(self._L_theta, self.theta):
             return self  # L is that of this theta already
         N = self.Att.shape[0]
         self.L = self._factorize(self.theta, self.work_buffer("Ott", (N, N)) if self.q_tail else None)
@@ -322,7 +325,7 @@ class LmmModel:
         key = theta.tobytes()
         L = self._factors.pop(key, None)
         if L is None:
-            if self.L is not None and np.array_equal(self._L_theta, theta):
+            if self.L is not None and self._L_theta is not None and np.array_equal(self._L_theta, theta):
                 L = self.L.owned()  # the working factor is at theta: copy its tail out of the buffer
             else:
                 N = self.Att.shape[0]
@@ -364,6 +367,7 @@ class LmmModel:
             self._schur_values = (T1.tobytes(), self.gram.values(V))  # the gradient needs them again
             Ott = self.tail_schur(V, full=lam is None, out=out, values=self._schur_values[1], scale=lam)
             if lam is not None:  # L_t1 = Lambda_t' A_t1 R
+                assert A_R is not None  # built above when there is a tail
                 rows = self._at1_rows if k1 == 1 else np.repeat(np.arange(A_R.shape[0]), np.diff(A_R.indptr))
                 A_R.data *= lam[rows]
                 Lt1_z = A_R
@@ -398,16 +402,19 @@ class LmmModel:
 
     def deviance_ml(self) -> float:
         """The ML deviance at the working point."""
+        assert self.L is not None, "update() first"
         return ml_deviance(self.L, self.n, self.log_w_sum)
 
     def reml_criterion(self) -> float:
         """The REML criterion at the working point."""
+        assert self.L is not None, "update() first"
         return reml_criterion(self.L, self.n, self.p, self.log_w_sum)
 
     def objective(self, theta=None) -> float:
         """The criterion at theta (moving the working point there), or at the working point."""
         if theta is not None:
             self.set_theta(theta).update()
+        assert self.L is not None, "update() first"
         return self.criterion_of(self.L)
 
     def __call__(self, theta) -> float:
@@ -425,6 +432,7 @@ class LmmModel:
         if theta is not None:
             self.set_theta(theta).update()
         L = self.L
+        assert L is not None, "update() first"
         key = (L, self.REML)
         cached = self._gradient_cache
         if cached is not None and cached[0] == key:  # the same factor: the same gradient
@@ -439,4 +447,4 @@ class LmmModel:
         """The gram's values at V = T_1 Omega_11^{-1} T_1' (those of the last factorisation if
         it was at this T_1)."""
         key, values = self._schur_values
-        return values if key == T1.tobytes() else self.gram.values(V)
+        return values if key == T1.tobytes() and values is not None else self.gram.values(V)

@@ -51,7 +51,7 @@ def psd_lower_factor(S: np.ndarray) -> np.ndarray:
     except np.linalg.LinAlgError:
         vals, vecs = np.linalg.eigh((S + S.T) / 2)
         A = vecs * np.sqrt(np.clip(vals, 0.0, None))  # A A' = S
-        R = np.linalg.qr(A.T, mode="r")  # A' = Q R  =>  S = R'R
+        R = np.asarray(np.linalg.qr(A.T, mode="r"))  # A' = Q R  =>  S = R'R
         R = R * np.sign(np.where(np.diag(R) == 0, 1.0, np.diag(R)))[:, None]
         return R.T
 
@@ -68,6 +68,7 @@ def squarem_point(x0, x1, x2) -> np.ndarray:
 def em_step(model: LmmModel) -> np.ndarray:
     """One EM update from the model's current theta (with L up to date); returns the new theta."""
     L, n, p = model.L, model.n, model.p
+    assert L is not None, "em_step needs the factor at the model's theta"
     sigma2 = L.pwrss / (n - p if model.REML else n)
     templates = theta_templates(model.theta, model.ks)
     u, _ = L.solve_u_beta()

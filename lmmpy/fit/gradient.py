@@ -63,7 +63,7 @@ def _pwrss_gradient(model, templates, u, beta) -> np.ndarray:
     if q_t:
         zrt = model.Att[:q_t, -1] - model.Att[:q_t, q_t : q_t + p] @ beta - At1 @ b1 - model.Att_zz @ bt
         zr = np.concatenate([zr - At1.T @ bt, zrt])
-    out = []
+    out: list[np.ndarray] = []
     for (l, k), s in zip(model.sizes, _starts(model.sizes)):
         dr2 = -2.0 * zr[s : s + l * k].reshape(l, k).T @ u[s : s + l * k].reshape(l, k)  # d pwrss / d T[a, b]
         out.extend(dr2[a, b] for a, b in tril_positions(k))
@@ -123,7 +123,7 @@ def _lead_parts(model, L: BlockedCholesky, templates) -> dict:
     return dict(m=m, K=K, C=C, Q=Q, O_inv=O_inv, V=V, values=values, lam=lam)
 
 
-def cond_cov_sums(model, L: BlockedCholesky = None, theta=None) -> list:
+def cond_cov_sums(model, L: BlockedCholesky | None = None, theta=None) -> list:
     """Per term, the sum over its levels of the k x k diagonal blocks of u's conditional
     covariance over sigma^2: of (L_theta L_theta')^{-1} (ML) or of M^{-1}'s random-effects part
     (REML, beta integrated out), what the EM algorithm needs, from the lead's inverse: O_j^{-1} + O_j^{-1} T1' Q_j T1 O_j^{-1} for the

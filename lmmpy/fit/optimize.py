@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import Bounds, minimize
@@ -60,7 +61,7 @@ class OptSummary:
     optimizer: str
     theta0: np.ndarray
     lower: np.ndarray
-    theta: np.ndarray = None
+    theta: np.ndarray | None = None
     fmin: float = np.nan
     n_evals: int = 0
     message: str = ""
@@ -69,15 +70,15 @@ class OptSummary:
     warnings: list = field(default_factory=list)
     trace: list = field(default_factory=list)  # EM: the criterion at each iteration
     findings: list = field(default_factory=list)  # CheckFindings at the optimum (lme4's conv$lme4$messages)
-    gradient: np.ndarray = None  # finite-difference gradient and Hessian at the optimum
-    hessian: np.ndarray = None
+    gradient: np.ndarray | None = None  # finite-difference gradient and Hessian at the optimum
+    hessian: np.ndarray | None = None
     fit_notes: list = field(default_factory=list)  # FitNotes: restarts, EM start, EM fallback, rescaling
-    scaling: object = None  # the ColumnScaling the model was fitted on (lmmpy.fit.scaling), None for none
-    blas_threads: int = None  # the BLAS threads the fit ran with (None: unknown, no BLAS found)
-    failure: FitStatus = None  # why converged is False, where the optimizer's word is not the reason
-    beta: np.ndarray = None  # a generalized model's fixed effects (optimised with theta)
-    hessian_exact: np.ndarray = None  # glmer: the exact Laplace deviance's Hessian, when `hessian` is lme4's
-    gradient_lme4: np.ndarray = None  # glmer: the gradient of lme4's PIRLS-path deviance
+    scaling: Any = None  # the ColumnScaling the model was fitted on (lmmpy.fit.scaling), None for none
+    blas_threads: int | None = None  # the BLAS threads the fit ran with (None: unknown, no BLAS found)
+    failure: FitStatus | None = None  # why converged is False, where the optimizer's word is not the reason
+    beta: np.ndarray | None = None  # a generalized model's fixed effects (optimised with theta)
+    hessian_exact: np.ndarray | None = None  # glmer: the exact Laplace deviance's Hessian, when `hessian` is lme4's
+    gradient_lme4: np.ndarray | None = None  # glmer: the gradient of lme4's PIRLS-path deviance
 
     @property
     def return_code(self) -> int:
@@ -128,7 +129,7 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
         from ..errors import LmmError
 
         raise LmmError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)} (or method='em')")
-    opts = {
+    opts: dict[str, Any] = {
         "COBYQA": {"initial_tr_radius": 0.2, "final_tr_radius": 1e-7, "maxfev": 10000},
         "L-BFGS-B": {"ftol": 1e-12, "gtol": 1e-7, "maxiter": 1000},
     }.get(method, {})

@@ -114,6 +114,7 @@ class ColumnScaling:
         return dataclasses.replace(design, X=design.X / self.x, reterms=terms)
 
     def internal_model(self, model: LmmModel) -> LmmModel:
+        assert model.design is not None, "rescaling needs the model's design"
         return LmmModel(self.internal_design(model.design), REML=model.REML)
 
     def describe(self, design: Design) -> str:
@@ -140,6 +141,7 @@ class ColumnScaling:
             opt.message = "the criterion is not finite on the data's own scale at the rescaled fit's optimum"
             opt.failure = FitStatus.NONFINITE
         opt.scaling = self
+        assert model.design is not None, "rescaling needs the model's design"
         opt.fit_notes = opt.fit_notes + [FitNote(Note.RESCALED, detail=self.describe(model.design))]
         return opt
 
@@ -147,6 +149,7 @@ class ColumnScaling:
 def on_internal_scale(model: LmmModel, fit, start=None):
     """``fit(model, start)`` (any routine returning an OptSummary), run on the internally
     rescaled columns when ``model``'s design needs it, its result mapped back to ``model``."""
+    assert model.design is not None, "rescaling needs the model's design"
     scaling = ColumnScaling.of(model.design)
     if scaling is None:
         return fit(model, start)

@@ -51,8 +51,8 @@ class CheckFinding:
     """One finding of the checks at the optimum: its kind and numbers (lme4's wording on str)."""
 
     kind: Check
-    value: float = None
-    tol: float = None
+    value: float | None = None
+    tol: float | None = None
 
     @property
     def fails_fit(self) -> bool:
@@ -71,7 +71,7 @@ class CheckFinding:
         if k is Check.HESSIAN_PROBLEM:
             return "Problem with Hessian check (infinite or missing values?)"
         if k is Check.HESSIAN_NEGATIVE:
-            neg = int(self.value)
+            neg = int(self.value or 0)
             return f"Model failed to converge: degenerate  Hessian with {neg} negative eigenvalue" + (
                 "s" if neg > 1 else ""
             )
@@ -100,11 +100,11 @@ class FitNote:
     run again from it); RESCALED: ``detail`` (the scaling's description)."""
 
     kind: Note
-    steps: int = None
-    optimizer: str = None
-    reason: str = None
-    kept_em: bool = None
-    detail: str = None
+    steps: int | None = None
+    optimizer: str | None = None
+    reason: str | None = None
+    kept_em: bool | None = None
+    detail: str | None = None
 
     def __str__(self) -> str:
         k = self.kind
@@ -118,4 +118,4 @@ class FitNote:
                 f"({self.steps} steps), then "
                 + ("kept EM's estimate" if self.kept_em else "the optimizer from EM's estimate")
             )
-        return self.detail
+        return self.detail or ""

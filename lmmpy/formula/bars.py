@@ -176,7 +176,7 @@ def parse_formula(text: str) -> LmerFormula:
     if _contains_bar(response):
         raise FormulaError(text, "the response may not contain '|'")
 
-    parts = []
+    parts: list = []
     _split_terms(rhs, "+", parts)
     fixed_terms, bars, printed, offsets = [], [], [], []
     for sign, term in parts:

@@ -23,8 +23,9 @@ import re
 import sys
 import warnings
 from collections import ChainMap
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ from formulaic.errors import FormulaicError
 
 from ..errors import DataError, FormulaError, LmmError
 from .bars import LmerFormula, parse_formula
-from .parser import FORMULA_OPERATORS, PAREN, Call, Kw, Name, Num, Str, deparse, walk
+from .parser import FORMULA_OPERATORS, PAREN, Call, Kw, Name, Node, Num, Str, deparse, walk
 from .rlang import Matrix, column_value, evaluate, mark_fitted
 from .theta_layout import tril_positions
 
@@ -54,7 +55,7 @@ _FACTOR_FUNS = {"factor", "as.factor", "ordered", "as.ordered"}
 _OPERATORS = (PAREN, "~", "|", "||", "+", "-", "*", "/", ":", "^", "%in%")
 
 
-def to_formulaic(node, in_call=False) -> str:
+def to_formulaic(node: Node, in_call: bool = False) -> str:
     """Write an R formula tree in formulaic's dialect: ``factor(x)`` -> ``C(x)``, and inside
     function calls (``I(x^2)``, ``log(x)``) R's ``^`` becomes Python's ``**``."""
     if isinstance(node, Name):
@@ -77,7 +78,7 @@ def to_formulaic(node, in_call=False) -> str:
     return f"{name}({', '.join(to_formulaic(a, True) for a in node.args)})"
 
 
-def factor_expressions(node, out=None) -> list:
+def factor_expressions(node: Node, out: list[str] | None = None) -> list[str]:
     """The model's "variables" as R's terms() lists them: names and function calls, in order of
     first appearance, written as formulaic names them."""
     out = [] if out is None else out
@@ -93,7 +94,7 @@ def factor_expressions(node, out=None) -> list:
 
 def r_name(
     name: str,
-    order=(),
+    order: Sequence[str | None] = (),
 ) -> str:
     """formulaic's column name -> R's: ``Intercept`` -> ``(Intercept)``, ``g[T.b]`` -> ``gb``,
     ``I(x ** 2)`` -> ``I(x^2)``, ``C(x)`` -> ``factor(x)``; the parts of an interaction put in
@@ -103,6 +104,7 @@ def r_name(
     parts = []
     for part in name.split(":"):
         m = re.match(r"^(.*?)(?:\[(?:T\.)?([^\]]*)\])?$", part)
+        assert m is not None  # the pattern matches every string
         expr, level = m.group(1), m.group(2) or ""
         rank = order.index(expr) if expr in order else len(order)
         expr = expr.replace(" ** ", "^").replace("**", "^")
@@ -112,7 +114,7 @@ def r_name(
     return ":".join(p for _, p in parts)
 
 
-def names_in(node, out, in_call=False):
+def names_in(node: Node, out: list[tuple[str, bool]], in_call: bool = False) -> None:
     """Append to ``out`` the variable names of a formula tree, in order, as (name, whether it
     sits inside a function call); what the design and prediction on new data read."""
     stack = [(node, in_call)]
@@ -134,7 +136,7 @@ def caller_env(depth: int = 1) -> Mapping:
     return ChainMap(frame.f_locals, frame.f_globals)
 
 
-def check_env(env) -> Mapping:
+def check_env(env: Any) -> Mapping:
     if not isinstance(env, Mapping):
         raise LmmError(
             f"env must be a mapping of names to values (such as a dict or locals()), not {type(env).__name__}"
@@ -178,7 +180,7 @@ def dates_as_numbers(frame: pd.DataFrame) -> pd.DataFrame:
     return frame if out is None else out
 
 
-def first_of_duplicated_columns(data: pd.DataFrame, used=()) -> pd.DataFrame:
+def first_of_duplicated_columns(data: pd.DataFrame, used: Sequence[str] = ()) -> pd.DataFrame:
     """``data`` with only the first of each set of same-named columns, as R's model.frame
     takes the first; a warning names the duplicated columns the model uses."""
     dup = data.columns.duplicated()
@@ -218,20 +220,23 @@ class ModelVariables:
     parts of the model and reused on new data.  ``labels`` maps formulaic's name of each
     variable to R's."""
 
-    def __init__(self, formula_text, columns, env, anchor, names=None):
+    def __init__(
+        self, formula_text: str, columns: Sequence[str], env: Mapping, anchor: str, names: Sequence[str] | None = None
+    ) -> None:
         self.formula_text = formula_text
         self.columns = list(columns)
         if names is not None:  # keep only what the formula names: the caller's frame is not kept alive
             env = {nm: env[nm] for nm in names if nm in env}
-        self.env = ChainMap(env, CONTEXT)
+        # ChainMap wants mutable maps for its writes; lmmpy only reads the environment
+        self.env: ChainMap[str, Any] = ChainMap(cast(MutableMapping[str, Any], env), CONTEXT)
         self.anchor = anchor  # a column giving the number of rows to expressions that read none
-        self.context = {}
-        self.state = {}
-        self._by_label = {}
-        self.labels = {}  # formulaic's expression -> R's label
+        self.context: dict[str, Any] = {}
+        self.state: dict[str, Any] = {}
+        self._by_label: dict[str, _Variable] = {}
+        self.labels: dict[str, str] = {}  # formulaic's expression -> R's label
 
     # ---- registering variables ------------------------------------------------------
-    def variable_code(self, node) -> str:
+    def variable_code(self, node: Node) -> str:
         """formulaic's code for the model variable ``node`` (registering it)."""
         if isinstance(node, Name) and node.id in self.columns:
             code, label = _python_name(node.id), node.id
@@ -252,15 +257,16 @@ class ModelVariables:
         self.labels.setdefault(_normalised(code), label)
         return code
 
-    def _transform(self, var):
+    def _transform(self, var: _Variable) -> _Placeholder:
         return _Placeholder(self, var)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         """Picklable (fits go to worker processes): modules of the environment by name; values
         that cannot be pickled (a lambda) are left out."""
         import pickle
 
-        env, state = {}, dict(self.__dict__)
+        env: dict[str, Any] = {}
+        state = dict(self.__dict__)
         for nm, value in state["env"].maps[0].items():
             if isinstance(value, type(sys)):
                 env[nm] = _Module(value.__name__)
@@ -273,20 +279,20 @@ class ModelVariables:
         state["env"] = env
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         env = {nm: (v.load() if isinstance(v, _Module) else v) for nm, v in state.pop("env").items()}
         self.__dict__.update(state)
         self.env = ChainMap(env, CONTEXT)
 
-    def evaluate(self, node, values):
+    def evaluate(self, node: Node, values: Mapping[str, Any]) -> Any:
         """The R value of ``node`` given data columns ``values`` (name -> column)."""
 
-        def lookup(name):
+        def lookup(name: str) -> Any:
             return column_value(values[name])
 
         return evaluate(node, lookup, self.env, self.state, self.formula_text)
 
-    def formula_code(self, node) -> str:
+    def formula_code(self, node: Node) -> str:
         """formulaic's formula for a formula part: its operators with variables' codes.
         Written with a stack, as deparse is, for formulas of thousands of terms."""
         out, todo = [], [node]
@@ -311,9 +317,9 @@ class ModelVariables:
                 out.append(self.variable_code(n))
         return "".join(out)
 
-    def order(self, node) -> list:
+    def order(self, node: Node) -> list[str | None]:
         """R labels of the formula part's variables, in order of first appearance."""
-        out = []
+        out: list[str | None] = []
         for n in formula_variables(node):
             label = self.labels.get(_normalised(self.variable_code(n)))
             if label not in out:
@@ -321,7 +327,7 @@ class ModelVariables:
         return out
 
     # ---- reading formulaic's output -------------------------------------------------
-    def column_name(self, name: str, order) -> str:
+    def column_name(self, name: str, order: Sequence[str | None]) -> str:
         """R's name of a formulaic model-matrix column (``__lmm_v0__(Days)[T.TRUE]`` ->
         ``I(Days > 4)TRUE``): the variables' labels with their levels, in formula order."""
         parts = self._split(name)
@@ -339,23 +345,24 @@ class ModelVariables:
         ranked.sort(key=lambda rp: rp[0])
         return ":".join(p for _, p in ranked)
 
-    def term_label(self, term, order) -> str:
+    def term_label(self, term: Any, order: Sequence[str | None]) -> str:
         """R's label of a formulaic term (its variables' labels in formula order)."""
         labels = [self.labels.get(f.expr, f.expr) for f in term.factors]
         return ":".join(sorted(labels, key=lambda lb: order.index(lb) if lb in order else len(order)))
 
-    def _split(self, name):
+    def _split(self, name: str) -> list[tuple[str, str | None]] | None:
         """A column name as (variable expression, level or None) parts, or None."""
         if name == "Intercept":
             return [("1", None)]
         exprs = sorted(self.labels, key=len, reverse=True)
-        parts, p = [], 0
+        parts: list[tuple[str, str | None]] = []
+        p = 0
         while p < len(name):
             expr = next((e for e in exprs if name.startswith(e, p)), None)
             if expr is None:
                 return None
             p += len(expr)
-            level = None
+            level: str | None = None
             if p < len(name) and name[p] == "[":
                 q = p + 1  # the level ends at a ']' that ends the name or precedes ':' and a variable
                 while True:
@@ -378,7 +385,7 @@ class ModelVariables:
         """Data as formulaic gets them: the first of same-named columns, dates as numbers."""
         return dates_as_numbers(first_of_duplicated_columns(data))
 
-    def missing_rows(self, frame: pd.DataFrame, nodes) -> np.ndarray:
+    def missing_rows(self, frame: pd.DataFrame, nodes: Sequence[Node]) -> np.ndarray:
         """Rows where a variable that is an R expression is NA (cut() outside its breaks,
         log of a negative number, factor() of a value not among its levels...): R's
         model.frame drops them as it drops rows with missing data."""
@@ -396,7 +403,9 @@ class ModelVariables:
         finally:
             self.state = saved
 
-    def model_matrix(self, node, frame, what, prefix="", full_rank=True):
+    def model_matrix(
+        self, node: Node, frame: pd.DataFrame, what: str, prefix: str = "", full_rank: bool = True
+    ) -> tuple[Any, list[str]]:
         """formulaic's model matrix of a formula part and R's column names."""
         code = prefix + self.formula_code(node)
         try:
@@ -423,10 +432,10 @@ class ModelVariables:
 class _Placeholder:
     """The function formulaic calls for one R-expression variable: its value from the columns."""
 
-    def __init__(self, variables, var):
+    def __init__(self, variables: ModelVariables, var: _Variable) -> None:
         self.variables, self.var = variables, var
 
-    def __call__(self, *cols):
+    def __call__(self, *cols: Any) -> Any:
         var = self.var
         values = dict(zip(var.columns, cols))
         index = cols[0].index if isinstance(cols[0], pd.Series) else None
@@ -438,13 +447,13 @@ class _Placeholder:
 class _Module:
     name: str
 
-    def load(self):
+    def load(self) -> Any:
         import importlib
 
         return importlib.import_module(self.name)
 
 
-def _formulaic_message(error, variables) -> str:
+def _formulaic_message(error: Exception, variables: ModelVariables) -> str:
     """formulaic's message with R's labels for the placeholders."""
     text = str(error)
     for var in variables._by_label.values():
@@ -452,13 +461,13 @@ def _formulaic_message(error, variables) -> str:
     return text
 
 
-def _names_in_list(node):
-    out = []
+def _names_in_list(node: Node) -> list[tuple[str, bool]]:
+    out: list[tuple[str, bool]] = []
     names_in(node, out)
     return out
 
 
-def formula_variables(node) -> list:
+def formula_variables(node: Node) -> list[Node]:
     """The model variables of a formula part (names and calls that are not formula
     operators), in order of appearance."""
     out = []
@@ -472,7 +481,7 @@ def formula_variables(node) -> list:
     return out
 
 
-_NORMALISED = {}
+_NORMALISED: dict[str, str] = {}
 
 
 def _normalised(code: str) -> str:
@@ -486,7 +495,7 @@ def _normalised(code: str) -> str:
     return _NORMALISED[code]
 
 
-def _is_missing(value, n) -> np.ndarray:
+def _is_missing(value: Any, n: int) -> np.ndarray:
     if isinstance(value, Matrix):
         out = np.zeros(n, dtype=bool)
         for col in value.columns.values():
@@ -504,7 +513,7 @@ def _is_missing(value, n) -> np.ndarray:
     return np.zeros(n, dtype=bool)
 
 
-def _model_column(value, n, index, label):
+def _model_column(value: Any, n: int, index: Any, label: str) -> Any:
     """A variable's value as formulaic takes it: a numeric Series, a categorical Series (R's
     factors; logical values are factors with levels FALSE, TRUE, strings factors with sorted
     levels), or a dict of numeric Series for a matrix such as poly()'s."""
@@ -535,13 +544,14 @@ class FormulaSpec:
     """formulaic's ModelSpec of one formula part, with the model's variables: new data are
     materialised with the same R functions, environment and fitted state."""
 
-    def __init__(self, spec, variables):
+    def __init__(self, spec: Any, variables: ModelVariables) -> None:
         self.spec, self.variables = spec, variables
 
-    def get_model_matrix(self, data, context=None, **kwargs):  # context: the model's own
+    # context: the model's own, whatever the caller passes
+    def get_model_matrix(self, data: pd.DataFrame, context: Any = None, **kwargs: Any) -> Any:
         return self.spec.get_model_matrix(self.variables.prepare(data), context=self.variables.context, **kwargs)
 
-    def __getattr__(self, name):  # the rest of formulaic's ModelSpec (term_indices, ...)
+    def __getattr__(self, name: str) -> Any:  # the rest of formulaic's ModelSpec (term_indices, ...)
         if name.startswith("__") or name in ("spec", "variables"):
             raise AttributeError(name)
         return getattr(self.spec, name)
@@ -557,7 +567,7 @@ class ReTerm:
     levels: list  # level labels
     X: np.ndarray  # (n, k) model matrix of the term
     cnames: list  # its column names (R style)
-    spec: object = field(repr=False, default=None)  # formulaic spec of lhs
+    spec: Any = field(repr=False, default=None)  # formulaic spec of lhs
     group_vars: tuple = ()
 
     @property
@@ -598,18 +608,18 @@ class Design:
     X: np.ndarray
     xnames: list
     reterms: list  # ordered as lme4 orders them (decreasing number of levels)
-    fixed_spec: object
+    fixed_spec: Any  # FormulaSpec
     frame: pd.DataFrame  # the rows used, the variables used
     n_dropped: int = 0
-    row_index: object = None  # index labels of the rows used
-    weights: np.ndarray = None  # prior weights (residual variance sigma^2 / w), None for all 1
-    offset: np.ndarray = None  # known part of the linear predictor, None for 0
-    weights_name: str = None
-    offset_name: str = None
+    row_index: Any = None  # index labels of the rows used
+    weights: np.ndarray | None = None  # prior weights (residual variance sigma^2 / w), None for all 1
+    offset: np.ndarray | None = None  # known part of the linear predictor, None for 0
+    weights_name: str | None = None
+    offset_name: str | None = None
     dropped_columns: list = field(default_factory=list)  # aliased columns of X, dropped
-    x_keep: list = None  # indices of the kept columns among the formula's (for new data)
-    variables: object = None  # ModelVariables: R's evaluation of the formula's variables
-    trials: np.ndarray = None  # binomial trials of a cbind(successes, failures) response (y their proportion)
+    x_keep: list[int] | None = None  # indices of the kept columns among the formula's (for new data)
+    variables: Any = None  # ModelVariables: R's evaluation of the formula's variables
+    trials: np.ndarray | None = None  # binomial trials of a cbind(successes, failures) response (y their proportion)
 
     @property
     def n(self) -> int:
@@ -635,9 +645,17 @@ class Design:
     def theta_start(self) -> np.ndarray:
         return np.where(self.theta_lower() == 0.0, 1.0, 0.0)
 
-    def formula_offset(self, data: pd.DataFrame):
+    def formula_offset(self, data: pd.DataFrame) -> Any:
         """The sum of the formula's offset(x) terms on ``data`` (0 if it has none)."""
         return formula_offset(self.formula, self.variables, data)
+
+    def levels_of(self, name: str) -> set | None:
+        """The level labels of a categorical (or string) variable of the data, None for others
+        (prediction checks new data against them)."""
+        col = self.frame[name]
+        if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
+            return set(level_labels(col.unique()))
+        return None
 
     def fixed_terms(self) -> list:
         """(R's label, column indices in the formula's full X) of each fixed-effects term
@@ -649,14 +667,16 @@ class Design:
             if str(t) != "1"
         ]
 
-    def fixed_matrix_all_levels(self):
+    def fixed_matrix_all_levels(self) -> tuple[np.ndarray, list[str]]:
         """The fixed-effects matrix with every level of every factor its own column (formulaic's
         ensure_full_rank=False) on the fitting rows, and R's names of its columns."""
         mm, names = self.variables.model_matrix(self.formula.fixed, self.frame, "fixed-effects matrix", full_rank=False)
         return np.asarray(mm, dtype=float), names
 
 
-def _materialise(formula_text, node, frame, what, variables, prefix=""):
+def _materialise(
+    formula_text: str, node: Node, frame: pd.DataFrame, what: str, variables: ModelVariables, prefix: str = ""
+) -> tuple[np.ndarray, list[str], FormulaSpec]:
     mm, names = variables.model_matrix(node, frame, what, prefix=prefix)
     M = np.asarray(mm, dtype=float)
     bad = [nm for nm, ok in zip(names, np.isfinite(M).all(axis=0)) if not ok]
@@ -665,7 +685,7 @@ def _materialise(formula_text, node, frame, what, variables, prefix=""):
     return M, names, FormulaSpec(mm.model_spec, variables)
 
 
-def formula_offset(f, variables, data):
+def formula_offset(f: LmerFormula, variables: ModelVariables, data: pd.DataFrame) -> Any:
     """The sum of the offset(x) terms of formula ``f`` evaluated on ``data``."""
     if not f.offsets:
         return 0.0
@@ -680,7 +700,7 @@ def formula_offset(f, variables, data):
     return total
 
 
-def level_labels(values) -> list:
+def level_labels(values: Any) -> list:
     """Level labels as R prints them (1.0 -> '1')."""
     out = []
     for v in values:
@@ -690,10 +710,11 @@ def level_labels(values) -> list:
     return out
 
 
-def grouping_factor(frame: pd.DataFrame, names) -> tuple:
+def grouping_factor(frame: pd.DataFrame, names: Sequence[str]) -> tuple[np.ndarray, list]:
     """(codes, levels) of a column or of the interaction of several (first one slowest);
     unused levels dropped, as factor() does in lme4."""
-    codes, labels = None, None
+    codes: np.ndarray | None = None
+    labels: list = []
     for nm in reversed(names):  # build right to left so the first factor varies slowest
         col = frame[nm]
         if isinstance(col.dtype, pd.CategoricalDtype):
@@ -709,19 +730,32 @@ def grouping_factor(frame: pd.DataFrame, names) -> tuple:
             combined = cc * len(labels) + codes
             used, codes = np.unique(combined, return_inverse=True)
             labels = [f"{lv[u // len(labels)]}:{labels[u % len(labels)]}" for u in used]
+    assert codes is not None, "a grouping factor names at least one column"
     return codes.astype(np.int64), labels
 
 
-def _order_terms(terms):
-    """lme4's mkReTrms order: if the numbers of levels ever increase, reorder as rev(order(nl))."""
-    nl = [t.nlevels for t in terms]
+def lme4_term_order(nlevels: Sequence[int]) -> list[int]:
+    """lme4's mkReTrms order of terms with these numbers of levels (formula order): if the
+    numbers ever increase, rev(order(nl)); otherwise as written."""
+    nl = list(nlevels)
     if any(b > a for a, b in zip(nl, nl[1:])):
-        order = sorted(range(len(nl)), key=lambda i: (nl[i], i))[::-1]
-        terms = [terms[i] for i in order]
-    return terms
+        return sorted(range(len(nl)), key=lambda i: (nl[i], i))[::-1]
+    return list(range(len(nl)))
 
 
-def build_design(formula, data, factors=(), weights=None, offset=None, env=None, glm_response: bool = False) -> Design:
+def _order_terms(terms: list[ReTerm]) -> list[ReTerm]:
+    return [terms[i] for i in lme4_term_order([t.nlevels for t in terms])]
+
+
+def build_design(
+    formula: str,
+    data: pd.DataFrame,
+    factors: Sequence[str] = (),
+    weights: Any = None,
+    offset: Any = None,
+    env: Mapping | None = None,
+    glm_response: bool = False,
+) -> Design:
     """Parse ``formula`` and build the model's matrices from ``data`` (never modified).
 
     ``glm_response``: the response as R's glm families take it (:func:`_glm_response`):
@@ -738,17 +772,17 @@ def build_design(formula, data, factors=(), weights=None, offset=None, env=None,
         raise FormulaError(getattr(formula, "text", str(formula)), "the formula nests too deeply") from None
 
 
-def _referenced_names(f) -> set:
+def _referenced_names(f: LmerFormula) -> set[str]:
     """Every name the formula uses, as a variable or a function (with the head of a dotted
     one: np of np.log)."""
-    out = set()
+    out: set[str] = set()
     for node in walk(f.tree):
         for nm in [node.id] if isinstance(node, Name) else [node.op] if isinstance(node, Call) else []:
             out.update((nm, nm.split(".")[0]))
     return out
 
 
-def _env_column(env, name, n):
+def _env_column(env: Mapping, name: str, n: int) -> np.ndarray | None:
     """A vector of the environment with one value per row (R's model.frame takes such
     variables beside the data's columns), or None."""
     if name not in env:
@@ -759,7 +793,15 @@ def _env_column(env, name, n):
     return None
 
 
-def _build_design(formula, data, factors, weights, offset, env, glm_response=False) -> Design:
+def _build_design(
+    formula: str,
+    data: pd.DataFrame,
+    factors: Sequence[str],
+    weights: Any,
+    offset: Any,
+    env: Mapping,
+    glm_response: bool = False,
+) -> Design:
     f = formula if isinstance(formula, LmerFormula) else parse_formula(formula)
     if isinstance(data, dict):
         data = pd.DataFrame(data)
@@ -768,11 +810,12 @@ def _build_design(formula, data, factors, weights, offset, env, glm_response=Fal
     if len(data) == 0:
         raise DataError("the data have no rows")
 
-    used = []
+    used: list[tuple[str, bool]] = []
     for node in (f.response, f.fixed, *f.offsets, *(b.lhs for b in f.bars), *(b.group for b in f.bars)):
         names_in(node, used)
     data = first_of_duplicated_columns(data, [nm for nm, _ in used])
-    variables, from_env = [], {}
+    variables: list[str] = []
+    from_env: dict[str, np.ndarray] = {}
     for name, in_call in used:
         if name in data.columns:
             if name not in variables:
@@ -808,7 +851,7 @@ def _build_design(formula, data, factors, weights, offset, env, glm_response=Fal
         [c for c in frame.columns if c not in (".weights", ".offset")],
         env,
         frame.columns[0],
-        names=_referenced_names(f),
+        names=sorted(_referenced_names(f)),
     )
     parts = (f.fixed, *f.offsets, *(b.lhs for b in f.bars))
     responses = _cbind_args(f.response) if glm_response else None
@@ -845,7 +888,7 @@ def _build_design(formula, data, factors, weights, offset, env, glm_response=Fal
     terms = _order_terms(terms)
     # a generalized model may have one level per observation (observation-level random effects
     # are identified through the family's variance): glmerControl's check.nobs.vs.nlev/nRE
-    _check_terms(terms, len(y), per_observation_ok=glm_response)
+    check_terms(terms, len(y), per_observation_ok=glm_response)
     if X.shape[1] >= len(y):
         # X beta then fits y exactly: no residual degrees of freedom (REML's n - p = 0, ML's
         # deviance unbounded below as sigma -> 0); lme4 stops with "objective in x0 returns NA",
@@ -878,7 +921,7 @@ def _build_design(formula, data, factors, weights, offset, env, glm_response=Fal
     )
 
 
-def _row_values(role, arg, data):
+def _row_values(role: str, arg: Any, data: pd.DataFrame) -> tuple[np.ndarray | None, str | None]:
     """(values, printed name) of a weights/offset argument: a column name or an array."""
     if isinstance(arg, str):
         if arg not in data.columns:
@@ -907,7 +950,9 @@ def _row_values(role, arg, data):
     return values, name
 
 
-def drop_aliased_columns(X, names, tol=1e-7):
+def drop_aliased_columns(
+    X: np.ndarray, names: list[str], tol: float = 1e-7
+) -> tuple[np.ndarray, list[str], list[str], list[int]]:
     """Drop the columns of X that are linear combinations of earlier ones, as lme4 does
     (R's qr() with tol = 1e-7 keeps the first columns of full rank), with a warning naming them."""
     keep, basis = [], np.zeros((X.shape[0], 0))
@@ -936,9 +981,17 @@ class RankDeficientWarning(UserWarning):
     """Aliased fixed-effect columns were dropped."""
 
 
-def _response(f, frame, variables) -> np.ndarray:
+def _response(f: LmerFormula, frame: pd.DataFrame, variables: ModelVariables) -> np.ndarray:
     """The response: a column, or any R expression of columns (``Reaction - Days``,
-    ``log(Reaction) - 1``: R's arithmetic, not the formula language)."""
+    ``log(Reaction) - 1``: R's arithmetic, not the formula language); finite, not constant."""
+    y = response_values(f, frame, variables)
+    if np.ptp(y) == 0:
+        raise DataError(f"the response {deparse(f.response)!r} is constant")
+    return y
+
+
+def response_values(f: LmerFormula, frame: pd.DataFrame, variables: ModelVariables) -> np.ndarray:
+    """The response's values on ``frame`` (finite; a part of the rows may be constant)."""
     resp = f.response
     if isinstance(resp, Name) and resp.id in frame.columns:
         col = frame[resp.id]
@@ -956,8 +1009,6 @@ def _response(f, frame, variables) -> np.ndarray:
         y = arr.astype(float)
     if not np.all(np.isfinite(y)):
         raise DataError(f"the response {deparse(resp)!r} has infinite (or NaN) values")
-    if np.ptp(y) == 0:
-        raise DataError(f"the response {deparse(resp)!r} is constant")
     return y
 
 
@@ -1023,7 +1074,7 @@ def _glm_response(f, frame, variables):
     return y, None
 
 
-def _check_terms(terms, n, per_observation_ok: bool = False):
+def check_terms(terms: list[ReTerm], n: int, per_observation_ok: bool = False) -> None:
     """lme4's checkNlevels and checkZdims."""
     for t in terms:
         if t.nlevels < 2:

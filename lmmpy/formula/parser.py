@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import FormulaError
 
@@ -71,6 +72,9 @@ class Call:
     op: str
     args: tuple
 
+
+# a parsed R expression: Name, Num, Str, Kw or Call (Any: its users dispatch with isinstance)
+Node = Any
 
 PAREN = "("
 # the formula language's own operators; any other call is an R expression (a model variable)
@@ -129,16 +133,20 @@ def _unquote(tok: str) -> str:
     return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), tok[1:-1], flags=re.DOTALL)
 
 
-def tokenize(text: str):
-    pos, out = 0, []
+def tokenize(text: str) -> list[tuple[str, str]]:
+    pos = 0
+    out: list[tuple[str, str]] = []
     while True:
-        pos = _SKIP.match(text, pos).end()
+        skip = _SKIP.match(text, pos)
+        assert skip is not None  # _SKIP matches the empty string
+        pos = skip.end()
         if pos >= len(text):
             return out
         m = _TOKEN.match(text, pos)
         if not m:
             raise FormulaError(text, f"unexpected character {text[pos]!r} at position {pos + 1}")
         kind = m.lastgroup
+        assert kind is not None  # every alternative of _TOKEN is a named group
         tok = m.group(kind)
         if kind == "op" and tok == "**":  # Python's power, as formulaic users write it
             tok = "^"

@@ -7,6 +7,8 @@ Pr(>Chisq) = P(chi^2_Df > Chisq); the deviance is -2 logLik of an ML fit.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -94,7 +96,7 @@ class LRTResult:
         return self.table.to_html()
 
 
-def anova(*fits, refit: bool = True) -> LRTResult:
+def anova(*fits: Any, refit: bool = True) -> LRTResult:
     """lme4's ``anova(m0, m1, ...)``: models ordered by their number of parameters, with
     npar, AIC, BIC, logLik, deviance and the likelihood-ratio Chisq, Df and Pr(>Chisq) of each
     against the one before.  REML fits are refitted by ML first (as lme4 does, ``refit=False``
@@ -120,7 +122,7 @@ def anova(*fits, refit: bool = True) -> LRTResult:
                 "same data object)"
             )
     if refit and any(f.REML for f in fits):
-        fits = [(f.refit(f.design.y, REML=False) if f.REML else f) for f in fits]
+        fits = tuple((f.refit_ml() if f.REML else f) for f in fits)
     names = [f"m{i}" for i in range(len(fits))]
     order = sorted(range(len(fits)), key=lambda i: fits[i].npar)
     rows = []
@@ -154,6 +156,11 @@ def anova(*fits, refit: bool = True) -> LRTResult:
 def _different_data(a, b) -> str:
     """How two fits' observations differ ("" if they do not): the rows used (the data's
     index labels; their order may differ) or the response at those rows."""
+    fa, fb = (getattr(f.design, "fingerprint", None) for f in (a, b))
+    if fa is not None or fb is not None:  # data held in partitions: their (n, sum y, sum y^2)
+        if fa is None or fb is None:
+            return "one was fitted to Dask data, the other to a pandas DataFrame"
+        return "" if fa == fb else "different rows or responses (n, sum and sum of squares of y differ)"
     ia, ib = a.design.row_index, b.design.row_index
     ya, yb = np.asarray(a.design.y), np.asarray(b.design.y)
     if ia is not None and ib is not None and ia.is_unique and ib.is_unique and not ia.equals(ib):

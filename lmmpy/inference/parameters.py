@@ -29,7 +29,7 @@ def ran_par_names(fit, old_names: bool = False) -> list:
 
 def parameter_vector(fit) -> pd.Series:
     """The parameters under lme4's names: sd_x|g, cor_x.y|g per term, sigma, fixed effects."""
-    vals = []
+    vals: list[float] = []
     for t, S in zip(fit.design.reterms, fit.covariances):
         sd, corr = sd_corr(S)
         vals.extend(sd[i] if i == j else corr[i, j] for i, j in tril_positions(t.k))

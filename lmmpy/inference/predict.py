@@ -55,9 +55,22 @@ def new_data_matrix(spec, newdata, what, **overrides) -> np.ndarray:
 
 def predict(fit, newdata=None, re_form=None, allow_new_levels=False) -> pd.Series:
     """Predictions X beta (+ offset) + Z b for ``newdata`` (default: the fitting data)."""
+    newdata, rows, labels = prepared_rows(fit, newdata, re_form, allow_new_levels)
     if newdata is None:
-        if re_form is None:
-            return fit.fitted.rename("predicted")
+        return fit.fitted.rename("predicted")
+    out = np.full(len(newdata), np.nan)
+    if rows.size:
+        out[rows] = _predict_complete(fit, newdata.iloc[rows], {i: [lv[r] for r in rows] for i, lv in labels.items()})
+    return pd.Series(out, index=newdata.index, name="predicted")
+
+
+def prepared_rows(fit, newdata, re_form, allow_new_levels, extra_terms=()) -> tuple:
+    """(new data, the positions of its complete rows, {kept term: each row's level label}) after
+    the checks; (None, ...) for predictions of the fitting data with every term.  The rows are
+    complete when the fixed part's, the kept terms' and the ``extra_terms``' variables are there."""
+    if newdata is None:
+        if re_form is None and not extra_terms:
+            return None, None, None
         newdata = fit.design.frame
     if not isinstance(newdata, pd.DataFrame):
         raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
@@ -68,18 +81,19 @@ def predict(fit, newdata=None, re_form=None, allow_new_levels=False) -> pd.Serie
     labels = {i: _known_labels(design.reterms[i], newdata, allow_new_levels) for i in terms}
     # rows with a missing covariate predict NaN (lme4's na.pass); the others are predicted
     # from the complete rows alone, where NaN can still arise from a transform (log(-1))
-    complete = newdata[_covariates(fit, terms)].notna().all(axis=1).to_numpy()
-    out = np.full(len(newdata), np.nan)
-    if complete.any():
-        rows = np.flatnonzero(complete)
-        out[rows] = _predict_complete(fit, newdata.iloc[rows], {i: [lv[r] for r in rows] for i, lv in labels.items()})
-    return pd.Series(out, index=newdata.index, name="predicted")
+    covariates = _covariates(fit, sorted(set(terms) | set(extra_terms)))
+    missing = sorted(set(covariates) - set(newdata.columns))
+    if missing:
+        raise DataError(f"the new data lack column(s): {', '.join(missing)}")
+    complete = newdata[covariates].notna().all(axis=1).to_numpy()
+    return newdata, np.flatnonzero(complete), labels
 
 
 def _covariates(fit, terms) -> list:
     """The columns of the fitting data that the fixed part and the kept terms' left-hand
     sides read (not the grouping columns: a missing level is an unseen one)."""
-    design, used = fit.design, []
+    design = fit.design
+    used: list[tuple[str, bool]] = []
     for node in (design.formula.fixed, *design.formula.offsets):
         names_in(node, used)
     for i in terms:
@@ -116,22 +130,43 @@ def _known_labels(term, newdata, allow_new_levels) -> list:
 def _predict_complete(fit, newdata, labels) -> np.ndarray:
     """X beta (+ offset) + Z b for rows without missing covariates; ``labels``: the level
     labels of these rows for each kept term."""
+    return linear_parts(fit, newdata, labels)[0]
+
+
+def fixed_matrix(fit, newdata) -> np.ndarray:
+    """The fit's fixed-effects matrix (its kept columns) for rows of new data."""
     design = fit.design
     X = new_data_matrix(design.fixed_spec, newdata, "fixed-effects matrix", na_action="ignore")
     if design.x_keep is not None:
         X = X[:, design.x_keep]
     if X.shape[1] != len(design.xnames):
         raise DataError("the new data give a fixed-effects matrix of another width than the fit's")
+    return X
+
+
+def term_matrix(term, newdata) -> np.ndarray:
+    """A random-effects term's model matrix (its left-hand side) for rows of new data."""
+    return new_data_matrix(term.spec, newdata, f"random-effects term ({term.lhs} | {term.group})", na_action="ignore")
+
+
+def linear_parts(fit, newdata, labels) -> tuple:
+    """(X beta (+ offset) + Z b, X, {term: (its model matrix, the level codes, -1 for unseen)})
+    for rows without missing covariates; ``labels``: the rows' level labels for each kept term."""
+    design = fit.design
+    X = fixed_matrix(fit, newdata)
     eta = X @ fit.fixef.to_numpy()
     if design.offset_name and design.offset_name in newdata.columns:
         eta = eta + newdata[design.offset_name].to_numpy(dtype=float)
     if design.formula.offsets:  # offset(x) terms of the formula, evaluated on the new data
         eta = eta + design.formula_offset(newdata)
+    parts = {}
     for i, term_labels in labels.items():
         t = design.reterms[i]
-        Xr = new_data_matrix(t.spec, newdata, f"random-effects term ({t.lhs} | {t.group})", na_action="ignore")
-        eta = eta + known_level_effects(t, fit.b_terms[i], term_labels, Xr)[0]
-    return eta
+        Xr = term_matrix(t, newdata)
+        zb, codes = known_level_effects(t, fit.b_terms[i], term_labels, Xr)
+        eta = eta + zb
+        parts[i] = (Xr, codes)
+    return eta, X, parts
 
 
 def known_level_effects(term, b, labels, Xr):
@@ -149,7 +184,7 @@ def _check_new_data(fit, newdata, terms):
     """The columns the predictions need are there, and categorical fixed-effect variables
     have no levels the fit has not seen."""
     design = fit.design
-    used = []
+    used: list[tuple[str, bool]] = []
     names_in(design.formula.fixed, used)
     for i in terms:
         names_in(parse(design.reterms[i].lhs), used)
@@ -158,12 +193,11 @@ def _check_new_data(fit, newdata, terms):
     missing = sorted({nm for nm in names if nm not in newdata.columns})
     if missing:
         raise DataError(f"the new data lack column(s): {', '.join(missing)}")
-    fixed = []
+    fixed: list[tuple[str, bool]] = []
     names_in(design.formula.fixed, fixed)
     for nm in {nm for nm, _ in fixed if nm in design.frame.columns}:
-        col = design.frame[nm]
-        if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
-            seen = set(level_labels(col.unique()))
+        seen = design.levels_of(nm)
+        if seen is not None:
             unseen = sorted(set(level_labels(newdata[nm].dropna().unique())) - seen)
             if unseen:
                 raise DataError(

@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,10 +119,10 @@ class _Slice:
     upper: float
     first_step: float  # from the estimate to the second point
     x_hat: np.ndarray
-    fg: object
-    bounds: object
-    start: object = None  # (x0, v) -> a start the inner problem at v can be evaluated at
-    x_scale: np.ndarray = None  # the size of each x at the optimum, for difference steps
+    fg: Callable[..., Any]
+    bounds: Callable[..., Any]
+    start: Callable[..., Any] | None = None  # (x0, v) -> a start the inner problem at v can be evaluated at
+    x_scale: np.ndarray | None = None  # the size of each x at the optimum, for difference steps
 
 
 def _sigma_slice(model, theta_hat, sigma_hat):
@@ -314,6 +316,7 @@ def _inverse_sqrt_curvature(slc: _Slice) -> np.ndarray:
     steps relative to x's size (one-sided next to a bound), within 1e-4 to 1e4 times that size
     (the size itself for a flat coordinate; 1 for a held one)."""
     x, v, size = slc.x_hat, slc.hat, slc.x_scale
+    assert size is not None, "the slice's x_scale is set before its curvature is taken"
     out = np.ones(x.size)
     for i, (lo, hi) in enumerate(slc.bounds(v)):
         if lo is not None and lo == hi:
@@ -339,7 +342,7 @@ class _Trace:
         self.on_step = on_step  # called with the number of points after each evaluation
         self.points = [(slc.hat, 0.0, slc.x_hat.copy())]
         self.lowest = np.inf  # the lowest deviance - base seen (below -DEV_TOL: not at the optimum)
-        self.scale = None  # the inner coordinates' scale (from the first evaluation on)
+        self.scale: np.ndarray | None = None  # the inner coordinates' scale (from the first evaluation on)
         self.warned = False  # about a non-monotone profile
 
     def zeta(self, v, x0):

@@ -61,7 +61,7 @@ def anova_type3(fit, ddf: str = "satterthwaite") -> pd.DataFrame:
     else:
         A, J, V, beta = _pieces(fit)
     sigma2 = fit.sigma**2
-    rows = []
+    rows: list[tuple] = []
     for name, L in type3_contrasts(fit).items():
         q = L.shape[0]
         if q == 0:
@@ -78,11 +78,11 @@ def anova_type3(fit, ddf: str = "satterthwaite") -> pd.DataFrame:
         d, P = np.linalg.eigh(M)
         nus = np.array([_contrast_df(P[:, m] @ L, A, J, V) for m in range(q)])
         if q == 1:
-            ddf = nus[0]
+            den_df = nus[0]
         else:
             E = float(np.sum(nus[nus > 2] / (nus[nus > 2] - 2)))
-            ddf = 2 * E / (E - q) if E > q else np.nan
-        rows.append((name, F * q * sigma2, F * sigma2, q, ddf, F, stats.f.sf(F, q, ddf)))
+            den_df = 2 * E / (E - q) if E > q else np.nan
+        rows.append((name, F * q * sigma2, F * sigma2, q, den_df, F, stats.f.sf(F, q, den_df)))
     return pd.DataFrame(rows, columns=["term", "Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]).set_index(
         "term"
     )

@@ -62,7 +62,12 @@ class WeightedGram:
         # the levels with c entries share one pattern of c (c + 1) / 2 pairs (i <= j in the
         # level, rows sorted: row_i <= row_j): enumerate them a count at a time, the levels
         # taken in the order ``self.order`` (by count)
-        flats, values, weights, order, pairs, mults = [], [], [], [], [], []
+        flats: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        weights: list[np.ndarray] = []
+        level_order: list[np.ndarray] = []
+        pairs: list[np.ndarray] = []
+        mults: list[np.ndarray] = []
         for c in np.unique(counts[counts > 0]):
             lev = np.flatnonzero(counts == c)
             i, j = np.triu_indices(int(c))
@@ -80,8 +85,8 @@ class WeightedGram:
             if refreshable:
                 pairs.append(np.stack([first.ravel(), second.ravel()]))
                 mults.append(mult.ravel())
-            order.append(lev)
-        self.order = np.concatenate(order)
+            level_order.append(lev)
+        self.order = np.concatenate(level_order)
         flat = np.concatenate(flats)
         del flats
         # number the distinct positions (no sort: a dense map over the m x m positions)

@@ -42,6 +42,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 
 from ..errors import LmmError
@@ -119,10 +120,10 @@ def _cgroup_cpu_quota():
         except OSError:
             return None
     try:
-        quota, period = int(quota), int(period)
+        q, p = int(quota), int(period)
     except ValueError:  # "max": no quota
         return None
-    return max(1, quota // period) if quota > 0 and period > 0 else None
+    return max(1, q // p) if q > 0 and p > 0 else None
 
 
 def usable_cpus():
@@ -139,7 +140,7 @@ def usable_cores(cpus=None):
     return min(n, quota) if quota else n
 
 
-def _cpu_ticks(cpus):
+def _cpu_ticks(cpus: Iterable[int]) -> tuple[int, int]:
     """(idle, total) ticks summed over ``cpus`` from /proc/stat (idle includes iowait; total
     includes steal, time the hypervisor gave to other machines)."""
     wanted = {f"cpu{c}" for c in cpus}
@@ -157,7 +158,7 @@ def _cpu_ticks(cpus):
     return idle, total
 
 
-def _own_ticks():
+def _own_ticks() -> int:
     """CPU ticks used by this process's threads so far (utime + stime of /proc/self/stat)."""
     with open("/proc/self/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()

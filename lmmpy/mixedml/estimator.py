@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,30 +37,35 @@ from ..inference.predict import group_labels, known_level_effects, new_data_matr
 from .monitor import Changes, Progress, Snapshot
 from .random_part import RandomPart, RandomState
 
+if TYPE_CHECKING:  # imported when summary() is called
+    from .summary import MixedMLSummary
+
 try:  # scikit-learn's base classes when it is installed (get_params, clone, tags, score)
     from sklearn.base import BaseEstimator, RegressorMixin, is_classifier
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError:  # pragma: no cover - the same protocol, minimal
     import inspect
 
-    class BaseEstimator:
-        def get_params(self, deep=True):
+    class BaseEstimator:  # type: ignore[no-redef]  # scikit-learn's when installed (Any to mypy)
+        def get_params(self, deep: bool = True) -> dict[str, Any]:
             names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
             return {nm: getattr(self, nm) for nm in names}
 
-        def set_params(self, **params):
+        def set_params(self, **params: Any) -> BaseEstimator:
             for k, v in params.items():
                 setattr(self, k, v)
             return self
 
-    class RegressorMixin:
-        def score(self, X, y):
+    class RegressorMixin:  # type: ignore[no-redef]  # scikit-learn's when installed (Any to mypy)
+        predict: Callable[..., np.ndarray]  # the subclass's
+
+        def score(self, X: Any, y: Any) -> float:
             y = np.asarray(y, float)
             return 1.0 - np.sum((y - self.predict(X)) ** 2) / np.sum((y - y.mean()) ** 2)
 
     check_is_fitted = validate_data = None
 
-    def is_classifier(estimator):
+    def is_classifier(estimator: Any) -> bool:
         return getattr(estimator, "_estimator_type", None) == "classifier"
 
 
@@ -106,15 +113,15 @@ class MixedML(RegressorMixin, BaseEstimator):
 
     def __init__(
         self,
-        estimator=None,
-        method="reml",
-        max_iter=100,
-        tol=1e-8,
-        tol_change=1e-4,
-        accelerate=True,
-        oob_backend="lmer",
-        verbose=0,
-    ):
+        estimator: Any = None,
+        method: str = "reml",
+        max_iter: int = 100,
+        tol: float = 1e-8,
+        tol_change: float = 1e-4,
+        accelerate: bool = True,
+        oob_backend: str = "lmer",
+        verbose: bool | int = 0,
+    ) -> None:
         self.estimator = estimator
         self.method = method
         self.max_iter = max_iter
@@ -125,13 +132,13 @@ class MixedML(RegressorMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- fitting ---------------------------------------------------------------------------
-    def fit(self, X, y, groups=None, Z=None):
+    def fit(self, X: Any, y: Any, groups: Any = None, Z: Any = None) -> MixedML:
         """Fit f and the random effects: a random intercept for each grouping factor in
         ``groups`` (a column; several columns: crossed or nested factors), with random slopes
         on the columns of ``Z``.  Without ``groups`` only f is fitted."""
         self._check_settings()
         features, y = self._validate(X, y, reset=True)
-        self.formula_ = None
+        self.formula_: str | None = None
         if groups is None:
             warnings.warn(
                 "MixedML.fit() without groups fits no random effects, only the fixed part f; "
@@ -145,7 +152,9 @@ class MixedML(RegressorMixin, BaseEstimator):
         return self._fit_loop(features, y, random)
 
     @classmethod
-    def from_formula(cls, formula: str, data, estimator=None, method="reml", **kwargs) -> "MixedML":
+    def from_formula(
+        cls, formula: str, data: pd.DataFrame, estimator: Any = None, method: str = "reml", **kwargs: Any
+    ) -> MixedML:
         """Fit from an lme4 formula: the fixed-effects columns (without the intercept) are f's
         features, the random-effects terms the random part; e.g.
         ``MixedML.from_formula("langPOST ~ IQ_verb + ses + (IQ_verb | schoolnr)", data, SVR())``."""
@@ -163,7 +172,7 @@ class MixedML(RegressorMixin, BaseEstimator):
         random = RandomPart(design, design.X, design.xnames)
         return model._fit_loop(features, design.y, random)
 
-    def _fit_loop(self, X, y, random):
+    def _fit_loop(self, X: Any, y: np.ndarray, random: RandomPart | None) -> MixedML:
         fixed = FixedPart(self.estimator)
         t0 = time.perf_counter()
         if random is None:
@@ -178,7 +187,7 @@ class MixedML(RegressorMixin, BaseEstimator):
             "oob": random.lmer_step if self.oob_backend == "lmer" else random.statsmodels_step,
         }[self.method]
 
-        def iteration(state):
+        def iteration(state: RandomState) -> tuple[RandomState, np.ndarray, np.ndarray, float]:
             """One mixedML iteration: f on y - Z b, then the random part on e = y - f."""
             f = fixed.fit_predict(X, y - state.zb)
             e = y - f
@@ -241,7 +250,7 @@ class MixedML(RegressorMixin, BaseEstimator):
             warnings.warn(message, ConvergenceWarning, stacklevel=3)
         return self
 
-    def _describe(self, random, n) -> str:
+    def _describe(self, random: RandomPart, n: int) -> str:
         """The first line of the progress output: what is fitted, and how."""
         fixed = (
             "least squares"
@@ -261,7 +270,7 @@ class MixedML(RegressorMixin, BaseEstimator):
             f"tol={self.tol:g}, tol_change={self.tol_change:g}"
         )
 
-    def _not_converged_message(self, n_iter, changes, moved) -> str:
+    def _not_converged_message(self, n_iter: int, changes: Changes | None, moved: bool) -> str:
         """Says what did not settle and how far the last step (or the move of the random part
         to its optimum after it) still moved."""
         head = f"mixedML did not converge in {n_iter} iterations (max_iter={self.max_iter}, {self.fit_seconds_:.1f} s)"
@@ -279,14 +288,14 @@ class MixedML(RegressorMixin, BaseEstimator):
         )
 
     @staticmethod
-    def _squarem(iteration, random, s0, first):
+    def _squarem(iteration: Callable[[RandomState], tuple], random: RandomPart, s0: RandomState, first: tuple) -> tuple:
         """SQUAREM (:func:`lmmpy.fit.em.squarem_point`) on the iterations' map of (theta,
         log sigma^2): from s0, s1 = F(s0), s2 = F(s1), extrapolate and take one iteration from
         there, kept when its GLL is not above the plain steps'.  Z b is not extrapolated (f's
         target stays a genuine y - Z b, safe for a non-smooth f).  EM alone crawls along ridges
         and towards zero variances; this needs a few times fewer fits of f."""
 
-        def vec(s):
+        def vec(s: RandomState) -> np.ndarray:
             return np.concatenate([s.theta, [np.log(s.sigma2)]])
 
         s1 = first[0]
@@ -302,7 +311,17 @@ class MixedML(RegressorMixin, BaseEstimator):
             return (*second, 1)
         return (*third, 2) if np.isfinite(third[3]) and third[3] <= second[3] else (*second, 1)
 
-    def _store(self, fixed, random, state, f, resid, trace, converged, n_iter):
+    def _store(
+        self,
+        fixed: FixedPart,
+        random: RandomPart | None,
+        state: RandomState | None,
+        f: np.ndarray,
+        resid: np.ndarray,
+        trace: list[float],
+        converged: bool,
+        n_iter: int,
+    ) -> None:
         self.fixed_part_, self.random_part_, self.state_ = fixed, random, state
         self.estimator_ = fixed.model if fixed.model is not None else fixed.fun
         self.fitted_fixed_ = f
@@ -318,6 +337,7 @@ class MixedML(RegressorMixin, BaseEstimator):
             return
         self.sigma_ = float(np.sqrt(state.sigma2))
         self.theta_ = state.theta.copy()
+        assert random is not None and state.b_terms is not None  # a fitted state comes with its random part
         terms = random.terms
         self.varcorr_ = varcorr_frame(
             [t.group for t in terms], [t.cnames for t in terms], random.covariances(state), self.sigma_
@@ -325,7 +345,7 @@ class MixedML(RegressorMixin, BaseEstimator):
         self.ranef_ = ranef_frames(terms, state.b_terms)
 
     # -- prediction ------------------------------------------------------------------------
-    def predict(self, X, groups=None, Z=None):
+    def predict(self, X: Any, groups: Any = None, Z: Any = None) -> np.ndarray:
         """f(X) + Z b where the group is known ("within"), f(X) elsewhere and without
         ``groups`` ("out").  A model fitted from a formula predicts a DataFrame of the
         formula's variables (groups and slopes read from it; ``groups=False``: f(X) alone)."""
@@ -339,11 +359,11 @@ class MixedML(RegressorMixin, BaseEstimator):
             return self._predict_frame(X, within=groups is not False)
         features, _ = self._validate(X, None, reset=False, fitting=False)
         out = self.fixed_part_.predict(features)
-        if groups is not None and groups is not False and self.state_ is not None:
+        if groups is not None and groups is not False and self.state_ is not None and self.random_part_ is not None:
             out = out + self.random_part_.zb_new(self.state_.b_terms, groups, Z, len(out))
         return out
 
-    def _predict_frame(self, newdata, within=True):
+    def _predict_frame(self, newdata: pd.DataFrame, within: bool = True) -> np.ndarray:
         design = self.design_
         X = new_data_matrix(design.fixed_spec, newdata, "fixed-effects matrix")
         if design.x_keep is not None:
@@ -352,6 +372,7 @@ class MixedML(RegressorMixin, BaseEstimator):
         features = pd.DataFrame(X[:, keep], columns=[design.xnames[i] for i in keep], index=newdata.index)
         out = self.fixed_part_.predict(features)
         if within:
+            assert self.random_part_ is not None and self.state_ is not None and self.state_.b_terms is not None
             for t, b in zip(self.random_part_.terms, self.state_.b_terms):
                 missing = [g for g in t.group_vars if g not in newdata.columns]
                 if missing:
@@ -361,18 +382,18 @@ class MixedML(RegressorMixin, BaseEstimator):
         return out
 
     # -- reporting ---------------------------------------------------------------------------
-    def summary(self):
+    def summary(self) -> MixedMLSummary:
         """What was fitted: the method, iterations, random effects as lme4 prints them, MSEs."""
         self._check_fitted()
         from .summary import MixedMLSummary
 
         return MixedMLSummary.from_model(self)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return str(self.summary()) if hasattr(self, "n_iter_") else repr(self)
 
     # -- checks ------------------------------------------------------------------------------
-    def _check_settings(self):
+    def _check_settings(self) -> None:
         if self.method not in METHODS:
             raise LmmError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
         if self.oob_backend not in OOB_BACKENDS:
@@ -396,13 +417,13 @@ class MixedML(RegressorMixin, BaseEstimator):
         if not (isinstance(self.verbose, (bool, int, np.integer)) and self.verbose >= 0):
             raise LmmError(f"verbose must be True, False or an integer level >= 0, not {self.verbose!r}")
 
-    def _check_fitted(self):
+    def _check_fitted(self) -> None:
         if check_is_fitted is not None:
             check_is_fitted(self, "n_iter_")
         elif not hasattr(self, "n_iter_"):
             raise LmmError("this MixedML is not fitted yet; call fit() first")
 
-    def _validate(self, X, y, reset, fitting=True):
+    def _validate(self, X: Any, y: Any, reset: bool, fitting: bool = True) -> tuple[Any, np.ndarray | None]:
         """X as given (a DataFrame stays one, for estimators that use column names), checked
         as scikit-learn checks it; y (when fitting) numeric and finite."""
         if validate_data is not None and (not isinstance(X, pd.DataFrame) or _all_numeric(X)):
@@ -430,7 +451,7 @@ class MixedML(RegressorMixin, BaseEstimator):
         return X, y
 
 
-def _is_classifier(estimator) -> bool:
+def _is_classifier(estimator: Any) -> bool:
     """A scikit-learn classifier (by its tags); False for anything without them (a callable,
     a hand-written model), which may well be a regressor."""
     if estimator is None or isinstance(estimator, type) or not hasattr(estimator, "fit"):
@@ -445,7 +466,7 @@ def _all_numeric(frame: pd.DataFrame) -> bool:
     return all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in frame.dtypes)
 
 
-def _numeric_columns(X) -> np.ndarray:
+def _numeric_columns(X: Any) -> np.ndarray:
     """The numeric columns of X, for the REML projection's design."""
     if isinstance(X, pd.DataFrame):
         X = X.select_dtypes("number")

@@ -10,6 +10,7 @@ predictions at X or a fitted object with ``predict`` (needed to predict new data
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,8 @@ class LeastSquares:
 class FixedPart:
     """fit(X, target) -> predictions at X; predict(X_new)."""
 
-    def __init__(self, estimator):
+    def __init__(self, estimator: Any) -> None:
+        self.model: Any
         if estimator is None:
             self.model, self.fun = LeastSquares(), None
         elif hasattr(estimator, "fit") and hasattr(estimator, "predict"):

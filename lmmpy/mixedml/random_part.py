@@ -56,13 +56,15 @@ class RandomState:
 
     theta: np.ndarray
     sigma2: float
-    b_terms: list  # per term, (levels x k) conditional modes
+    b_terms: list | None  # per term, (levels x k) conditional modes (None at the start)
     zb: np.ndarray  # Z b, one value per row
     criterion: float = np.nan  # the ML / REML criterion for e (EM: at the previous theta)
 
 
 class RandomPart:
     """The random-effects terms of a mixedML model and the updates of their parameters."""
+
+    z_columns: list  # the names of Z's data columns (set by the constructor from frames)
 
     def __init__(self, design, X_reml: np.ndarray, reml_names=None):
         with warnings.catch_warnings():  # an internal design: aliased features are simply left out
@@ -170,6 +172,7 @@ class RandomPart:
         opt = optimize_lmer(model, start=state.theta, control={"check_conv": False})
         if not opt.fmin < before - 1e-10 * abs(before):
             return state
+        assert opt.theta is not None  # optimize_lmer always sets it
         L = model.factor(opt.theta)
         sigma2 = L.pwrss / (self.n - self.p if reml else self.n)
         u, _ = L.solve_u_beta()
@@ -181,6 +184,7 @@ class RandomPart:
         from the previous theta); the random effects are its conditional modes."""
         model = self.model.set_response(e)
         opt = optimize_lmer(model, start=state.theta, control={"check_conv": False})
+        assert opt.theta is not None  # optimize_lmer always sets it
         L = model.factor(opt.theta)
         u, _ = L.solve_u_beta()
         b_terms = self._b_terms(u, self.templates(opt.theta))
@@ -213,7 +217,7 @@ class RandomPart:
         """The generalized log-likelihood (module docstring) at the state."""
         r = e - state.zb
         total = r @ r / state.sigma2 + self.n * np.log(state.sigma2)
-        for b, S in zip(state.b_terms, self.covariances(state)):
+        for b, S in zip(state.b_terms or [], self.covariances(state)):
             vals, vecs = np.linalg.eigh(S)
             keep = vals > 1e-12 * max(vals.max(), 1e-300)
             proj = b @ vecs[:, keep]

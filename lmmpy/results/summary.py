@@ -55,9 +55,10 @@ class Summary:
     icc: pd.Series = None
     n_dropped: int = 0
     dropped_columns: list = field(default_factory=list)
-    weights_name: str = None
-    offset_name: str = None
-    ddf: str = None  # "satterthwaite": lmerTest's title, df and p-value columns
+    weights_name: str | None = None
+    offset_name: str | None = None
+    ddf: str | None = None  # "satterthwaite": lmerTest's title, df and p-value columns
+    resid_method: str | None = None  # how the residual quantiles were computed when not exactly (Dask data)
 
     @classmethod
     def from_fit(cls, fit, ddf=None) -> "Summary":
@@ -93,13 +94,14 @@ class Summary:
             "deviance": fit.deviance,
             "df.resid": fit.df_resid,
         }
+        resid_quantiles, resid_method = fit.residual_quantiles()
         return cls(
             REML=fit.REML,
             formula_lines=deparse_lines(fit.design.formula.tree),
             data_name=fit.data_name,
             criterion=fit.objective,
             aictab=aictab,
-            resid_quantiles=np.quantile(fit.residuals("pearson", scaled=True).to_numpy(), [0, 0.25, 0.5, 0.75, 1]),
+            resid_quantiles=resid_quantiles,
             re_groups=re,
             sigma=fit.sigma,
             nobs=fit.nobs,
@@ -114,6 +116,7 @@ class Summary:
             weights_name=fit.design.weights_name,
             offset_name=fit.design.offset_name,
             ddf=ddf,
+            resid_method=resid_method,
         )
 
     # -- text ----------------------------------------------------------------------------------
@@ -166,8 +169,13 @@ class Summary:
 
     def _residuals(self):
         q = zapsmall(self.resid_quantiles, DIGITS + 1)
+        method = f"({self.resid_method})\n" if self.resid_method else ""
         return (
-            "Scaled residuals: \n" + print_named(["Min", "1Q", "Median", "3Q", "Max"], format_real(q, DIGITS)) + "\n\n"
+            "Scaled residuals: \n"
+            + print_named(["Min", "1Q", "Median", "3Q", "Max"], format_real(q, DIGITS))
+            + "\n"
+            + method
+            + "\n"
         )
 
     def _random(self):

@@ -32,3 +32,12 @@ def test_a_fit_pickles_for_the_workers_that_refit_it():
     assert copy.objective == fit.objective
     twin = copy.model.with_reml(False)
     assert twin.REML is False and copy.model.with_reml(False) is twin and copy.model.with_reml(True) is copy.model
+
+
+def test_twins_know_each_other():
+    """A with_reml twin finds its original again (one shared list; copy.copy goes through
+    __setstate__, which starts a list of its own), so set_response on either forgets both's factors."""
+    fit = lmmpy.lmer("Reaction ~ Days + (Days | Subject)", lmmpy.datasets.load("sleepstudy"))
+    ml = fit.model.with_reml(False)
+    assert ml.with_reml(True) is fit.model
+    assert {id(m) for m in ml._live_variants()} == {id(fit.model), id(ml)}
