@@ -103,6 +103,7 @@ class ReweightedLmm:
             cp.Att[:q, q:] = ztxy
             cp.Att[q:, :q] = ztxy.T
             cp.Att[q:, q:] = Xy.T @ WXy
+            assert m._gram is not None  # made refreshable in __init__
             m._gram.refresh(cp.At1_z.data)  # its pair products were those of the old values
         else:
             cp.Att[...] = Xy.T @ WXy

@@ -1012,7 +1012,7 @@ def response_values(f: LmerFormula, frame: pd.DataFrame, variables: ModelVariabl
     return y
 
 
-def _cbind_args(resp):
+def _cbind_args(resp: Any) -> tuple | None:
     """The two columns of a ``cbind(successes, failures)`` response, or None."""
     if isinstance(resp, Call) and resp.op == "cbind":
         if len(resp.args) != 2 or any(isinstance(a, Kw) for a in resp.args):
@@ -1021,7 +1021,7 @@ def _cbind_args(resp):
     return None
 
 
-def _glm_response(f, frame, variables):
+def _glm_response(f: LmerFormula, frame: pd.DataFrame, variables: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """(y, trials) as R's glm families take the response: numbers; booleans as 0/1; a factor or
     string column with two or more levels as 'not the first level' (R's binomial: the first
     level is failure); ``cbind(s, f)`` as y = s / (s + f) with trials s + f (y = 0 where there
@@ -1031,7 +1031,7 @@ def _glm_response(f, frame, variables):
     prepared = variables.prepare(frame)
     values = {c: prepared[c] for c in variables.columns}
 
-    def numeric(node, what):
+    def numeric(node: Any, what: str) -> np.ndarray:
         if isinstance(node, Name) and node.id in frame.columns:
             value = frame[node.id]
         else:
@@ -1066,7 +1066,7 @@ def _glm_response(f, frame, variables):
     ):
         levels = list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else sorted(col.unique())
         if len(levels) < 2:
-            raise DataError(f"the response {resp.id!r} has only one level ({levels[0]!r}): it needs two")
+            raise DataError(f"the response {deparse(resp)!r} has only one level ({levels[0]!r}): it needs two")
         return (col != levels[0]).to_numpy(dtype=float), None
     y = numeric(resp, "the response")
     if not np.all(np.isfinite(y)):

@@ -100,9 +100,9 @@ class WeightedGram:
         del index, flat
         self.rows, self.cols = positions // m, positions % m
         self._weight = np.where(self.rows == self.cols, 1.0, 2.0)
-        values = np.concatenate(values)
+        all_values = np.concatenate(values)
         # each pair's place in S's data (tags), for refresh; the values themselves otherwise
-        tags = np.arange(1, values.size + 1, dtype=float) if refreshable else values
+        tags = np.arange(1, all_values.size + 1).astype(float) if refreshable else all_values
         if k == 1:  # built by columns (levels in self.order) as the pairs come, stored by rows:
             c = counts[self.order]  # the product S v then writes its output in order
             indptr = np.concatenate([[0], np.cumsum(c * (c + 1) // 2)])
@@ -111,7 +111,7 @@ class WeightedGram:
             self.S = sp.csr_matrix((tags, (row_of_pair, np.concatenate(weights))), shape=(positions.size, n * k * k))
         if refreshable:
             place = self.S.data.astype(np.int64) - 1
-            self.S.data = values[place]
+            self.S.data = all_values[place]
             self._pairs = np.concatenate(pairs, axis=1)[:, place]
             self._mult = np.concatenate(mults)[place]
             self._entry_order = order_entries  # k > 1: A's values sorted by level, then row
