@@ -11,7 +11,9 @@ from .lmer import lformula, lmer, mk_lmer_devfun, mk_lmer_fit, optimize_lmer
 from .glmer import glformula, glmer, mk_glmer_devfun, mk_glmer_fit, optimize_glmer
 from .fit.glmm_driver import GlmerControl
 from .glmerfit import GlmerFit
+from .inference.allfit import AllFit, allfit
 from .inference.lrt import LRTResult, anova
+from .inference.pbmodcomp import PBModComp, pbmodcomp
 from .inference.tidy import tidy
 from .inference.emmeans import EmmContrasts, EmmGrid, emmeans
 from .inference.r2 import R2Nakagawa, r2_nakagawa
@@ -27,6 +29,10 @@ except PackageNotFoundError:  # pragma: no cover - run from a source tree withou
 __all__ = [
     "anova",
     "LRTResult",
+    "allfit",
+    "AllFit",
+    "pbmodcomp",
+    "PBModComp",
     "tidy",
     "emmeans",
     "EmmGrid",

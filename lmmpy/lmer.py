@@ -74,7 +74,8 @@ def lmer(
         The response and the variables are R expressions, evaluated as R does
         (``log(y) - 1 ~ I(x > 4) + poly(x, 2) + offset(o)``; the R functions lmmpy knows are
         listed in :mod:`lmmpy.formula.rlang`).
-    data : pandas DataFrame (not modified); rows with missing values in the model's
+    data : pandas DataFrame (not modified), or a polars DataFrame or pyarrow Table (converted
+        to pandas once, :mod:`lmmpy.formula.frames`); rows with missing values in the model's
         variables are dropped and counted.  Or a Dask DataFrame, for data larger than memory:
         each partition is reduced to the model's cross-products where it is, on the active
         Dask scheduler (``weights`` and ``offset`` then name columns); the fit is a

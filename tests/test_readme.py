@@ -29,9 +29,13 @@ DEPENDENCY_MIN_PYTHON = {
     "matplotlib": {"3.6": (3, 8)},
     "threadpoolctl": {"3": (3, 6)},
     "ruff": {"0.6": (3, 7)},
+    "polars": {"1.0": (3, 8)},
+    "pyarrow": {"14": (3, 8)},
+    "mkdocs": {"1.6": (3, 8)},
+    "mkdocs-material": {"9.5": (3, 8)},
+    "mkdocstrings": {"0.26": (3, 8)},
     "dask": {"2025.1": (3, 10)},
     "distributed": {"2025.1": (3, 10)},
-    "pyarrow": {"14": (3, 8)},
     "mypy": {"1.10": (3, 8)},
 }
 
@@ -138,6 +142,10 @@ def test_shell_lines_are_the_packages_commands(capsys):
             for target in targets:
                 for extra in re.findall(r"[\w]+", target[1:]):
                     assert extra in project["optional-dependencies"], f"README installs an unknown extra {extra!r}"
+            continue
+        if words[0] == "mkdocs":  # the documentation site, built from its config in the repository
+            assert words[1] == "build" and "-f" in words, words
+            assert (README.parent / words[words.index("-f") + 1]).is_file(), words
             continue
         if words[0] == "lmmpy":
             assert project["scripts"]["lmmpy"] == "lmmpy.cli:main"

@@ -29,9 +29,9 @@ import pandas as pd
 
 from ..errors import LmmError
 from ..fit.em import psd_lower_factor, theta_from_templates
-from ..formula.design import to_formulaic
+from ..formula.design import ReTerm, to_formulaic
 from ..formula.parser import deparse, parse
-from ..formula.design import ReTerm
+from ..results.html import html_table
 from ..lmer import lmer
 from ..lmerfit import LmerFit
 
@@ -167,7 +167,9 @@ class Comparison:
         return head + text + flag
 
     def _repr_html_(self) -> str:
-        return self.table.to_html()
+        head, *rest = str(self).splitlines()
+        flag = [line for line in rest if line.startswith("statsmodels stopped")]
+        return html_table([head, *flag], self.table)
 
 
 def compare_fit(fit: LmerFit, max_crossed_columns: int = 2000, **fit_kwargs: Any) -> Comparison:

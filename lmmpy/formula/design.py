@@ -35,6 +35,7 @@ from formulaic.errors import FormulaicError
 
 from ..errors import DataError, FormulaError, LmmError
 from .bars import LmerFormula, parse_formula
+from .frames import as_pandas
 from .parser import FORMULA_OPERATORS, PAREN, Call, Kw, Name, Node, Num, Str, deparse, walk
 from .rlang import Matrix, column_value, evaluate, mark_fitted
 from .theta_layout import tril_positions
@@ -803,10 +804,13 @@ def _build_design(
     glm_response: bool = False,
 ) -> Design:
     f = formula if isinstance(formula, LmerFormula) else parse_formula(formula)
+    data = as_pandas(data)  # polars, pyarrow: converted once, here
     if isinstance(data, dict):
         data = pd.DataFrame(data)
     if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+        raise DataError(
+            f"data must be a pandas DataFrame (or a polars DataFrame or pyarrow Table), not {type(data).__name__}"
+        )
     if len(data) == 0:
         raise DataError("the data have no rows")
 

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import LmmError, require_bool
+from ..results.html import html_table
 from ..results.rformat import SIGNIF_LEGEND, format_pval, format_real, print_matrix, signif_stars
 
 
@@ -92,8 +93,9 @@ class LRTResult:
     def __repr__(self):
         return str(self)
 
-    def _repr_html_(self):
-        return self.table.to_html()
+    def _repr_html_(self) -> str:
+        models = [f"{m}: {f}" for m, f in zip(self.table.index, self.table["formula"])]
+        return html_table([f"Data: {self.data_name}", "Models:", *models], self.table.drop(columns="formula"))
 
 
 def anova(*fits: Any, refit: bool = True) -> LRTResult:

@@ -18,6 +18,7 @@ from formulaic.errors import FormulaicError
 from ..errors import DataError, FormulaError, require_bool
 from ..formula.bars import parse_formula
 from ..formula.design import CONTEXT, names_in, level_labels
+from ..formula.frames import as_pandas
 from ..formula.parser import deparse, parse
 
 
@@ -72,8 +73,11 @@ def prepared_rows(fit, newdata, re_form, allow_new_levels, extra_terms=()) -> tu
         if re_form is None and not extra_terms:
             return None, None, None
         newdata = fit.design.frame
+    newdata = as_pandas(newdata, "newdata")  # polars, pyarrow: converted once, here
     if not isinstance(newdata, pd.DataFrame):
-        raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
+        raise DataError(
+            f"newdata must be a pandas DataFrame (or a polars DataFrame or pyarrow Table), not {type(newdata).__name__}"
+        )
     allow_new_levels = require_bool("allow_new_levels", allow_new_levels)
     design = fit.design
     terms = _selected_terms(fit, re_form)

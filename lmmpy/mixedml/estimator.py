@@ -29,6 +29,7 @@ import pandas as pd
 
 from ..errors import DataError, LmmError
 from ..formula.design import build_design
+from ..formula.frames import as_pandas
 from ..fit.em import squarem_point
 from ..results.model import ConvergenceWarning, ranef_frames
 from ..results.varcorr import varcorr_frame
@@ -106,9 +107,18 @@ class MixedML(RegressorMixin, BaseEstimator):
         for every tenth (the step, the iterations so far, the GLL, the three changes above and
         the elapsed time) and how it ended; 2 or more a line for every step.
 
-    Learned attributes: ``estimator_`` (the fitted fixed part), ``varcorr_`` (lme4's
-    VarCorr table), ``ranef_`` (conditional modes per grouping factor), ``sigma_``,
-    ``theta_``, ``gll_trace_``, ``n_iter_``, ``converged_``, ``fitted_``, ``fitted_fixed_``.
+    Attributes
+    ----------
+    estimator_ : the fitted fixed part.
+    varcorr_ : lme4's VarCorr table of the random part.
+    ranef_ : the conditional modes, per grouping factor.
+    sigma_ : the residual standard deviation.
+    theta_ : the random part's relative covariance factor, lme4's theta.
+    gll_trace_ : the GLL at each iteration.
+    n_iter_ : the iterations taken.
+    converged_ : whether the fit converged.
+    fitted_ : f(X) + Z b at the training rows.
+    fitted_fixed_ : f(X) at the training rows.
     """
 
     def __init__(
@@ -137,6 +147,7 @@ class MixedML(RegressorMixin, BaseEstimator):
         ``groups`` (a column; several columns: crossed or nested factors), with random slopes
         on the columns of ``Z``.  Without ``groups`` only f is fitted."""
         self._check_settings()
+        X = as_pandas(X, "X")  # a polars DataFrame or pyarrow Table: pandas from here on
         features, y = self._validate(X, y, reset=True)
         self.formula_: str | None = None
         if groups is None:
@@ -350,6 +361,7 @@ class MixedML(RegressorMixin, BaseEstimator):
         ``groups`` ("out").  A model fitted from a formula predicts a DataFrame of the
         formula's variables (groups and slopes read from it; ``groups=False``: f(X) alone)."""
         self._check_fitted()
+        X = as_pandas(X, "X")
         if (
             self.formula_ is not None
             and isinstance(X, pd.DataFrame)

@@ -3,13 +3,13 @@ its random effects."""
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..results.rformat import format_num
 from ..results.summary import DIGITS, random_effects_text, re_groups
+from ..results.html import html_text
 
 METHOD_NAMES = {"ml": "ML-EM", "reml": "REML-EM", "oob": "out of the box (lmer on the residuals)"}
 
@@ -79,4 +79,4 @@ class MixedMLSummary:
         return out
 
     def _repr_html_(self) -> str:
-        return f"<pre>{html.escape(str(self))}</pre>"
+        return html_text(str(self))

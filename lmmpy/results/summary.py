@@ -8,7 +8,6 @@ numbers of groups, and a line for rows dropped because of missing values.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +29,7 @@ from .rformat import (
     signif_stars,
     zapsmall,
 )
+from .html import html_text
 from .varcorr import make_unique, sd_corr
 
 DIGITS = 4  # lme4: max(3, getOption("digits") - 3)
@@ -247,7 +247,7 @@ class Summary:
 
     # -- html ------------------------------------------------------------------------------------
     def _repr_html_(self) -> str:
-        return f"<pre>{html.escape(str(self))}</pre>"
+        return html_text(str(self))
 
 
 def re_groups(reterms, covariances) -> list:
