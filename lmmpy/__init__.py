@@ -2,12 +2,15 @@
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import compare, datasets, plot  # plot: matplotlib is imported only when a plot is drawn
+from . import compare, datasets, families, plot  # plot: matplotlib is imported only when a plot is drawn
 from .errors import DataError, FormulaError, LmmError
 from .fit.checks import LmerControl
 from .formula.design import RankDeficientWarning
 from .mixedml import MixedML
 from .lmer import lformula, lmer, mk_lmer_devfun, mk_lmer_fit, optimize_lmer
+from .glmer import glformula, glmer, mk_glmer_devfun, mk_glmer_fit, optimize_glmer
+from .fit.glmm_driver import GlmerControl
+from .glmerfit import GlmerFit
 from .inference.allfit import AllFit, allfit
 from .inference.lrt import LRTResult, anova
 from .inference.pbmodcomp import PBModComp, pbmodcomp
@@ -44,6 +47,14 @@ __all__ = [
     "optimize_lmer",
     "mk_lmer_fit",
     "LmerFit",
+    "glmer",
+    "glformula",
+    "mk_glmer_devfun",
+    "optimize_glmer",
+    "mk_glmer_fit",
+    "GlmerFit",
+    "GlmerControl",
+    "families",
     "DaskLmerFit",
     "LmmError",
     "FormulaError",

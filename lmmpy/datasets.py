@@ -4,6 +4,7 @@ grouping columns are categoricals, as the R packages that ship them define them.
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -22,7 +23,12 @@ FACTORS = {
     "Pastes": ["batch", "cask", "sample"],
     "InstEval": ["s", "d", "dept", "service", "studage", "lectage"],
     "mlbook2": ["schoolnr"],
+    "cbpp": ["herd", "period"],
+    "grouseticks": ["INDEX", "BROOD", "YEAR", "LOCATION"],
+    "VerbAgg": ["item", "id"],
 }
+# compressed in the package (gzip): the large ones
+COMPRESSED = {"VerbAgg"}
 
 
 def names() -> list[str]:
@@ -39,9 +45,16 @@ def _canonical(name: str) -> str:
     raise LmmError(f"no bundled data set {name!r}; the bundled ones are: {', '.join(names())}")
 
 
-def path(name: str) -> Traversable:
+def path(name: str) -> Traversable | Path:
     """Path of a bundled data set's CSV file."""
-    return resources.files("lmmpy.data").joinpath(f"{_canonical(name)}.csv")
+    name = _canonical(name)
+    file = f"{name}.csv" + (".gz" if name in COMPRESSED else "")
+    found = resources.files("lmmpy.data").joinpath(file)
+    if not found.is_file():  # a source tree run beside another install of lmmpy.data: its own data/
+        local = Path(__file__).resolve().parent.parent / "data" / file
+        if local.is_file():
+            return local
+    return found
 
 
 def load(name: str) -> pd.DataFrame:

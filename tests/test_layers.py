@@ -16,15 +16,19 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lmmpy"
 
 # low to high; a module may import its own layer or lower ones
 LAYERS = [
-    ["lmmpy.errors", "lmmpy.datasets"],
+    ["lmmpy.errors", "lmmpy.datasets", "lmmpy.families"],  # families: R's links and variance functions
     ["lmmpy.formula"],
     ["lmmpy.linalg"],
     ["lmmpy.fit"],
     ["lmmpy.results"],  # the fitted model: estimates, varcorr, ranef, printing helpers
     ["lmmpy.inference"],  # tests, intervals, df, prediction, refits of a fitted model
-    ["lmmpy.lmerfit", "lmmpy.daskfit"],  # the fit users get: results + the inference methods (pandas, Dask data)
+    [
+        "lmmpy.lmerfit",
+        "lmmpy.daskfit",
+        "lmmpy.glmerfit",
+    ],  # the fits users get: results + the inference methods (pandas, Dask data; glmer)
     ["lmmpy.mixedml", "lmmpy.plot"],
-    ["lmmpy.lmer"],  # the API: lme4's chain and lmer()
+    ["lmmpy.lmer", "lmmpy.glmer"],  # the API: lme4's chain, lmer() and glmer()
     ["lmmpy.compare"],  # fits with lmer, then with statsmodels
     ["lmmpy.cli", "lmmpy"],  # the command line and the package's face
 ]

@@ -80,12 +80,18 @@ class CrossProducts:
 
     @classmethod
     def from_design(cls, design: Design) -> "CrossProducts":
-        terms = design.reterms
-        w = design.weights
+        return cls.from_rows(
+            design.reterms, [t.Z() for t in design.reterms], design.X, design.y, design.weights, design.offset
+        )
+
+    @classmethod
+    def from_rows(cls, terms, Zs, X, y, w=None, offset=None) -> "CrossProducts":
+        """The cross-products of the rows (Z_i per term, X, y, weights w, offset); ``Zs`` the
+        terms' unweighted Z blocks, so that a caller changing only w and y (PIRLS's working
+        weights and response) builds them once."""
         sw = np.sqrt(w) if w is not None else None
-        y = design.y - design.offset if design.offset is not None else design.y
-        Xy = np.column_stack([design.X, y])
-        Zs = [t.Z() for t in terms]
+        y = y - offset if offset is not None else y
+        Xy = np.column_stack([X, y])
         if sw is not None:
             Xy = Xy * sw[:, None]
             Zs = [(sp.diags(sw) @ Z).tocsc() for Z in Zs]
@@ -114,7 +120,7 @@ class CrossProducts:
             At1_z = sp.csr_matrix((0, Z1.shape[1]))
             Att_zz = sp.csr_matrix((0, 0))
             Att = Xy.T @ Xy
-        rows = WeightedRows(Z1, Zt, Xy[:, :-1], sw, design.offset, Xy[:, -1].copy())
+        rows = WeightedRows(Z1, Zt, Xy[:, :-1], sw, offset, Xy[:, -1].copy())
         return cls(A11, At1_z, At1_xy, Att_zz, Att, rows)
 
     def __add__(self, other: "CrossProducts") -> "CrossProducts":

@@ -77,6 +77,9 @@ class OptSummary:
     scaling: Any = None  # the ColumnScaling the model was fitted on (lmmpy.fit.scaling), None for none
     blas_threads: int | None = None  # the BLAS threads the fit ran with (None: unknown, no BLAS found)
     failure: FitStatus | None = None  # why converged is False, where the optimizer's word is not the reason
+    beta: np.ndarray | None = None  # a generalized model's fixed effects (optimised with theta)
+    hessian_exact: np.ndarray | None = None  # glmer: the exact Laplace deviance's Hessian, when `hessian` is lme4's
+    gradient_lme4: np.ndarray | None = None  # glmer: the gradient of lme4's PIRLS-path deviance
 
     @property
     def return_code(self) -> int:

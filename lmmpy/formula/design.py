@@ -693,6 +693,7 @@ class Design:
     dropped_columns: list = field(default_factory=list)  # aliased columns of X, dropped
     x_keep: list[int] | None = None  # indices of the kept columns among the formula's (for new data)
     variables: Any = None  # ModelVariables: R's evaluation of the formula's variables
+    trials: np.ndarray | None = None  # binomial trials of a cbind(successes, failures) response (y their proportion)
 
     @property
     def n(self) -> int:
@@ -859,8 +860,12 @@ def build_design(
     weights: Any = None,
     offset: Any = None,
     env: Mapping | None = None,
+    glm_response: bool = False,
 ) -> Design:
     """Parse ``formula`` and build the model's matrices from ``data`` (never modified).
+
+    ``glm_response``: the response as R's glm families take it (:func:`_glm_response`):
+    also booleans, a two-level factor or string column, and ``cbind(successes, failures)``.
 
     ``weights`` and ``offset`` are column names or arrays with one value per row of ``data``
     (by position), or pandas Series (by the data's index labels).
@@ -868,7 +873,7 @@ def build_design(
     ``data`` are looked up (default: the caller's variables)."""
     env = caller_env(1) if env is None else check_env(env)
     try:
-        return _build_design(formula, data, factors, weights, offset, env)
+        return _build_design(formula, data, factors, weights, offset, env, glm_response)
     except RecursionError:
         raise FormulaError(getattr(formula, "text", str(formula)), "the formula nests too deeply") from None
 
@@ -895,7 +900,13 @@ def _env_column(env: Mapping, name: str, n: int) -> np.ndarray | None:
 
 
 def _build_design(
-    formula: str, data: pd.DataFrame, factors: Sequence[str], weights: Any, offset: Any, env: Mapping
+    formula: str,
+    data: pd.DataFrame,
+    factors: Sequence[str],
+    weights: Any,
+    offset: Any,
+    env: Mapping,
+    glm_response: bool = False,
 ) -> Design:
     f = formula if isinstance(formula, LmerFormula) else parse_formula(formula)
     data = as_pandas(data)  # polars, pyarrow: converted once, here
@@ -955,7 +966,8 @@ def _build_design(
         names=sorted(_referenced_names(f)),
     )
     parts = (f.fixed, *f.offsets, *(b.lhs for b in f.bars))
-    computed_na = model_vars.missing_rows(frame, parts + (f.response,))
+    responses = _cbind_args(f.response) if glm_response else None
+    computed_na = model_vars.missing_rows(frame, parts + (responses or (f.response,)))
     if computed_na.any():
         frame = frame.loc[~computed_na]
         if len(frame) == 0:
@@ -965,7 +977,7 @@ def _build_design(
         left = " after dropping rows with missing values" if n_dropped else ""
         raise DataError(f"the data have 1 observation{left}: grouping factors must have > 1 sampled level")
 
-    y = _response(f, frame, model_vars)
+    y, trials = _glm_response(f, frame, model_vars) if glm_response else (_response(f, frame, model_vars), None)
     X, xnames, fixed_spec = _materialise(f.text, f.fixed, frame, "fixed-effects matrix", model_vars)
     X, xnames, dropped, x_keep = drop_aliased_columns(X, xnames)
     w = frame[".weights"].to_numpy(dtype=float) if "weights" in extra else None
@@ -986,7 +998,9 @@ def _build_design(
         codes, levels = grouping_factor(frame, b.group_vars)
         terms.append(ReTerm(b.group_name, deparse(b.lhs), codes, levels, Xr, cn, spec, tuple(b.group_vars)))
     terms = _order_terms(terms)
-    check_terms(terms, len(y))
+    # a generalized model may have one level per observation (observation-level random effects
+    # are identified through the family's variance): glmerControl's check.nobs.vs.nlev/nRE
+    check_terms(terms, len(y), per_observation_ok=glm_response)
     if X.shape[1] >= len(y):
         # X beta then fits y exactly: no residual degrees of freedom (REML's n - p = 0, ML's
         # deviance unbounded below as sigma -> 0); lme4 stops with "objective in x0 returns NA",
@@ -1015,6 +1029,7 @@ def _build_design(
         dropped,
         x_keep,
         model_vars,
+        trials,
     )
 
 
@@ -1115,7 +1130,69 @@ def response_values(f: LmerFormula, frame: pd.DataFrame, variables: ModelVariabl
     return y
 
 
-def check_terms(terms: list[ReTerm], n: int) -> None:
+def _cbind_args(resp: Any) -> tuple | None:
+    """The two columns of a ``cbind(successes, failures)`` response, or None."""
+    if isinstance(resp, Call) and resp.op == "cbind":
+        if len(resp.args) != 2 or any(isinstance(a, Kw) for a in resp.args):
+            raise DataError(f"the response {deparse(resp)!r}: cbind() takes two columns, successes and failures")
+        return tuple(resp.args)
+    return None
+
+
+def _glm_response(f: LmerFormula, frame: pd.DataFrame, variables: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(y, trials) as R's glm families take the response: numbers; booleans as 0/1; a factor or
+    string column with two or more levels as 'not the first level' (R's binomial: the first
+    level is failure); ``cbind(s, f)`` as y = s / (s + f) with trials s + f (y = 0 where there
+    are no trials, as R sets it).  The family checks the range (:mod:`lmmpy.fit.pirls`)."""
+    resp = f.response
+    pair = _cbind_args(resp)
+    prepared = variables.prepare(frame)
+    values = {c: prepared[c] for c in variables.columns}
+
+    def numeric(node: Any, what: str) -> np.ndarray:
+        if isinstance(node, Name) and node.id in frame.columns:
+            value = frame[node.id]
+        else:
+            value = variables.evaluate(node, values)
+        if isinstance(value, pd.Categorical) or isinstance(value, Matrix):
+            raise DataError(f"{what} {deparse(node)!r} must be numeric")
+        arr = np.asarray(value)
+        if arr.ndim != 1 or len(arr) != len(frame):
+            raise DataError(f"{what} {deparse(node)!r} must be a single column")
+        if arr.dtype.kind == "b":
+            return arr.astype(float)
+        if arr.dtype.kind not in "iuf":
+            try:
+                arr = arr.astype(float)
+            except (TypeError, ValueError):
+                raise DataError(f"{what} {deparse(node)!r} must be numeric") from None
+        return arr.astype(float)
+
+    if pair is not None:
+        s, fl = (numeric(a, "the cbind() column") for a in pair)
+        if np.any(s < 0) or np.any(fl < 0) or not np.all(np.isfinite(s) & np.isfinite(fl)):
+            raise DataError(f"the response {deparse(resp)!r}: counts must be finite and non-negative")
+        n = s + fl
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(n > 0, s / np.where(n > 0, n, 1.0), 0.0)
+        return y, n
+    col = frame[resp.id] if isinstance(resp, Name) and resp.id in frame.columns else None
+    if col is not None and (
+        isinstance(col.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_object_dtype(col)
+        or pd.api.types.is_string_dtype(col)
+    ):
+        levels = list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else sorted(col.unique())
+        if len(levels) < 2:
+            raise DataError(f"the response {deparse(resp)!r} has only one level ({levels[0]!r}): it needs two")
+        return (col != levels[0]).to_numpy(dtype=float), None
+    y = numeric(resp, "the response")
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"the response {deparse(resp)!r} has infinite (or NaN) values")
+    return y, None
+
+
+def check_terms(terms: list[ReTerm], n: int, per_observation_ok: bool = False) -> None:
     """lme4's checkNlevels and checkZdims."""
     for t in terms:
         if t.nlevels < 2:
@@ -1123,6 +1200,8 @@ def check_terms(terms: list[ReTerm], n: int) -> None:
                 f"the grouping factor {t.group!r} has only {t.nlevels} level; "
                 "grouping factors must have > 1 sampled level"
             )
+        if per_observation_ok:
+            continue
         if t.nlevels >= n:
             raise DataError(
                 f"the grouping factor {t.group!r} has {t.nlevels} levels for {n} observations: "

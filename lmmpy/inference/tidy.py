@@ -13,16 +13,20 @@ from ..results.varcorr import sd_corr
 def tidy(fit, effects: str = "fixed") -> pd.DataFrame:
     """broom.mixed's tidy(): effects "fixed" (estimate, std.error, statistic), "ran_pars"
     (standard deviations and correlations) or "ran_vals" (conditional modes and their SDs)."""
+    generalized = hasattr(fit, "zvalues")  # a glmer fit: z statistics and their p values
     if effects == "fixed":
-        return pd.DataFrame(
+        out = pd.DataFrame(
             {
                 "effect": "fixed",
                 "term": fit.fixef.index,
                 "estimate": fit.fixef.to_numpy(),
                 "std.error": fit.se.to_numpy(),
-                "statistic": fit.tvalues.to_numpy(),
+                "statistic": (fit.zvalues if generalized else fit.tvalues).to_numpy(),
             }
         )
+        if generalized:
+            out["p.value"] = fit.pvalues.to_numpy()
+        return out
     if effects == "ran_pars":
         rows = []
         for t, S in zip(fit.design.reterms, fit.covariances):
@@ -32,7 +36,8 @@ def tidy(fit, effects: str = "fixed") -> pd.DataFrame:
                     rows.append((t.group, f"sd__{t.cnames[i]}", sd[i]))
                 else:
                     rows.append((t.group, f"cor__{t.cnames[j]}.{t.cnames[i]}", corr[i, j]))
-        rows.append(("Residual", "sd__Observation", fit.sigma))
+        if not generalized or fit._residual_sd is not None:  # no residual sd without a dispersion
+            rows.append(("Residual", "sd__Observation", fit.sigma))
         return pd.DataFrame(rows, columns=["group", "term", "estimate"]).assign(effect="ran_pars")[
             ["effect", "group", "term", "estimate"]
         ]

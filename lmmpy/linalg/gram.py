@@ -78,9 +78,12 @@ def _syrk_into(G: np.ndarray, alpha: float, B: np.ndarray) -> None:
 class WeightedGram:
     """``A blockdiag(V) A'`` at the fixed lower-triangle positions ``(rows, cols)`` of A A'."""
 
-    def __init__(self, A, group: int = 1, budget: int | None = None):
-        """``budget`` the stored pairs at most (None: the module's ``PAIR_BUDGET``, read now)."""
+    def __init__(self, A, group: int = 1, budget: int | None = None, refreshable: bool = False):
+        """``budget`` the stored pairs at most (None: the module's ``PAIR_BUDGET``, read now).
+        ``refreshable``: keep A's pattern for :meth:`refresh` (a caller whose A keeps its
+        pattern and changes its values, as PIRLS's reweighted Z does)."""
         budget = PAIR_BUDGET if budget is None else int(budget)
+        self._refresh_with = (sp.csr_matrix(A, dtype=float, copy=True), group, budget) if refreshable else None
         A = sp.csc_matrix(A, dtype=float)
         A.sort_indices()
         m, ncols = A.shape
@@ -157,6 +160,17 @@ class WeightedGram:
                 ),
                 shape=(positions.size, n * k * k),
             )
+
+    def refresh(self, data) -> "WeightedGram":
+        """The same for a matrix of A's pattern with new stored values ``data`` (in the order of
+        the matrix given at construction, as CSR).  The routes and products are made again for
+        the new values (exact on every route; the pattern's analysis is the cost)."""
+        if self._refresh_with is None:
+            raise ValueError("this WeightedGram was built without refreshable=True")
+        pattern, group, budget = self._refresh_with
+        pattern.data[...] = np.asarray(data, dtype=float)
+        self.__init__(pattern, group, budget, refreshable=True)  # type: ignore[misc]
+        return self
 
     def __getstate__(self) -> dict:
         # the work buffer and the dense columns are remade on first use (a pickled copy, for a

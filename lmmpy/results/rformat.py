@@ -198,7 +198,7 @@ def format_pval(pv, digits: int = 3, eps: float = EPS) -> list:
     rest = np.flatnonzero(~small)
     if rest.size:
         expo = np.floor(np.log10(np.where(pv[rest] > 0, pv[rest], 1e-50)))
-        fixp = (expo >= -3) | (pv[rest] == 0)
+        fixp = (expo >= -3) | ((expo == -4) & (digits > 1)) | (pv[rest] == 0)  # R >= 4.2's rule
         for group in (rest[fixp], rest[~fixp]):
             if group.size:
                 for i, txt in zip(group, format_real(pv[group], digits)):

@@ -260,16 +260,18 @@ def re_groups(reterms, covariances) -> list:
 
 
 def random_effects_text(groups, sigma) -> str:
-    """lme4's "Random effects:" table: variances, standard deviations, correlations."""
-    sds = np.concatenate([sd for _, _, sd, _ in groups] + [[sigma]])
+    """lme4's "Random effects:" table: variances, standard deviations, correlations; with
+    ``sigma`` None no Residual row (a generalized model without a dispersion)."""
+    sds = np.concatenate([sd for _, _, sd, _ in groups] + ([[sigma]] if sigma is not None else []))
     var_s = format_real(sds**2, DIGITS)
     sd_s = format_real(sds, DIGITS)
     rows, names = [], []
     for g, cn, _, _ in groups:
         rows += [g] + [""] * (len(cn) - 1)
         names += cn
-    rows.append("Residual")
-    names.append("")
+    if sigma is not None:
+        rows.append("Residual")
+        names.append("")
     cells = [[g, nm, v, s] for g, nm, v, s in zip(rows, names, var_s, sd_s)]
     header = ["Groups", "Name", "Variance", "Std.Dev."]
     maxlen = max(len(cn) for _, cn, _, _ in groups)
@@ -280,7 +282,8 @@ def random_effects_text(groups, sigma) -> str:
             strs = np.array(format_real(np.round(C, 2).ravel(), DIGITS, nsmall=2), dtype=object).reshape(k, k)
             for i in range(k):
                 corr_rows.append([strs[i, j] if j < i else "" for j in range(maxlen - 1)])
-        corr_rows.append([""] * (maxlen - 1))
+        if sigma is not None:
+            corr_rows.append([""] * (maxlen - 1))
         cells = [c + r for c, r in zip(cells, corr_rows)]
         header += ["Corr"] + [""] * (maxlen - 2)
     return "Random effects:\n" + print_matrix(cells, [""] * len(cells), header) + "\n"

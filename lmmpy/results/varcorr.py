@@ -44,7 +44,8 @@ def sd_corr(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def varcorr_frame(groups, cnames, covs, sigma) -> pd.DataFrame:
     """lme4's ``as.data.frame(VarCorr(fit))``: per term the variances, then the covariances
-    (sdcor holding standard deviations and correlations), then the residual."""
+    (sdcor holding standard deviations and correlations), then the residual (none when
+    ``sigma`` is None: a family with a fixed dispersion, as lme4 leaves it out for glmer)."""
     rows = []
     for g, names, S in zip(make_unique(groups), cnames, covs):
         sd, corr = sd_corr(S)
@@ -53,5 +54,6 @@ def varcorr_frame(groups, cnames, covs, sigma) -> pd.DataFrame:
         for j in range(len(names)):
             for i in range(j + 1, len(names)):
                 rows.append((g, names[j], names[i], S[i, j], corr[i, j]))
-    rows.append(("Residual", None, None, sigma**2, sigma))
+    if sigma is not None:
+        rows.append(("Residual", None, None, sigma**2, sigma))
     return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])

@@ -1,0 +1,282 @@
+r"""The optimizer policy of :func:`lmmpy.glmer`, lme4's two stages with lmmpy's optimizers:
+
+1. nAGQ = 0: the deviance minimised over theta alone, beta found inside PIRLS with the
+   conditional modes (started from the GLM without random effects); derivative-free (COBYQA,
+   lme4's stage uses BOBYQA).  For ``nAGQ=0`` this is the fit.
+2. nAGQ >= 1: the Laplace (or adaptive Gauss-Hermite) deviance minimised over (theta, beta)
+   from stage 1's estimates, by L-BFGS-B with central differences (PIRLS is warm-started, so
+   the deviance is smooth to ~1e-12 relative), polished by Newton steps on lme4's
+   finite-difference Hessian where they lower the deviance.
+
+At the optimum, as lme4's checkConv: the singular check, and (not singular) the scaled
+gradient and the Hessian checks on deriv12's gradient and Hessian over (theta, beta), which
+also give the fixed effects' covariance (:mod:`lmmpy.results.glmm`).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import Bounds, minimize
+
+from ..errors import LmmError
+from .checks import LmerControl, _hessian_findings, deriv12, is_singular
+from .optimize import OptSummary
+from ..formula.theta_layout import theta_templates
+from .pirls import GlmmModel
+from .status import Check, CheckFinding, FitStatus
+
+FD_STEP = 1e-5  # central differences for the optimizer's gradient
+DERIV_STEP = 1e-4  # lme4's deriv12 step for the checks and the Hessian
+
+
+@dataclass
+class GlmerControl(LmerControl):
+    """lme4's glmerControl: lmerControl's checks and tolerances, and PIRLS's."""
+
+    pirls_tol: float = 1e-10  # relative change of the penalised deviance at which PIRLS stops
+    pirls_max_iter: int = 100
+    nagq0_init: bool = True  # lme4's nAGQ0initStep: start the Laplace stage from the nAGQ = 0 fit
+    calc_derivs: bool = True  # the Hessian at the optimum (checks and vcov)
+    # the Hessian behind vcov (nAGQ = 1): "lme4", that of lme4's PIRLS evaluation of the
+    # deviance (lme4's standard errors), or "exact", that of the converged Laplace deviance
+    hessian: str = "lme4"
+
+    @classmethod
+    def coerce(cls, control) -> "GlmerControl":
+        if isinstance(control, LmerControl) and not isinstance(control, cls):
+            return cls(**{k: getattr(control, k) for k in LmerControl.__dataclass_fields__})
+        out = super().coerce(control)
+        assert isinstance(out, cls)
+        return out
+
+
+def _central_gradient(fun, x, fx, step=FD_STEP):
+    g = np.empty(x.size)
+    for i in range(x.size):
+        h = step * max(1.0, abs(x[i]))
+        e = np.zeros(x.size)
+        e[i] = h
+        g[i] = (fun(x + e) - fun(x - e)) / (2 * h)
+    return g
+
+
+def _stage0(model: GlmmModel, theta0, beta0, control) -> tuple:
+    """Minimise the nAGQ = 0 deviance over theta: (theta, beta, deviance, evaluations, message, ok)."""
+    state = {"beta": beta0.copy()}
+
+    def f(theta):
+        dev, beta = model.deviance_nagq0(theta, state["beta"])
+        if np.isfinite(dev):
+            state["beta"] = beta
+        return dev
+
+    lower = model.lower
+    opts = {"initial_tr_radius": 0.2, "final_tr_radius": 1e-6, "maxfev": 5000}
+    if control.optimizer_options:
+        opts.update(control.optimizer_options.get("stage0", {}))
+    res = minimize(f, theta0, method="COBYQA", bounds=Bounds(lower, np.full_like(lower, np.inf)), options=opts)
+    theta = np.maximum(res.x, lower)
+    dev, beta = model.deviance_nagq0(theta, state["beta"])
+    return theta, beta, dev, int(res.nfev), str(res.message), bool(res.success) and np.isfinite(dev)
+
+
+def optimize_glmer(model: GlmmModel, start=None, control=None, at=None) -> OptSummary:
+    """Fit ``model`` as lme4's glmer does (module docstring); the record's ``theta`` and
+    ``beta`` are the estimates, ``fmin`` the deviance, ``hessian`` over (theta, beta).
+    ``at=(theta, beta)``: no optimisation, the model evaluated (and checked, its Hessian
+    taken) there -- e.g. at lme4's estimates, to compare what follows from them."""
+    control = GlmerControl.coerce(control)
+    t0 = time.perf_counter()
+    ntheta = model.lower.size
+    theta0 = model.theta_start() if start is None else np.atleast_1d(np.asarray(start, dtype=float))
+    if theta0.shape != model.lower.shape:
+        raise LmmError(f"start has length {theta0.size}, the model needs {ntheta} theta values")
+    beta0 = model.glm_start()
+    opt = OptSummary(
+        optimizer="cobyqa" if model.nAGQ == 0 else "cobyqa+l-bfgs-b", theta0=theta0.copy(), lower=model.lower.copy()
+    )
+    theta, beta, dev, nev, msg, ok = _stage0(model, theta0, beta0, control)
+    opt.n_evals = nev
+    model.pirls(theta, beta, joint=True)
+    lp0 = model.offset + model.X @ beta + model.zlambda_u(model.u, theta_templates(theta, model.ks))
+    if model.nAGQ == 0:
+        opt.theta, opt.beta, opt.fmin, opt.message, opt.converged = theta, beta, float(dev), msg, ok
+    else:
+        if not control.nagq0_init:
+            theta, beta = theta0, beta0
+        x0 = np.concatenate([theta, beta])
+        if at is not None:
+            x0 = np.concatenate([np.atleast_1d(np.asarray(a, dtype=float)) for a in at])
+            if x0.size != ntheta + model.p:
+                raise LmmError(f"at=(theta, beta) needs {ntheta} + {model.p} values, not {x0.size}")
+        lower = np.concatenate([model.lower, np.full(beta.size, -np.inf)])
+
+        def fun(x):
+            return model.deviance(x[:ntheta], x[ntheta:])
+
+        model.u = np.zeros(model.q)
+        if at is None:
+            x, fx, g, H, nit, msg, ok = _newton(fun, x0, lower, control)
+            x, fx, snapped = _to_boundary(fun, x, fx, model.lower, control.singular_tol)
+            if snapped:  # derivatives at the boundary point (lme4's check.boundary, then its derivs)
+                g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
+                msg, ok = "converged at a boundary", True
+        else:
+            x, fx, msg, ok = x0, fun(x0), "evaluated at the given parameters", True
+            g, H = None, None  # not an optimum: no convergence checks; the Hessian for vcov below
+            if control.calc_derivs and not (control.hessian == "lme4" and model.nAGQ == 1):
+                g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
+        opt.gradient = g
+        opt.n_evals += model.n_evals
+        opt.message, opt.converged = msg, bool(ok and np.isfinite(fx))
+        opt.theta, opt.beta, opt.fmin, opt.hessian = x[:ntheta].copy(), x[ntheta:].copy(), float(fx), H
+        if control.hessian == "lme4" and model.nAGQ == 1 and control.calc_derivs:
+            # the Hessian lme4 reports, hence its vcov: that of its PIRLS's deviance (see
+            # GlmmModel.lme4_deviance); the checks stay on the exact deviance's derivatives
+            opt.hessian_exact = H
+            opt.gradient_lme4, opt.hessian = deriv12(
+                lambda v: model.lme4_deviance(v[:ntheta], v[ntheta:], lp0), x, delta=DERIV_STEP
+            )
+    _check(model, opt, control, checks=at is None)
+    opt.seconds = time.perf_counter() - t0
+    model.pirls(opt.theta, opt.beta, joint=model.nAGQ == 0)  # leave the modes at the optimum
+    return opt
+
+
+NEWTON_MAX_PARAMETERS = 12  # beyond, deriv12's 2 n^2 evaluations cost more than L-BFGS-B's iterations
+NEWTON_MAX_ITER = 30
+
+
+def _lbfgsb(fun, x, lower, control):
+    """L-BFGS-B with central differences from x: (x, f, iterations, message, success)."""
+
+    def fg(v):
+        fv = fun(v)
+        if not np.isfinite(fv):
+            return np.inf, np.zeros_like(v)
+        return fv, _central_gradient(fun, v, fv)
+
+    opts = {"ftol": 1e-12, "gtol": 1e-5, "maxiter": 1000}
+    if control.optimizer_options:
+        opts.update(control.optimizer_options.get("stage1", {}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = minimize(
+            fg, x, method="L-BFGS-B", jac=True, bounds=Bounds(lower, np.full(lower.size, np.inf)), options=opts
+        )
+    x = np.maximum(res.x, lower)
+    return x, fun(x), int(res.nit), str(res.message), bool(res.success)
+
+
+def _newton(fun, x, lower, control):
+    """Minimise fun over x >= lower: Newton steps on deriv12's Hessian H, kept fixed while the
+    gradient (central differences) shrinks (the chord method: H varies little near the
+    optimum, so each step gains digits at 2 n evaluations), with step halving; H is taken
+    anew when a step fails to lower f, and at the end (the Hessian lme4 reports at the
+    optimum).  A Hessian that is not positive definite, or many parameters, hand over to
+    L-BFGS-B.  Returns (x, f, g and H at x, iterations, message, success)."""
+    fx = fun(x)
+    n = x.size
+    message, ok, it = "Newton steps converged", True, 0
+    if n > NEWTON_MAX_PARAMETERS:
+        x, fx, it, message, ok = _lbfgsb(fun, x, lower, control)
+        g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
+        return x, fx, g, H, it, message, ok
+    g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
+    fresh, lbfgs_done = True, False
+    for it in range(1, NEWTON_MAX_ITER + 1):
+        if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
+            return x, fx, g, H, it, "the deviance's derivatives are not finite", False
+        try:
+            np.linalg.cholesky(H)
+            step = np.linalg.solve(H, g)
+        except np.linalg.LinAlgError:  # not convex here (a boundary, or far away): a quasi-Newton run
+            if lbfgs_done:
+                g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
+                return x, fx, g, H, it, message, ok
+            x, fx, _, message, ok = _lbfgsb(fun, x, lower, control)
+            lbfgs_done = True
+            g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)  # then Newton again from its result
+            fresh = True
+            continue
+        pred = 0.5 * float(g @ step)
+        if np.all(x - step >= lower) and (
+            pred < 1e-12 * (1.0 + abs(fx)) or (pred < 1e-9 * (1.0 + abs(fx)) and np.max(np.abs(g)) < 1e-4)
+        ):
+            break  # the predicted decrease is below rounding and the gradient small: at the optimum
+        t, moved = 1.0, False
+        for _ in range(12):
+            x1 = np.maximum(x - t * step, lower)
+            f1 = fun(x1)
+            if f1 < fx:
+                moved = True
+                break
+            t /= 2
+        if not moved:
+            if fresh:
+                break  # no step along the Newton direction of a fresh Hessian lowers f
+            g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
+            fresh = True
+            continue
+        x, fx = x1, f1
+        g = _central_gradient(fun, x, fx, DERIV_STEP)
+        fresh = False
+    else:
+        message, ok = f"no convergence in {NEWTON_MAX_ITER} Newton steps", False
+    if not fresh:
+        g, H = deriv12(fun, x, delta=DERIV_STEP, fx=fx)
+    return x, fx, g, H, it, message, ok
+
+
+def _to_boundary(fun, x, fx, theta_lower, tol):
+    """Variance parameters left just above their zero bound (below the singular tolerance) set
+    to it where the deviance is no higher there (lme4's check.boundary): (x, f, changed)."""
+    near = np.flatnonzero((theta_lower == 0) & (x[: theta_lower.size] > 0) & (x[: theta_lower.size] < tol))
+    if not near.size:
+        return x, fx, False
+    x1 = x.copy()
+    x1[near] = 0.0
+    f1 = fun(x1)
+    if f1 <= fx + 1e-10 * (1.0 + abs(fx)):
+        return x1, f1, True
+    return x, fx, False
+
+
+def _check(model: GlmmModel, opt: OptSummary, control: GlmerControl, checks: bool = True) -> None:
+    """lme4's checkConv at (theta, beta): the findings, gradient and Hessian into the record
+    (``checks`` False: the singular check only, for parameters that are not an optimum)."""
+    ntheta = model.lower.size
+    x = np.concatenate([opt.theta, opt.beta])
+    singular = is_singular(opt.theta, model.lower, control.singular_tol)
+    findings = [CheckFinding(Check.BOUNDARY, tol=control.singular_tol)] if singular else []
+    if checks and control.calc_derivs and model.nAGQ > 0:
+
+        def fun(v):
+            return model.deviance(v[:ntheta], v[ntheta:])
+
+        if opt.hessian is None or opt.gradient is None:
+            g, H = deriv12(fun, x, delta=DERIV_STEP, fx=opt.fmin)
+        else:
+            g, H = opt.gradient, opt.hessian
+        opt.gradient, opt.hessian = g, H
+        if control.check_conv and not singular:
+            if not np.all(np.isfinite(g)):
+                findings.append(CheckFinding(Check.GRADIENT_NAS))
+            else:
+                try:
+                    R = np.linalg.cholesky(H).T
+                    scaled = np.linalg.solve(R, g)
+                    worst = float(np.max(np.minimum(np.abs(scaled), np.abs(g))))
+                    if worst > control.grad_tol:
+                        findings.append(CheckFinding(Check.GRADIENT_TOO_LARGE, value=worst, tol=control.grad_tol))
+                except np.linalg.LinAlgError:
+                    findings.append(CheckFinding(Check.SCALED_GRADIENT_UNAVAILABLE))
+                findings += _hessian_findings(H, control.hess_tol)
+    opt.findings = findings
+    if opt.converged and not np.isfinite(opt.fmin):
+        opt.converged, opt.failure = False, FitStatus.NONFINITE
+        opt.message = "the deviance is not finite at the optimum"
