@@ -73,7 +73,7 @@ def parse_specs(specs) -> tuple:
 def _family(fit):
     """The fit's GLMM family (with ``family``, ``link``, ``linkinv``, ``mu_eta``), None for an LMM."""
     fam = getattr(fit, "family", None)
-    if fam is None or str(getattr(fam, "family", "gaussian")) == "gaussian" and getattr(fam, "link", "") == "identity":
+    if fam is None or str(getattr(fam, "family", "gaussian")) == "gaussian" and fam.link_name == "identity":
         return None
     return fam
 
@@ -176,7 +176,7 @@ class EmmGrid:
             notes.append(f"Degrees-of-freedom method: {DDF_NOTE[self.ddf]}")
         notes.append(f"Confidence level used: {self.level:g}")
         if self.type == "response" and self.family is not None:
-            notes.append(f"Intervals are back-transformed from the {self.family.link} scale")
+            notes.append(f"Intervals are back-transformed from the {self.family.link_name} scale")
         return notes
 
     def __str__(self) -> str:
@@ -342,7 +342,7 @@ class EmmContrasts:
         if self.emm.family is None:
             notes.append(f"Degrees-of-freedom method: {DDF_NOTE[self.emm.ddf]}")
         if self.emm.type == "response" and self.emm.family is not None:
-            notes.append(f"Note: contrasts are still on the {self.emm.family.link} scale")
+            notes.append(f"Note: contrasts are still on the {self.emm.family.link_name} scale")
         if self.adjust != "none" and any(n_tests > 1 for _, n_tests in self.family_sizes):
             n_means, n_tests = self.family_sizes[0]
             if self.adjust == "tukey":

@@ -135,6 +135,6 @@ def r2_nakagawa(fit, null_intercept: float | None = None) -> R2Nakagawa:
     if family is None:
         var_dist = distribution_variance("gaussian", "identity", fit.sigma)
     else:
-        var_dist = distribution_variance(family.family, family.link, getattr(fit, "sigma", 1.0), null_intercept)
+        var_dist = distribution_variance(family.family, family.link_name, getattr(fit, "sigma", 1.0), null_intercept)
         var_dist += random_variance(X, design.xnames, design.reterms, fit.covariances, design.n, observation_level=True)
     return R2Nakagawa(var_fixed, var_random, var_dist)
