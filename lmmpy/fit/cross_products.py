@@ -107,8 +107,8 @@ class CrossProducts:
                 A11[:, b, a] = v
         Z1 = Zs[0]
         q_tail = sum(t.nlevels * t.k for t in terms[1:])
-        n_tail = q_tail + design.p + 1
-        require_memory(tail_bytes(n_tail), tail_requirement(n_tail, q_tail, design.p))
+        n_tail = q_tail + X.shape[1] + 1
+        require_memory(tail_bytes(n_tail), tail_requirement(n_tail, q_tail, X.shape[1]))
         Zt = sp.hstack(Zs[1:], format="csc") if len(terms) > 1 else None
         At1_xy = np.asarray((Z1.T @ Xy).T)  # (p+1) x q1
         if Zt is not None:
