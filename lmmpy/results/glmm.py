@@ -76,13 +76,8 @@ class FittedGlmm(FittedMixedModel):
 
     # -- sizes -------------------------------------------------------------------------------
     @property
-    def npar(self) -> int:
-        """Parameters counted by logLik's df: fixed effects, theta (and a dispersion)."""
-        return self.design.p + self.theta.size + int(self.family.has_dispersion)
-
-    @property
-    def df_resid(self) -> int:
-        return self.nobs - self.npar
+    def n_scale_parameters(self) -> int:
+        return int(self.family.has_dispersion)
 
     # -- fixed effects -----------------------------------------------------------------------
     @cached_property
@@ -129,23 +124,6 @@ class FittedGlmm(FittedMixedModel):
         )
 
     # -- criteria ----------------------------------------------------------------------------
-    @property
-    def objective(self) -> float:
-        """The optimised deviance (-2 logLik)."""
-        return float(self.optsum.fmin)
-
-    @property
-    def loglik(self) -> float:
-        return -self.objective / 2.0
-
-    @property
-    def aic(self) -> float:
-        return -2.0 * self.loglik + 2.0 * self.npar
-
-    @property
-    def bic(self) -> float:
-        return -2.0 * self.loglik + math.log(self.nobs) * self.npar
-
     @property
     def deviance(self) -> float:
         """lme4's ``deviance()`` of a glmer fit: the sum of squared deviance residuals."""

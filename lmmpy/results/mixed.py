@@ -17,6 +17,7 @@ What differs (sigma, vcov, the criteria, fitted values and residuals) is the sub
 
 from __future__ import annotations
 
+import math
 import warnings
 from functools import cached_property
 
@@ -70,6 +71,38 @@ class FittedMixedModel:
         return self.sigma
 
     # -- sizes -------------------------------------------------------------------------------
+    @property
+    def n_scale_parameters(self) -> int:
+        """Scale parameters beside beta and theta (sigma of an LMM, a GLMM family's dispersion)."""
+        raise NotImplementedError
+
+    @property
+    def npar(self) -> int:
+        """Parameters counted by logLik's df: fixed effects, theta and the scale parameters."""
+        return self.design.p + self.theta.size + self.n_scale_parameters
+
+    @property
+    def df_resid(self) -> int:
+        return self.nobs - self.npar
+
+    # -- criteria ----------------------------------------------------------------------------
+    @property
+    def objective(self) -> float:
+        """The optimised criterion: lme4's REML criterion or ML deviance (lmer), -2 logLik (glmer)."""
+        return float(self.optsum.fmin)
+
+    @property
+    def loglik(self) -> float:
+        return -self.objective / 2.0
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + math.log(self.nobs) * self.npar
+
     @property
     def formula(self) -> str:
         return self.design.formula.text

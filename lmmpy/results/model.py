@@ -52,13 +52,8 @@ class FittedLmm(FittedMixedModel):
         return self.model.factor(self.theta)
 
     @property
-    def npar(self) -> int:
-        """Parameters counted by logLik's df: fixed effects, theta and sigma."""
-        return self.design.p + self.theta.size + 1
-
-    @property
-    def df_resid(self) -> int:
-        return self.nobs - self.npar
+    def n_scale_parameters(self) -> int:
+        return 1  # sigma
 
     # -- fixed effects -----------------------------------------------------------------------
     @cached_property
@@ -73,23 +68,6 @@ class FittedLmm(FittedMixedModel):
         return pd.Series(self._beta / self.se.to_numpy(), index=self.design.xnames, name="t value")
 
     # -- criteria ----------------------------------------------------------------------------
-    @property
-    def objective(self) -> float:
-        """lme4's criterion: the REML criterion (REML fits) or the deviance (ML fits)."""
-        return float(self.optsum.fmin)
-
-    @property
-    def loglik(self) -> float:
-        return -self.objective / 2.0
-
-    @property
-    def aic(self) -> float:
-        return -2.0 * self.loglik + 2.0 * self.npar
-
-    @property
-    def bic(self) -> float:
-        return -2.0 * self.loglik + math.log(self.nobs) * self.npar
-
     @property
     def deviance(self) -> float:
         """-2 log-likelihood (ML); for a REML fit, evaluated at the REML estimates
