@@ -104,6 +104,8 @@ class WeightedGram:
                 f"this model cannot fit in memory: the Schur complement's {self.n_pairs:,} stored pairs "
                 f"of a {m:,}-row block need about {format_bytes(need)}"
             ) from None
+        if refreshable:
+            self._make_value_maps()
 
     def _build(self, A, ptr, counts):
         """The routes' data: the dense and formed levels' columns, the stored pairs' S, the positions."""
@@ -124,12 +126,19 @@ class WeightedGram:
             A[:, self._columns(self.formed_levels)].tocsc() if self.formed_levels.size else None
         )
         if self.A_formed is not None:
-            P = sp.tril(self.A_formed @ self.A_formed.T).tocoo()
+            # the pattern of A_F blockdiag(V) A_F' for any V: from |A_F| (scipy's product drops
+            # exact zeros, and a sum that cancels in A A' need not cancel with weights) and full
+            # k x k blocks (V_j joins a level's columns c and d)
+            absA = abs(self.A_formed)
+            if k > 1:
+                absA = absA @ sp.block_diag([np.ones((k, k))] * self.formed_levels.size, format="csc")
+            P = sp.tril(absA @ abs(self.A_formed).T).tocoo()
             taken[P.row.astype(np.int64) * m + P.col] = True
             del P
         # the stored pairs
         stored = np.flatnonzero((self.route == 0) & (counts > 0))
-        flat, values, weights, self.order = self._enumerate_pairs(A, ptr, counts, stored)
+        flat, values, weights, self.order, sources = self._enumerate_pairs(A, ptr, counts, stored)
+        self._pair_sources = sources  # (first, second) entries of A.data per pair, for refresh
         taken[flat] = True
         positions = np.flatnonzero(taken)
         del taken
@@ -148,28 +157,96 @@ class WeightedGram:
         if k == 1:  # built by columns (levels in self.order) as the pairs come, stored by rows:
             c = counts[self.order]  # the product S v then writes its output in order
             indptr = np.concatenate([[0], np.cumsum(c * (c + 1) // 2)])
-            self.S = sp.csc_matrix(
-                (np.concatenate(values) if values else np.zeros(0), row_of_pair, indptr),
-                shape=(positions.size, self.order.size),
-            ).tocsr()
+            parts: tuple = (row_of_pair, indptr, (positions.size, self.order.size))
         else:
-            self.S = sp.csr_matrix(
-                (
-                    np.concatenate(values) if values else np.zeros(0),
-                    (row_of_pair, np.concatenate(weights) if weights else np.zeros(0, dtype=np.int64)),
-                ),
-                shape=(positions.size, n * k * k),
+            parts = (
+                row_of_pair,
+                np.concatenate(weights) if weights else np.zeros(0, dtype=np.int64),
+                (positions.size, n * k * k),
             )
+        self.S = self._assemble_S(np.concatenate(values) if values else np.zeros(0), parts)
+        self._S_parts = parts if self._refresh_with is not None else None  # for the refresh maps, then dropped
+
+    def _assemble_S(self, data: np.ndarray, parts: tuple) -> sp.csr_matrix:
+        """S from its values in the pairs' order: CSC by level (k = 1) or COO (k > 1), as CSR."""
+        row_of_pair, cols, shape = parts
+        if self.k == 1:
+            return sp.csc_matrix((data, row_of_pair, cols), shape=shape).tocsr()
+        return sp.csr_matrix((data, (row_of_pair, cols)), shape=shape)
+
+    def _make_value_maps(self) -> None:
+        """Where each stored value of every route comes from in the data of the matrix given at
+        construction (CSR order), so that :meth:`refresh` writes values only: the pattern, the
+        routes and the positions stay those of construction (they depend on A's pattern, and
+        the formed route's on |A|'s)."""
+        pattern = self._refresh_with[0] if self._refresh_with is not None else None
+        assert pattern is not None
+        numbered = pattern.copy()
+        numbered.data = np.arange(numbered.nnz, dtype=float)
+        csc = sp.csc_matrix(numbered)
+        csc.sort_indices()  # as __init__ sorts A: csc.data[e] is the source of A.data[e]
+        source = csc.data.astype(np.int64)
+        first, second = self._pair_sources
+        # S's data order: the pairs' order through the same construction as _build's
+        order_S = self._pair_order(first.size)
+        if order_S is None:  # duplicate (position, weight) pairs were summed: no values-only refresh
+            self._value_maps: dict | None = None
+            return
+        self._value_maps = {
+            "first": source[first[order_S]],
+            "second": source[second[order_S]],
+            "double": None if self._pair_double is None else self._pair_double[order_S],
+            "dense": source[self._column_entries(csc, self.dense_levels)] if self.A_dense is not None else None,
+            "formed": source[self._column_entries(csc, self.formed_levels)] if self.A_formed is not None else None,
+        }
+        # what only the maps needed
+        self._pair_sources = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self._S_parts, self._pair_double = None, None
+
+    def _pair_order(self, npairs: int):
+        """The permutation from the pairs' order to S's data order (None if S summed pairs)."""
+        if self.S.nnz != npairs:
+            return None
+        return self._S_numbered().data.astype(np.int64)
+
+    def _S_numbered(self) -> sp.csr_matrix:
+        """S's pattern with each entry numbered by its pair, built as :meth:`_build` builds S."""
+        assert self._S_parts is not None  # kept by _build for refreshable grams
+        numbers = np.arange(self.S.nnz, dtype=float)
+        return self._assemble_S(numbers, self._S_parts)
+
+    def _column_entries(self, csc: sp.csc_matrix, levels) -> np.ndarray:
+        """The entries of these levels' columns in csc's data, column by column."""
+        cols = self._columns(levels)
+        start, stop = csc.indptr[cols], csc.indptr[cols + 1]
+        lengths = stop - start
+        offsets = np.repeat(start - np.cumsum(lengths) + lengths, lengths)
+        return offsets + np.arange(lengths.sum())
 
     def refresh(self, data) -> "WeightedGram":
         """The same for a matrix of A's pattern with new stored values ``data`` (in the order of
-        the matrix given at construction, as CSR).  The routes and products are made again for
-        the new values (exact on every route; the pattern's analysis is the cost)."""
+        the matrix given at construction, as CSR).  Values only: the stored pairs' products are
+        two gathers and a multiply, the dense and formed levels' columns a gather; the routes
+        and positions are those of construction (so the numbers are those of a Gram built
+        afresh from the new values)."""
         if self._refresh_with is None:
             raise ValueError("this WeightedGram was built without refreshable=True")
         pattern, group, budget = self._refresh_with
-        pattern.data[...] = np.asarray(data, dtype=float)
-        self.__init__(pattern, group, budget, refreshable=True)  # type: ignore[misc]
+        data = np.asarray(data, dtype=float)
+        maps = self._value_maps
+        if maps is None:  # rebuild (a pattern whose pairs S sums)
+            pattern.data[...] = data
+            self.__init__(pattern, group, budget, refreshable=True)  # type: ignore[misc]
+            return self
+        pattern.data[...] = data
+        values = np.multiply(data[maps["first"]], data[maps["second"]], out=self.S.data)
+        if maps["double"] is not None:
+            values *= maps["double"]
+        if self.A_dense is not None:
+            self.A_dense.data[...] = data[maps["dense"]]
+            self._dense_cache = None
+        if self.A_formed is not None:
+            self.A_formed.data[...] = data[maps["formed"]]
         return self
 
     def __getstate__(self) -> dict:
@@ -199,6 +276,11 @@ class WeightedGram:
         values: list[np.ndarray] = []
         weights: list[np.ndarray] = []
         level_order: list[np.ndarray] = []
+        firsts: list[np.ndarray] = []
+        seconds: list[np.ndarray] = []
+        doubles: list[np.ndarray] = []
+        source = order if k > 1 else None  # the entries' places in A.data
+        keep = self._refresh_with is not None  # the pairs' entries, for the refresh maps
         for c in np.unique(counts[stored]):
             lev = stored[counts[stored] == c]
             i, j = np.triu_indices(int(c))
@@ -208,12 +290,22 @@ class WeightedGram:
             flats.append((hi * m + lo).ravel())
             value = data[first] * data[second]
             if k > 1:  # two columns of one row: both orders of the pair, V symmetric
-                value *= np.where((lo == hi) & (i != j), 2.0, 1.0)
+                double = np.where((lo == hi) & (i != j), 2.0, 1.0)
+                value *= double
                 weights.append((lev[:, None] * k * k + sub[second] * k + sub[first]).ravel())
+                if keep:
+                    doubles.append(double.ravel())
+            if keep:
+                firsts.append((first if source is None else source[first]).ravel())
+                seconds.append((second if source is None else source[second]).ravel())
             values.append(value.ravel())
             level_order.append(lev)
         flat = np.concatenate(flats) if flats else np.zeros(0, dtype=np.int64)
-        return flat, values, weights, (np.concatenate(level_order) if level_order else np.zeros(0, dtype=np.int64))
+        empty = np.zeros(0, dtype=np.int64)
+        sources = (np.concatenate(firsts) if firsts else empty, np.concatenate(seconds) if seconds else empty)
+        self._pair_double = np.concatenate(doubles) if doubles else (None if k == 1 else np.zeros(0))
+        levels = np.concatenate(level_order) if level_order else np.zeros(0, dtype=np.int64)
+        return flat, values, weights, levels, sources
 
     @property
     def dense_positions(self) -> np.ndarray:
