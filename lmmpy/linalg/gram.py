@@ -97,6 +97,7 @@ class WeightedGram:
         # the stored pairs while they are built, the position maps and the dense buffer
         need = self.n_pairs * PAIR_BYTES + 13 * m * m
         require_memory(need, f"the Schur complement's {self.n_pairs:,} stored pairs of a {m:,}-row block")
+        self._pair_double: np.ndarray | None = None  # k > 1: the pairs' factor 2 (both orders of a row's two columns)
         try:
             self._build(A, ptr, counts)
         except MemoryError:
@@ -201,7 +202,8 @@ class WeightedGram:
         }
         # what only the maps needed
         self._pair_sources = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        self._S_parts, self._pair_double = None, None
+        self._S_parts = None
+        self._pair_double = None
 
     def _pair_order(self, npairs: int):
         """The permutation from the pairs' order to S's data order (None if S summed pairs)."""
@@ -303,7 +305,9 @@ class WeightedGram:
         flat = np.concatenate(flats) if flats else np.zeros(0, dtype=np.int64)
         empty = np.zeros(0, dtype=np.int64)
         sources = (np.concatenate(firsts) if firsts else empty, np.concatenate(seconds) if seconds else empty)
-        self._pair_double = np.concatenate(doubles) if doubles else (None if k == 1 else np.zeros(0))
+        self._pair_double = (
+            np.concatenate(doubles) if doubles else (None if k == 1 else np.zeros(0))
+        )  # k > 1: the pairs' factor 2 (both orders of a row's two columns)
         levels = np.concatenate(level_order) if level_order else np.zeros(0, dtype=np.int64)
         return flat, values, weights, levels, sources
 
