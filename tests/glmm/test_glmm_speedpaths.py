@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import lmmpy
+from glmm_refs import model_inputs, reference
+from lmmpy.fit.laplace_gradient import laplace_gradient, supports_analytic_gradient
 from lmmpy.linalg import gram as gram_module
 from lmmpy.linalg.gram import WeightedGram
 
@@ -67,3 +70,52 @@ def test_refresh_is_a_fresh_gram_of_the_new_values(route, k):
         C = rng.normal(size=(m, m))
         C = C + C.T
         np.testing.assert_allclose(gram.level_products(C), fresh.level_products(C), rtol=1e-12, atol=1e-12)
+
+
+# -- the analytic gradient of the Laplace deviance ------------------------------------------------
+
+GRADIENT_MODELS = [
+    "cbpp_binomial_laplace",
+    "verbagg_binomial_crossed",
+    "grouseticks_poisson_crossed",
+    "binomial_slope_cbind",
+]
+
+
+def _glmm_model(model_id):
+    """The reference model's deviance function and lme4's estimates (theta, beta)."""
+    s, d, family, weights, offset = model_inputs(model_id)
+    design = lmmpy.glformula(s["formula"], d, weights=weights, offset=offset)
+    ref = reference(model_id)
+    x = np.concatenate([np.asarray(ref["theta"], float), np.asarray(list(ref["fixef"].values()), float)])
+    return lmmpy.mk_glmer_devfun(design, family, nAGQ=1), x
+
+
+@pytest.mark.parametrize("model_id", GRADIENT_MODELS)
+def test_laplace_gradient_is_the_central_difference(model_id):
+    """Off lme4's optimum (theta x 1.1 + 0.05, beta + 0.03, where the gradient is far from 0):
+    the analytic gradient against central differences of the deviance (step 1e-4 relative;
+    their error, h^2 f''' plus the deviance's rounding 1e-12 |D| / h, is ~1e-7 of |g|): 1e-6
+    relative to the largest component."""
+    model, x = _glmm_model(model_id)
+    assert supports_analytic_gradient(model)
+    nt = model.lower.size
+    x = np.concatenate([x[:nt] * 1.1 + 0.05, x[nt:] + 0.03])
+    res = model.pirls(x[:nt], x[nt:])
+    analytic = laplace_gradient(model, res, x[:nt])
+    numeric = np.empty(x.size)
+    for i in range(x.size):
+        h = 1e-4 * max(1.0, abs(x[i]))
+        e = np.zeros(x.size)
+        e[i] = h
+        numeric[i] = (
+            model.deviance(x[:nt] + e[:nt], x[nt:] + e[nt:]) - model.deviance(x[:nt] - e[:nt], x[nt:] - e[nt:])
+        ) / (2 * h)
+    np.testing.assert_allclose(analytic, numeric, rtol=0, atol=1e-6 * np.abs(numeric).max())
+
+
+def test_no_analytic_gradient_without_a_canonical_link():
+    model, _ = _glmm_model("cbpp_binomial_laplace")
+    probit = lmmpy.mk_glmer_devfun(model.design, lmmpy.families.binomial(link="probit"), nAGQ=1)
+    agq = lmmpy.mk_glmer_devfun(model.design, lmmpy.families.binomial(), nAGQ=5)
+    assert not supports_analytic_gradient(probit) and not supports_analytic_gradient(agq)
