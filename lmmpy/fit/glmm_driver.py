@@ -32,6 +32,7 @@ from .status import Check, CheckFinding, FitStatus
 
 FD_STEP = 1e-5  # central differences for the optimizer's gradient
 DERIV_STEP = 1e-4  # lme4's deriv12 step for the checks and the Hessian
+STAGE0_START_RADIUS = 1e-3  # COBYQA's final trust-region radius when stage 0 is a start
 
 
 @dataclass
@@ -153,7 +154,10 @@ def _stage0(model: GlmmModel, theta0, beta0, control) -> tuple:
         return dev
 
     lower = model.lower
-    opts = {"initial_tr_radius": 0.2, "final_tr_radius": 1e-6, "maxfev": 5000}
+    # the fit itself for nAGQ = 0; otherwise the Laplace stage's start, which its Newton steps
+    # (quadratic near the optimum) take to the optimum: theta to 1e-3 is as good a start
+    radius = 1e-6 if model.nAGQ == 0 else STAGE0_START_RADIUS
+    opts = {"initial_tr_radius": 0.2, "final_tr_radius": radius, "maxfev": 5000}
     if control.optimizer_options:
         opts.update(control.optimizer_options.get("stage0", {}))
     res = minimize(f, theta0, method="COBYQA", bounds=Bounds(lower, np.full_like(lower, np.inf)), options=opts)

@@ -108,6 +108,7 @@ class GlmmModel:
         self.X = design.X
         self.terms = design.reterms
         self.Zs = [t.Z() for t in self.terms]
+        self._term_columns = [np.ascontiguousarray(t.X.T) for t in self.terms]  # for zlambda_u
         self.sizes = [(t.nlevels, t.k) for t in self.terms]
         self.ks = [t.k for t in self.terms]
         self.q = sum(t.q for t in self.terms)
@@ -131,12 +132,17 @@ class GlmmModel:
         return np.where(self.lower == 0.0, 1.0, 0.0)
 
     def zlambda_u(self, u, templates) -> np.ndarray:
-        """Z Lambda u: each term's rows times its level's b = T u_j."""
+        """Z Lambda u: each term's rows times its level's b = T u_j, summed over the term's
+        columns c as x_c * b_c[codes] (contiguous columns: one gather of a level vector each,
+        no n x k gather)."""
         out = np.zeros(self.n)
         pos = 0
-        for t, T in zip(self.terms, templates):
-            b = u[pos : pos + t.q].reshape(t.nlevels, t.k) @ T.T
-            out += np.einsum("nk,nk->n", t.X, b[t.codes]) if t.k > 1 else t.X[:, 0] * b[t.codes, 0]
+        for t, T, columns in zip(self.terms, templates, self._term_columns):
+            bT = T @ u[pos : pos + t.q].reshape(t.nlevels, t.k).T  # b', k x levels
+            part = columns[0] * bT[0][t.codes]
+            for c in range(1, t.k):
+                part += columns[c] * bT[c][t.codes]
+            out += part
             pos += t.q
         return out
 

@@ -60,6 +60,12 @@ class ReweightedLmm:
         first = terms[0]
         self.codes1, self.X1, self.k1, self.l1 = first.codes, first.X, first.k, first.nlevels
         self.Z1T = Zs[0].T.tocsr()
+        # what update() reuses: [X z] and its weighted copy, the first term's column products
+        self._Xy = np.empty((n, self.p + 1))
+        self._Xy[:, : self.p] = X
+        self._WXy = np.empty_like(self._Xy)
+        self._pairs11 = [(a, b) for a in range(self.k1) for b in range(a, self.k1)]
+        self._prods11 = [self.X1[:, a] * self.X1[:, b] for a, b in self._pairs11]
         self.q1 = Zs[0].shape[1]
         if len(terms) > 1:
             Zt = sp.hstack(Zs[1:], format="csr")
@@ -81,14 +87,13 @@ class ReweightedLmm:
     def update(self, w: np.ndarray, z: np.ndarray) -> LmmModel:
         """The model with row weights w and response z (in place); returns it."""
         cp, m = self.cp, self.model
-        Xy = np.column_stack([self.X, z])
-        WXy = Xy * w[:, None]
-        k1 = self.k1
-        for a in range(k1):
-            for b in range(a, k1):
-                v = np.bincount(self.codes1, weights=self.X1[:, a] * self.X1[:, b] * w, minlength=self.l1)
-                cp.A11[:, a, b] = v
-                cp.A11[:, b, a] = v
+        Xy = self._Xy
+        Xy[:, -1] = z
+        WXy = np.multiply(Xy, w[:, None], out=self._WXy)
+        for (a, b), prod in zip(self._pairs11, self._prods11):
+            v = np.bincount(self.codes1, weights=prod * w, minlength=self.l1)
+            cp.A11[:, a, b] = v
+            cp.A11[:, b, a] = v
         cp.At1_xy[...] = (self.Z1T @ WXy).T
         q = self.q_tail
         if q:
