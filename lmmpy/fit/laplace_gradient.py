@@ -39,6 +39,7 @@ import scipy.sparse as sp
 
 from ..formula.theta_layout import theta_templates, tril_positions
 from .gradient import criterion_gradient_parts
+from .pirls import aic_is_deviance_plus_constant
 
 # V'(mu) of the canonical links' families (with them dg/d eta = 2 W, the premise above)
 VARIANCE_SLOPE = {
@@ -56,12 +57,8 @@ def supports_analytic_gradient(model) -> bool:
         return False
     if model.n * model.q_tail > MAX_TAIL_ENTRIES:
         return False
-    if family.family == "binomial":  # R's binomial aic: m = n if any n > 1 else the weights
-        m = model.trials if np.any(model.trials > 1) else model.wt
-        successes = m * model.y
-        if not np.allclose(successes, np.round(successes), rtol=0.0, atol=1e-9):
-            return False
-    return True
+    # the aic differentiated as the deviance (the mode equation's)
+    return aic_is_deviance_plus_constant(family, model.y, model.trials, model.wt)
 
 
 def _forward_solve(L, rhs: np.ndarray, q1: int, k1: int, L11_inv: np.ndarray) -> np.ndarray:

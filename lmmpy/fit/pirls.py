@@ -81,6 +81,19 @@ def check_response(family: Family, y: np.ndarray, trials) -> None:
             raise DataError(f"positive values only are allowed for the '{name}' family")
 
 
+def aic_is_deviance_plus_constant(family: Family, y, trials, wt) -> bool:
+    """Whether the family's aic(mu) - sum d_i(mu) is a constant in mu (the saturated model's
+    -2 log-likelihood): Poisson, and the binomial when its successes m y are whole numbers
+    (R's aic rounds them; m = n if any n > 1, else the weights)."""
+    if family.family == "poisson":
+        return True
+    if family.family != "binomial":
+        return False  # the dispersion families' aic has the deviance in it
+    m = trials if np.any(trials > 1) else wt
+    successes = m * y
+    return bool(np.allclose(successes, np.round(successes), rtol=0.0, atol=1e-9))
+
+
 class GlmmModel:
     """A generalized linear mixed model's fixed parts and its deviance as a function of
     (theta, beta); the last conditional modes are kept to start the next PIRLS from.
@@ -126,6 +139,12 @@ class GlmmModel:
         self.u = np.zeros(self.q)  # the last conditional modes: PIRLS's next start
         self.n_evals = 0
         self.mustart = family.mustart(self.y, self.wt)
+        # aic(mu) = sum d_i(mu) + this constant where the family allows (one aic, at mustart,
+        # instead of one per evaluation: the binomial's and Poisson's log-gamma terms)
+        self.aic_offset: float | None = None
+        if aic_is_deviance_plus_constant(family, self.y, self.trials, self.wt):
+            dsum0 = float(self.dev_resids(self.mustart).sum())
+            self.aic_offset = float(family.aic(self.y, self.trials, self.mustart, self.wt, dsum0)) - dsum0
 
     # -- pieces ----------------------------------------------------------------------------
     def theta_start(self) -> np.ndarray:
@@ -154,6 +173,12 @@ class GlmmModel:
         if not np.all(np.isfinite(mu)) or not fam.validmu(mu):
             return None
         return mu
+
+    def aic(self, mu, dsum: float) -> float:
+        """The family's aic at mu (-2 log p(y | mu)), ``dsum`` the deviance there."""
+        if self.aic_offset is not None:
+            return dsum + self.aic_offset
+        return float(self.family.aic(self.y, self.trials, mu, self.wt, dsum))
 
     def dev_resids(self, mu) -> np.ndarray:
         return self.family.dev_resids(self.y, mu, self.wt)
@@ -219,7 +244,7 @@ class GlmmModel:
         self.n_evals += 1
         dres = self.dev_resids(mu)
         dsum = float(dres.sum())
-        aic = self.family.aic(self.y, self.trials, mu, self.wt, dsum)
+        aic = self.aic(mu, dsum)
         if self.nAGQ <= 1:
             dev = aic + float(u @ u) + L.logdet_L2
         else:
@@ -292,7 +317,7 @@ class GlmmModel:
                         break
             old, u_old = pdev, u
         dsum = float(self.dev_resids(mu).sum())
-        return float(self.family.aic(self.y, self.trials, mu, self.wt, dsum) + u @ u + L.logdet_L2)
+        return float(self.aic(mu, dsum) + u @ u + L.logdet_L2)
 
     # -- criteria for the optimizers -----------------------------------------------------------
     def deviance(self, theta, beta) -> float:
