@@ -211,7 +211,8 @@ class GlmmModel:
             mu = self._mu(eta)
             if mu is None:
                 raise PirlsError("the linear predictor is outside the family's range at the start")
-        pdev = float(self.dev_resids(mu).sum() + u @ u)
+        dres = self.dev_resids(mu)  # kept with mu: the deviance at the end reuses them
+        pdev = float(dres.sum() + u @ u)
         it = 0
         for it in range(1, self.max_iter + 1):
             W, r = self.working(eta, mu)
@@ -224,7 +225,8 @@ class GlmmModel:
                 eta_new = self.offset + xb_new + self.zlambda_u(u_new, templates)
                 mu_new = self._mu(eta_new)
                 if mu_new is not None:
-                    pdev_new = float(self.dev_resids(mu_new).sum() + u_new @ u_new)
+                    dres_new = self.dev_resids(mu_new)
+                    pdev_new = float(dres_new.sum() + u_new @ u_new)
                     if pdev_new <= pdev + 1e-12 * abs(pdev):
                         accepted = True
                         break
@@ -233,7 +235,7 @@ class GlmmModel:
             if not accepted:
                 break  # no step lowers pdev: at the mode to rounding
             change = abs(pdev - pdev_new)
-            u, beta, xb, eta, mu, pdev = u_new, beta_new, xb_new, eta_new, mu_new, pdev_new
+            u, beta, xb, eta, mu, pdev, dres = u_new, beta_new, xb_new, eta_new, mu_new, pdev_new, dres_new
             if change < self.tol * (0.1 + abs(pdev)):
                 break
         # the factor at the converged weights (its response is the working one: eta - offset
@@ -242,7 +244,6 @@ class GlmmModel:
         L = self.pls_factor(theta, W, eta - self.offset + r)
         self.u = u
         self.n_evals += 1
-        dres = self.dev_resids(mu)
         dsum = float(dres.sum())
         aic = self.aic(mu, dsum)
         if self.nAGQ <= 1:
@@ -302,7 +303,8 @@ class GlmmModel:
             mu = self._mu(eta)
             if mu is None:
                 return np.inf
-            pdev = float(self.dev_resids(mu).sum() + u @ u)
+            dsum = self.dev_resids(mu).sum()  # at mu, as it stands at the end
+            pdev = float(dsum + u @ u)
             if abs(old - pdev) < tol * abs(pdev):
                 break
             if pdev > old and u_old is not None:  # lme4's halving: towards the last modes
@@ -312,12 +314,12 @@ class GlmmModel:
                     mu = self._mu(eta)
                     if mu is None:
                         return np.inf
-                    pdev = float(self.dev_resids(mu).sum() + u @ u)
+                    dsum = self.dev_resids(mu).sum()
+                    pdev = float(dsum + u @ u)
                     if pdev <= old:
                         break
             old, u_old = pdev, u
-        dsum = float(self.dev_resids(mu).sum())
-        return float(self.aic(mu, dsum) + u @ u + L.logdet_L2)
+        return float(self.aic(mu, float(dsum)) + u @ u + L.logdet_L2)
 
     # -- criteria for the optimizers -----------------------------------------------------------
     def deviance(self, theta, beta) -> float:
