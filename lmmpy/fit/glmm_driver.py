@@ -32,7 +32,7 @@ from .status import Check, CheckFinding, FitStatus
 
 FD_STEP = 1e-5  # central differences for the optimizer's gradient
 DERIV_STEP = 1e-4  # lme4's deriv12 step for the checks and the Hessian
-STAGE0_START_RADIUS = 1e-3  # COBYQA's final trust-region radius when stage 0 is a start
+STAGE0_START_RADIUS = 1e-2  # COBYQA's final trust-region radius when stage 0 is a start
 
 
 @dataclass
@@ -71,6 +71,7 @@ class FiniteDifferences:
     derivatives: the gradient 2 n deviances, the Hessian lme4's deriv12 (2 n^2 + 1)."""
 
     newton_max_parameters = 12  # beyond, deriv12's 2 n^2 evaluations cost more than L-BFGS-B's iterations
+    cheap_steering = False  # derivatives(steering=True) are the accurate ones
 
     def __init__(self, model: GlmmModel):
         self.model, self.ntheta = model, model.lower.size
@@ -81,8 +82,9 @@ class FiniteDifferences:
     def gradient(self, x, fx, step=DERIV_STEP) -> np.ndarray:
         return _central_gradient(self, x, fx, step)
 
-    def derivatives(self, x, fx) -> tuple:
-        """(gradient, Hessian) at x."""
+    def derivatives(self, x, fx, steering: bool = False) -> tuple:
+        """(gradient, Hessian) at x; ``steering``: a Hessian only to steer Newton steps (which
+        may be cheaper and less accurate)."""
         return deriv12(self, x, delta=DERIV_STEP, fx=fx)
 
 
@@ -94,6 +96,7 @@ class AnalyticGradient(FiniteDifferences):
     PIRLS result of the last deviance is kept: the gradient at that point costs no PIRLS run."""
 
     newton_max_parameters = 100  # a Hessian costs 2 n gradients
+    cheap_steering = True  # steering Hessians by forward differences
 
     def __init__(self, model: GlmmModel):
         super().__init__(model)
@@ -125,7 +128,9 @@ class AnalyticGradient(FiniteDifferences):
             return np.full(x.size, np.nan)
         return laplace_gradient(self.model, res, x[: self.ntheta])
 
-    def derivatives(self, x, fx) -> tuple:
+    def derivatives(self, x, fx, steering: bool = False) -> tuple:
+        """Central differences of the gradient (error O(h^2)); ``steering``: forward ones
+        (O(h), n gradients instead of 2 n: enough to steer Newton steps)."""
         g = self.gradient(x, fx)
         n = x.size
         H = np.empty((n, n))
@@ -133,7 +138,10 @@ class AnalyticGradient(FiniteDifferences):
             for i in range(n):
                 e = np.zeros(n)
                 e[i] = DERIV_STEP
-                H[i] = (self.gradient(x + e) - self.gradient(x - e)) / (2 * DERIV_STEP)
+                if steering:
+                    H[i] = (self.gradient(x + e) - g) / DERIV_STEP
+                else:
+                    H[i] = (self.gradient(x + e) - self.gradient(x - e)) / (2 * DERIV_STEP)
         self(x)  # leave the modes (PIRLS's next start) at x
         return g, (H + H.T) / 2
 
@@ -155,7 +163,7 @@ def _stage0(model: GlmmModel, theta0, beta0, control) -> tuple:
 
     lower = model.lower
     # the fit itself for nAGQ = 0; otherwise the Laplace stage's start, which its Newton steps
-    # (quadratic near the optimum) take to the optimum: theta to 1e-3 is as good a start
+    # (quadratic near the optimum) take to the optimum: theta to 1e-2 is as good a start
     radius = 1e-6 if model.nAGQ == 0 else STAGE0_START_RADIUS
     opts = {"initial_tr_radius": 0.2, "final_tr_radius": radius, "maxfev": 5000}
     if control.optimizer_options:
@@ -255,8 +263,8 @@ def _newton(fun: FiniteDifferences, x, lower, control):
     """Minimise fun over x >= lower: Newton steps on fun's Hessian H (deriv12's, or differences
     of the analytic gradient), kept fixed while the gradient shrinks (the chord method: H varies little near the
     optimum, so each step gains digits at 2 n evaluations), with step halving; H is taken
-    anew when a step fails to lower f, and at the end (the Hessian lme4 reports at the
-    optimum).  A Hessian that is not positive definite, or many parameters, hand over to
+    anew when a step fails to lower f (these steer the steps: fun's cheaper kind), and at the
+    end (the Hessian lme4 reports at the optimum).  A Hessian that is not positive definite, or many parameters, hand over to
     L-BFGS-B.  Returns (x, f, g and H at x, iterations, message, success)."""
     fx = fun(x)
     n = x.size
@@ -265,8 +273,8 @@ def _newton(fun: FiniteDifferences, x, lower, control):
         x, fx, it, message, ok = _lbfgsb(fun, x, lower, control)
         g, H = fun.derivatives(x, fx)
         return x, fx, g, H, it, message, ok
-    g, H = fun.derivatives(x, fx)
-    fresh, lbfgs_done = True, False
+    g, H = fun.derivatives(x, fx, steering=True)
+    fresh, lbfgs_done = True, False  # fresh: H is at x (a steering one: the final H is taken anew)
     for it in range(1, NEWTON_MAX_ITER + 1):
         if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
             return x, fx, g, H, it, "the deviance's derivatives are not finite", False
@@ -279,7 +287,7 @@ def _newton(fun: FiniteDifferences, x, lower, control):
                 return x, fx, g, H, it, message, ok
             x, fx, _, message, ok = _lbfgsb(fun, x, lower, control)
             lbfgs_done = True
-            g, H = fun.derivatives(x, fx)  # then Newton again from its result
+            g, H = fun.derivatives(x, fx, steering=True)  # then Newton again from its result
             fresh = True
             continue
         pred = 0.5 * float(g @ step)
@@ -298,7 +306,7 @@ def _newton(fun: FiniteDifferences, x, lower, control):
         if not moved:
             if fresh:
                 break  # no step along the Newton direction of a fresh Hessian lowers f
-            g, H = fun.derivatives(x, fx)
+            g, H = fun.derivatives(x, fx, steering=True)
             fresh = True
             continue
         x, fx = x1, f1
@@ -306,8 +314,8 @@ def _newton(fun: FiniteDifferences, x, lower, control):
         fresh = False
     else:
         message, ok = f"no convergence in {NEWTON_MAX_ITER} Newton steps", False
-    if not fresh:
-        g, H = fun.derivatives(x, fx)
+    if not fresh or fun.cheap_steering:
+        g, H = fun.derivatives(x, fx)  # the Hessian at the optimum (checks, vcov)
     return x, fx, g, H, it, message, ok
 
 
