@@ -2,15 +2,21 @@ r"""The optimizer policy of :func:`lmmpy.glmer`, lme4's two stages with lmmpy's 
 
 1. nAGQ = 0: the deviance minimised over theta alone, beta found inside PIRLS with the
    conditional modes (started from the GLM without random effects); derivative-free (COBYQA,
-   lme4's stage uses BOBYQA).  For ``nAGQ=0`` this is the fit.
+   lme4's stage uses BOBYQA).  For ``nAGQ=0`` this is the fit; otherwise only the next
+   stage's start, so it stops at a coarser trust-region radius (``STAGE0_START_RADIUS``).
 2. nAGQ >= 1: the Laplace (or adaptive Gauss-Hermite) deviance minimised over (theta, beta)
-   from stage 1's estimates, by L-BFGS-B with central differences (PIRLS is warm-started, so
-   the deviance is smooth to ~1e-12 relative), polished by Newton steps on lme4's
-   finite-difference Hessian where they lower the deviance.
+   from stage 1's estimates by Newton steps (the chord method, :func:`_newton`; L-BFGS-B where
+   the Hessian is not positive definite).  The derivatives (:func:`criterion`): for canonical
+   links under the Laplace approximation, the analytic gradient
+   (:mod:`lmmpy.fit.laplace_gradient`) and Hessians from its differences (2 n PIRLS runs);
+   otherwise central differences of the deviance and lme4's deriv12 (2 n^2 + 1).  PIRLS is
+   warm-started, so the deviance is smooth to ~1e-12 relative.
 
 At the optimum, as lme4's checkConv: the singular check, and (not singular) the scaled
-gradient and the Hessian checks on deriv12's gradient and Hessian over (theta, beta), which
-also give the fixed effects' covariance (:mod:`lmmpy.results.glmm`).
+gradient and the Hessian checks on that gradient and Hessian over (theta, beta).  The fixed
+effects' covariance (:mod:`lmmpy.results.glmm`) comes, as lme4's, from deriv12's Hessian of
+lme4's PIRLS-path deviance (``GlmerControl.hessian="lme4"``, 2 n^2 + 1 evaluations), or
+from the exact one (``"exact"``).
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ VARIANCE_SLOPE = {
     ("poisson", "log"): lambda mu: np.ones_like(mu),
 }
 MAX_TAIL_ENTRIES = 20_000_000  # n x q_tail doubles of the h_i work array (160 MB)
+DENSE_LT1_ENTRIES = 4_000_000  # L_t1 (q_tail x q_1) made dense for the leverages up to this size
 
 
 def supports_analytic_gradient(model) -> bool:
@@ -81,11 +82,19 @@ def _leverages(model, L, rows_A, L11_inv) -> np.ndarray:
     qt = model.q_tail
     if not qt:
         return h
-    S1 = sp.csr_matrix(
-        (s1.ravel(), (first.codes[:, None] * k1 + np.arange(k1)).ravel(), np.arange(0, n * k1 + 1, k1)),
-        shape=(n, first.q),
-    )
-    R = -np.asarray((S1 @ L.Lt1_z.T).toarray())  # n x q_tail: -L_t1[:, j] s_1 per row
+    # R = -L_t1[:, j] s_1 per row (n x q_tail): from L_t1 made dense when it is small (rows of
+    # its transpose gathered by level), else one sparse product
+    if qt * first.q <= DENSE_LT1_ENTRIES:
+        Lt1_T = np.ascontiguousarray(L.Lt1_z.toarray().T)  # q1 x q_tail
+        R = Lt1_T[first.codes * k1] * -s1[:, :1]
+        for c in range(1, k1):
+            R -= Lt1_T[first.codes * k1 + c] * s1[:, c : c + 1]
+    else:
+        S1 = sp.csr_matrix(
+            (s1.ravel(), (first.codes[:, None] * k1 + np.arange(k1)).ravel(), np.arange(0, n * k1 + 1, k1)),
+            shape=(n, first.q),
+        )
+        R = -np.asarray((S1 @ L.Lt1_z.T).toarray())
     start, every = 0, np.arange(n)[:, None]
     for t, a in zip(model.terms[1:], rows_A[1:]):
         R[every, start + t.codes[:, None] * t.k + np.arange(t.k)] += a  # one entry per column of a term

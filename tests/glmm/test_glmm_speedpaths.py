@@ -77,6 +77,7 @@ def test_refresh_is_a_fresh_gram_of_the_new_values(route, k):
 GRADIENT_MODELS = [
     "cbpp_binomial_laplace",
     "verbagg_binomial_crossed",
+    "verbagg_binomial_slope",  # a vector-valued first term with a tail
     "grouseticks_poisson_crossed",
     "binomial_slope_cbind",
 ]
@@ -119,3 +120,18 @@ def test_no_analytic_gradient_without_a_canonical_link():
     probit = lmmpy.mk_glmer_devfun(model.design, lmmpy.families.binomial(link="probit"), nAGQ=1)
     agq = lmmpy.mk_glmer_devfun(model.design, lmmpy.families.binomial(), nAGQ=5)
     assert not supports_analytic_gradient(probit) and not supports_analytic_gradient(agq)
+
+
+@pytest.mark.parametrize("model_id", ["verbagg_binomial_crossed", "verbagg_binomial_slope"])
+def test_leverages_by_dense_and_sparse_tail_agree(model_id, monkeypatch):
+    """The leverages' two routes for L_t1 (dense gather, sparse product): the same gradient to
+    rounding (1e-10 relative to its largest component)."""
+    from lmmpy.fit import laplace_gradient as module
+
+    model, x = _glmm_model(model_id)
+    nt = model.lower.size
+    res = model.pirls(x[:nt], x[nt:])
+    dense = laplace_gradient(model, res, x[:nt])
+    monkeypatch.setattr(module, "DENSE_LT1_ENTRIES", 0)
+    sparse = laplace_gradient(model, res, x[:nt])
+    np.testing.assert_allclose(dense, sparse, rtol=0, atol=1e-10 * np.abs(dense).max())
