@@ -85,7 +85,8 @@ def emmeans(fit, specs, ddf=None, level: float = 0.95, at=None, type: str = "lin
     ``ddf``: "satterthwaite" (the default for lmer fits), "kenward-roger" (REML fits) or
     "asymptotic" (df = inf; the only one, and the default, for glmer fits).  ``at``:
     {variable: values} for the reference grid.  ``type``: "link" or "response" (GLMMs:
-    back-transformed means, see :mod:`lmmpy.inference.response_scale`)."""
+    back-transformed means, see :mod:`lmmpy.inference.response_scale`; their contrasts under a
+    log or logit link are then ratios or odds ratios, see :class:`EmmContrasts`)."""
     level = require_level(level)
     family = _family(fit)
     if ddf is None:

@@ -106,6 +106,32 @@ def test_holm_adjusted_odds_ratios_match_emmeans():
     assert str(pairs) == ref["pairs_adjusted_text"]["holm"] + "\n"
 
 
+CONTRASTS = {
+    "eff": lambda e: e.contrast("eff"),
+    "trt_vs_ctrl_none": lambda e: e.contrast("trt.vs.ctrl", adjust="none"),
+    "revpairwise_none": lambda e: e.pairs(reverse=True, adjust="none"),
+    "not_zero_sum": lambda e: e.contrast({"twice1": [2, 0, 0, 0]}),
+    "mixed": lambda e: e.contrast({"c1": [1, -1, 0, 0], "c2": [2, 0, 0, 0]}),
+}
+
+
+@pytest.mark.parametrize("case", list(CONTRASTS))
+def test_other_contrasts_of_response_means_as_emmeans_gives_them(case):
+    """Contrasts whose coefficients sum to zero (effects, against a control, reversed pairs)
+    become odds ratios; a set with any other contrast stays on the logit scale, with emmeans'
+    note (cbpp_response_contrasts.json, response_contrasts.R).  Tolerances as above."""
+    ref = json.loads((REF / "cbpp_response_contrasts.json").read_text())[case]
+    emm = lmmpy.emmeans(at_lme4("cbpp_binomial_laplace"), "period", type="response")
+    got = CONTRASTS[case](emm)
+    frame, want = got.to_frame(), ref["table"]
+    column = "odds.ratio" if "odds.ratio" in want else "estimate"
+    assert column in frame and list(frame["contrast"]) == want["contrast"]
+    np.testing.assert_allclose(frame[column], want[column], rtol=1e-5)
+    np.testing.assert_allclose(frame["SE"], want["SE"], rtol=1e-3)
+    np.testing.assert_allclose(frame["p.value"], want["p.value"], atol=1e-3)
+    assert str(got) == ref["text"] + "\n"
+
+
 def test_odds_ratios_of_lmmpys_own_fit(cbpp):
     ref = _ref("cbpp_period_response")
     fit = lmmpy.glmer(ref["formula"], cbpp, family="binomial")
