@@ -52,7 +52,10 @@ def distribution_variance(family: str, link: str, sigma: float = 1.0, null_inter
     - binomial: logit pi²/3, probit 1, cloglog pi²/6;
     - poisson: log link the log-normal approximation log(1 + 1/mu) with mu = exp(beta_0) from
       the null model (the same random effects, intercept only: ``null_intercept`` = its beta_0);
-      sqrt link 0.25.
+      sqrt link 0.25;
+    - Gamma (log, inverse or identity link): the family's variance function at sigma, V(sigma) =
+      sigma², sigma the fit's residual standard deviation (lme4's sqrt(pwrss / n)), as insight
+      0.19.0 takes it.
     """
     fam, lk = str(family).lower(), str(link).lower()
     if fam == "gaussian" and lk == "identity":
@@ -61,6 +64,8 @@ def distribution_variance(family: str, link: str, sigma: float = 1.0, null_inter
         table = {"logit": math.pi**2 / 3, "probit": 1.0, "cloglog": math.pi**2 / 6}
         if lk in table:
             return table[lk]
+    if fam == "gamma" and lk in ("log", "inverse", "identity"):
+        return float(sigma) ** 2
     if fam == "poisson":
         if lk == "sqrt":
             return 0.25
@@ -71,8 +76,8 @@ def distribution_variance(family: str, link: str, sigma: float = 1.0, null_inter
             return math.log1p(1.0 / mu)  # log(1 + var(mu) / mu^2), var(mu) = mu
     raise LmmError(
         f"r2_nakagawa does not support the {family} family with the {link} link (yet): it computes the "
-        "distribution-specific variance for gaussian (identity), binomial (logit, probit, cloglog) and "
-        "poisson (log, sqrt) models"
+        "distribution-specific variance for gaussian (identity), binomial (logit, probit, cloglog), "
+        "poisson (log, sqrt) and Gamma (log, inverse, identity) models"
     )
 
 
@@ -156,7 +161,7 @@ def r2_nakagawa(fit, null_intercept: float | None = None) -> R2Nakagawa:
 
     For a Poisson GLMM with the log link the null model is refitted to get its intercept,
     unless ``null_intercept`` gives it.  Families other than gaussian, binomial (logit, probit,
-    cloglog) and Poisson (log, sqrt) raise :class:`LmmError`."""
+    cloglog), Poisson (log, sqrt) and Gamma (log, inverse, identity) raise :class:`LmmError`."""
     design = fit.design
     X = design.X
     var_fixed = float(np.var(X @ fit.fixef.to_numpy(), ddof=1))
