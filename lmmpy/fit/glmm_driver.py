@@ -213,25 +213,28 @@ def optimize_glmer(model: GlmmModel, start=None, control=None, at=None) -> OptSu
 
         fun = criterion(model)
         model.u = np.zeros(model.q)
+        # lme4's Hessian (of its PIRLS-path deviance) is taken at the optimum for vcov: then it
+        # serves the checks too, as in lme4, and the exact deviance's is not taken there
+        lme4_hessian = control.hessian == "lme4" and model.nAGQ == 1 and control.calc_derivs
         if at is None:
-            x, fx, g, H, nit, msg, ok = _newton(fun, x0, lower, control)
+            x, fx, g, H, nit, msg, ok = _newton(fun, x0, lower, control, final_hessian=not lme4_hessian)
             x, fx, snapped = _to_boundary(fun, x, fx, model.lower, control.singular_tol)
             if snapped:  # derivatives at the boundary point (lme4's check.boundary, then its derivs)
-                g, H = fun.derivatives(x, fx)
+                g, H = (fun.gradient(x, fx), None) if lme4_hessian else fun.derivatives(x, fx)
                 msg, ok = "converged at a boundary", True
         else:
             x, fx, msg, ok = x0, fun(x0), "evaluated at the given parameters", True
             g, H = None, None  # not an optimum: no convergence checks; the Hessian for vcov below
-            if control.calc_derivs and not (control.hessian == "lme4" and model.nAGQ == 1):
+            if control.calc_derivs and not lme4_hessian:
                 g, H = fun.derivatives(x, fx)
         opt.gradient = g
         opt.n_evals += model.n_evals
         opt.message, opt.converged = msg, bool(ok and np.isfinite(fx))
         opt.theta, opt.beta, opt.fmin, opt.hessian = x[:ntheta].copy(), x[ntheta:].copy(), float(fx), H
-        if control.hessian == "lme4" and model.nAGQ == 1 and control.calc_derivs:
+        if lme4_hessian:
             # the Hessian lme4 reports, hence its vcov: that of its PIRLS's deviance (see
-            # GlmmModel.lme4_deviance); the checks stay on the exact deviance's derivatives
-            opt.hessian_exact = H
+            # GlmmModel.lme4_deviance); the checks take it with the exact deviance's gradient
+            opt.hessian_exact = H  # None: not taken
             opt.gradient_lme4, opt.hessian = deriv12(
                 lambda v: model.lme4_deviance(v[:ntheta], v[ntheta:], lp0), x, delta=DERIV_STEP
             )
@@ -265,19 +268,21 @@ def _lbfgsb(fun: FiniteDifferences, x, lower, control):
     return x, fun(x), int(res.nit), str(res.message), bool(res.success)
 
 
-def _newton(fun: FiniteDifferences, x, lower, control):
+def _newton(fun: FiniteDifferences, x, lower, control, final_hessian: bool = True):
     """Minimise fun over x >= lower: Newton steps on fun's Hessian H (deriv12's, or differences
-    of the analytic gradient), kept fixed while the gradient shrinks (the chord method: H varies little near the
-    optimum, so each step gains digits at 2 n evaluations), with step halving; H is taken
-    anew when a step fails to lower f (these steer the steps: fun's cheaper kind), and at the
-    end (the Hessian lme4 reports at the optimum).  A Hessian that is not positive definite, or many parameters, hand over to
-    L-BFGS-B.  Returns (x, f, g and H at x, iterations, message, success)."""
+    of the analytic gradient), kept fixed while the gradient shrinks (the chord method: H
+    varies little near the optimum, so each step gains digits at one gradient), with step
+    halving; H is taken anew when a step fails to lower f (these steer the steps: fun's
+    cheaper kind), and at the end (the Hessian at the optimum; not ``final_hessian``: None,
+    the caller takes another there).  A Hessian that is not positive definite, or many
+    parameters, hand over to L-BFGS-B.  Returns (x, f, g and H at x, iterations, message,
+    success)."""
     fx = fun(x)
     n = x.size
     message, ok, it = "Newton steps converged", True, 0
     if n > fun.newton_max_parameters:
         x, fx, it, message, ok = _lbfgsb(fun, x, lower, control)
-        g, H = fun.derivatives(x, fx)
+        g, H = fun.derivatives(x, fx) if final_hessian else (fun.gradient(x, fx), None)
         return x, fx, g, H, it, message, ok
     g, H = fun.derivatives(x, fx, steering=True)
     fresh, lbfgs_done = True, False  # fresh: H is at x (a steering one: the final H is taken anew)
@@ -289,7 +294,7 @@ def _newton(fun: FiniteDifferences, x, lower, control):
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:  # not convex here (a boundary, or far away): a quasi-Newton run
             if lbfgs_done:
-                g, H = fun.derivatives(x, fx)
+                g, H = fun.derivatives(x, fx) if final_hessian else (g, None)
                 return x, fx, g, H, it, message, ok
             x, fx, _, message, ok = _lbfgsb(fun, x, lower, control)
             lbfgs_done = True
@@ -320,6 +325,8 @@ def _newton(fun: FiniteDifferences, x, lower, control):
         fresh = False
     else:
         message, ok = f"no convergence in {NEWTON_MAX_ITER} Newton steps", False
+    if not final_hessian:
+        return x, fx, g, None, it, message, ok  # g is at x: taken after each step
     if not fresh or fun.cheap_steering:
         g, H = fun.derivatives(x, fx)  # the Hessian at the optimum (checks, vcov)
     return x, fx, g, H, it, message, ok
