@@ -137,6 +137,7 @@ class GlmmModel:
             z, w = np.polynomial.hermite_e.hermegauss(self.nAGQ)
             self.gh_nodes, self.gh_weights = z, w / np.sqrt(2.0 * np.pi)
         self.u = np.zeros(self.q)  # the last conditional modes: PIRLS's next start
+        self._start_pls: tuple | None = None  # (eta, its problem) of lme4_deviance's start
         self.n_evals = 0
         self.mustart = family.mustart(self.y, self.wt)
         # aic(mu) = sum d_i(mu) + this constant where the family allows (one aic, at mustart,
@@ -295,9 +296,12 @@ class GlmmModel:
         if mu is None:
             return np.inf
         old, u_old = np.inf, None
-        for _ in range(30):
-            W, r = self.working(eta, mu)
-            L = self.pls_factor(theta, W, eta - self.offset + r)
+        for it in range(30):
+            if it == 0:  # the weights at eta_start, the same for every (theta, beta)
+                L = self._start_factor(theta, eta, mu)
+            else:
+                W, r = self.working(eta, mu)
+                L = self.pls_factor(theta, W, eta - self.offset + r)
             u, _ = L.solve_u_beta(beta)
             eta = self.offset + xb + self.zlambda_u(u, templates)
             mu = self._mu(eta)
@@ -320,6 +324,20 @@ class GlmmModel:
                         break
             old, u_old = pdev, u
         return float(self.aic(mu, float(dsum)) + u @ u + L.logdet_L2)
+
+    def _start_factor(self, theta, eta, mu):
+        """The penalised least-squares factor at theta with the working weights and response
+        at eta (lme4's lp0, where every PIRLS of :meth:`lme4_deviance` starts), on a problem of
+        its own kept at those weights: the cross-products are made once, and its factors are
+        cached by theta (a finite-difference Hessian meets each theta many times).  The same
+        numbers as :meth:`pls_factor` there."""
+        held = self._start_pls
+        if held is None or not np.array_equal(held[0], eta):
+            pls = held[1] if held is not None else ReweightedLmm(self.terms, self.Zs, self.X, self.lower)
+            W, r = self.working(eta, mu)
+            pls.update(W, eta - self.offset + r)
+            held = self._start_pls = (eta.copy(), pls)
+        return held[1].model.factor(theta)
 
     # -- criteria for the optimizers -----------------------------------------------------------
     def deviance(self, theta, beta) -> float:
