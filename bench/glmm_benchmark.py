@@ -7,13 +7,15 @@
 - simulated: 250,000 binary rows, 700 subjects, a random intercept and slope;
   target: lmmpy <= 0.1 x glmer.
 Each fit is timed once, formula processing included; lme4 runs through Rscript on the same
-CSV (its time is glmer's own, R's start-up and reading excluded).  Prints a markdown table.
+CSV (its time is glmer's own, R's start-up and reading excluded).  Prints the machine's load
+average and a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -61,6 +63,7 @@ def main() -> None:
     ap.add_argument("--only", default="")
     ap.add_argument("--no-lme4", action="store_true")
     a = ap.parse_args()
+    load_before = os.getloadavg()
     rows = []
     for key, (label, formula, factors, target) in CASES.items():
         if a.only and a.only not in key:
@@ -84,6 +87,8 @@ def main() -> None:
                 )
                 r = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append((label, ours, r["seconds"], -2 * fit.loglik - r["m2ll"], target))
+    # the machine's load (other jobs share it): the 1-minute load average before and after
+    print(f"load average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}\n")
     print("| model | lmmpy (s) | glmer (s) | ratio | target | -2logLik lmmpy - lme4 |")
     print("|---|---|---|---|---|---|")
     for label, ours, theirs, diff, target in rows:

@@ -38,7 +38,11 @@ from .status import Check, CheckFinding, FitStatus
 
 FD_STEP = 1e-5  # central differences for the optimizer's gradient
 DERIV_STEP = 1e-4  # lme4's deriv12 step for the checks and the Hessian
-STAGE0_START_RADIUS = 1e-2  # COBYQA's final trust-region radius when stage 0 is a start
+# COBYQA's final trust-region radius when stage 0 is a start: its linear predictor is lme4's
+# lp0 too, where lme4's PIRLS-path deviance (its Hessian, vcov) starts, and lme4's standard
+# errors at lme4's estimates move with it: 1e-3 keeps them as at 1e-6 (2.5e-7 relative on
+# cbpp), 5e-2 moves them by ~1e-5 (a printed p-value digit)
+STAGE0_START_RADIUS = 1e-3
 
 
 @dataclass
@@ -169,7 +173,7 @@ def _stage0(model: GlmmModel, theta0, beta0, control) -> tuple:
 
     lower = model.lower
     # the fit itself for nAGQ = 0; otherwise the Laplace stage's start, which its Newton steps
-    # (quadratic near the optimum) take to the optimum: theta to 1e-2 is as good a start
+    # (quadratic near the optimum) take to the optimum (see STAGE0_START_RADIUS)
     radius = 1e-6 if model.nAGQ == 0 else STAGE0_START_RADIUS
     opts = {"initial_tr_radius": 0.2, "final_tr_radius": radius, "maxfev": 5000}
     if control.optimizer_options:

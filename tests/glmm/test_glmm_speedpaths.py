@@ -135,3 +135,25 @@ def test_leverages_by_dense_and_sparse_tail_agree(model_id, monkeypatch):
     monkeypatch.setattr(module, "DENSE_LT1_ENTRIES", 0)
     sparse = laplace_gradient(model, res, x[:nt])
     np.testing.assert_allclose(dense, sparse, rtol=0, atol=1e-10 * np.abs(dense).max())
+
+
+@pytest.mark.parametrize("model_id", ["cbpp_binomial_laplace", "verbagg_binomial_crossed"])
+def test_lme4_deviance_start_problem_changes_no_number(model_id, monkeypatch):
+    """lme4_deviance's first PIRLS iteration on the problem kept at lp0's weights (its
+    cross-products made once, its factors cached by theta) against the shared problem
+    updated afresh each time: bitwise the same deviances, over a deriv12-like set of points."""
+    from lmmpy.fit.pirls import GlmmModel
+
+    model, x = _glmm_model(model_id)
+    nt = model.lower.size
+    lp0 = model.offset + model.X @ x[nt:] + 0.1  # any start: the same for every point
+    rng = np.random.default_rng(1)
+    points = [x] + [x + 1e-4 * rng.choice([-1.0, 0.0, 1.0], size=x.size) for _ in range(12)]
+    kept = [model.lme4_deviance(p[:nt], p[nt:], lp0) for p in points]
+
+    def afresh(self, theta, eta, mu):
+        W, r = self.working(eta, mu)
+        return self.pls_factor(theta, W, eta - self.offset + r)
+
+    monkeypatch.setattr(GlmmModel, "_start_factor", afresh)
+    assert [model.lme4_deviance(p[:nt], p[nt:], lp0) for p in points] == kept
