@@ -1,0 +1,23 @@
+# lme4's profile confidence intervals of glmer fits, for tests/glmm/test_glmer_profile.py.
+# Run from this directory: Rscript glmm_profile_reference.R /work/shared/data
+suppressPackageStartupMessages({library(lme4); library(jsonlite)})
+args <- commandArgs(TRUE)
+dd <- if (length(args)) args[1] else "/work/shared/data"
+cbpp <- read.csv(file.path(dd, "cbpp.csv"), colClasses = c(herd = "factor", period = "factor"))
+gt <- read.csv(file.path(dd, "grouseticks.csv"),
+               colClasses = c(INDEX = "factor", BROOD = "factor", YEAR = "factor", LOCATION = "factor"))
+one <- function(id, m) {
+  t0 <- proc.time()[["elapsed"]]
+  ci <- confint(m, method = "profile", level = 0.95)
+  secs <- proc.time()[["elapsed"]] - t0
+  list(id = id, formula = deparse(formula(m)), family = family(m)$family, link = family(m)$link,
+       theta = unname(getME(m, "theta")), beta = unname(fixef(m)), minus2loglik = -2 * c(logLik(m)),
+       names = rownames(ci), lower = unname(ci[, 1]), upper = unname(ci[, 2]), seconds = secs,
+       lme4 = as.character(packageVersion("lme4")))
+}
+out <- list(
+  one("cbpp_logit", glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, family = binomial)),
+  one("grouseticks_poisson_brood_location",
+      glmer(TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION), gt, family = poisson))
+)
+for (o in out) write_json(o, paste0(o$id, ".json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
