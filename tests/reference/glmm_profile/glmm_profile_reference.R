@@ -1,8 +1,9 @@
 # lme4's profile confidence intervals of glmer fits, for tests/glmm/test_glmer_profile.py.
-# Run from this directory: Rscript glmm_profile_reference.R /work/shared/data
+# Run from this directory: Rscript glmm_profile_reference.R /work/shared/data ../glmm/data
 suppressPackageStartupMessages({library(lme4); library(jsonlite)})
 args <- commandArgs(TRUE)
 dd <- if (length(args)) args[1] else "/work/shared/data"
+simdir <- if (length(args) > 1) args[2] else "../glmm/data"  # the simulated data beside the glmm references
 cbpp <- read.csv(file.path(dd, "cbpp.csv"), colClasses = c(herd = "factor", period = "factor"))
 gt <- read.csv(file.path(dd, "grouseticks.csv"),
                colClasses = c(INDEX = "factor", BROOD = "factor", YEAR = "factor", LOCATION = "factor"))
@@ -18,6 +19,8 @@ one <- function(id, m) {
 out <- list(
   one("cbpp_logit", glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, family = binomial)),
   one("grouseticks_poisson_brood_location",
-      glmer(TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION), gt, family = poisson))
+      glmer(TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION), gt, family = poisson)),
+  one("binomial_slope_cbind",
+      glmer(cbind(succ, n - succ) ~ x + (x | g), read.csv(file.path(simdir, "binomial_slope.csv")), family = binomial))
 )
 for (o in out) write_json(o, paste0(o$id, ".json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
