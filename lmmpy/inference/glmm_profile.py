@@ -42,6 +42,7 @@ GRAD_STEP = 1e-4
 # optimum, ~1e-7 in deviance over a few coordinates (zeta ~ 2 to 3e-8); the differences' bias
 # (5e-5) and rounding (~1e-12 relative deviance / GRAD_STEP) stay below it
 INNER_OPTIONS = {"ftol": 1e-12, "gtol": 3e-4, "maxiter": 500}
+SD_NUDGE = 0.1  # where an inner problem starts an sd that is 0 (on the link scale: a small sd)
 CURV_STEP = 1e-3  # the step of the curvature's second differences, relative to the size of x
 
 
@@ -137,6 +138,7 @@ def _glmm_slices(fit, dev: _GlmmDeviance, delta: float) -> tuple[list, np.ndarra
         own.extend((0.0, np.inf) if i == j else (-1.0, 1.0) for i, j in tril_positions(t.k))
     own.extend((-np.inf, np.inf) for _ in range(fit.beta.size))
     scale = _scales(dev, x_hat, own)
+    sd_slots = [i for i, (lo, _) in enumerate(own) if lo == 0.0]
     se = fit.se.to_numpy()
 
     def make(j):
@@ -173,8 +175,26 @@ def _glmm_slices(fit, dev: _GlmmDeviance, delta: float) -> tuple[list, np.ndarra
         else:
             hat, lower, upper = x_hat[j], -np.inf, np.inf
             step = delta * se[j - nv]  # lme4: delta standard errors
+
+        def start(x0, v):
+            # D is even in each sd, so an sd at 0 is a stationary point of every inner problem:
+            # started there it would stay, where a positive sd may fit better with x_j at v
+            x0 = x0.copy()
+            at_zero = [i for i in sd_slots if i != j and x0[i] == 0.0]
+            x0[at_zero] = SD_NUDGE
+            return x0
+
         return _Slice(
-            "glmm", float(hat), lower, upper, float(step), x_hat.copy(), fg, bounds, inner_options=INNER_OPTIONS
+            "glmm",
+            float(hat),
+            lower,
+            upper,
+            float(step),
+            x_hat.copy(),
+            fg,
+            bounds,
+            start=start,
+            inner_options=INNER_OPTIONS,
         )
 
     return [make(j) for j in range(x_hat.size)], scale

@@ -10,9 +10,11 @@ functions (w the prior weights, for a ``cbind()`` response times the trials):
   two columns k, w - k of a ``cbind(successes, failures)`` response; the factor's first or
   second level for a factor (or string) response; the proportion k / w otherwise;
 - Poisson: Poisson(mu*) (prior weights are ignored, with lme4's warning);
-- Gamma: shape a = sigma w and rate a / mu* (lme4's Gamma_simfun; note that the fitted model's
-  variance is sigma^2 mu^2 while these draws have mu^2 / a);
-- inverse Gaussian: mean mu* and shape w / sigma (lme4's, through statmod's rinvgauss).
+- Gamma: shape a = w / sigma^2 and rate a / mu*, so that the variance is sigma^2 mu*^2 / w, the
+  fitted model's (lme4 since its issue 782; lme4 1.1-31 took a = sigma w, whose draws have
+  variance mu*^2 / (sigma w));
+- inverse Gaussian: mean mu* and shape w / sigma^2, variance sigma^2 mu*^3 / w, the model's
+  (lme4 1.1-31 takes w / sigma, as it took sigma for the Gamma shape).
 """
 
 from __future__ import annotations
@@ -96,10 +98,10 @@ def simulate_glmm(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
         elif family == "poisson":
             columns[name] = rng.poisson(mu).astype(float)
         elif family == "Gamma":
-            shape = fit.sigma * wt
+            shape = wt / fit.sigma**2
             columns[name] = rng.gamma(shape, mu / shape)
         else:
-            columns[name] = rng.wald(mu, wt / fit.sigma)
+            columns[name] = rng.wald(mu, wt / fit.sigma**2)
     out = pd.DataFrame(columns, index=fit.design.row_index)
     if kind.kind == "cbind":
         out.columns = pd.MultiIndex.from_tuples(out.columns)

@@ -90,19 +90,24 @@ def test_poisson_simulation_mean_matches_the_model():
 
 
 @pytest.mark.filterwarnings("ignore:Model failed to converge")  # this fit's gradient check (not what is tested)
-def test_gamma_simulation_mean_and_lme4_shape():
+def test_gamma_simulation_mean_and_variance():
+    """Gamma draws with shape 1 / sigma^2 (lme4 since its issue 782): the mean and the variance
+    of the model, E y = E mu and var y = sigma^2 E mu^2 + var mu (lme4 1.1-31's shape sigma
+    gives a variance off by the factor 1 / sigma^3 in the first term, which this catches)."""
     data = load_data("gamma_positive")
     fit = lmmpy.glmer("y ~ x + (1 | g)", data, family=lmmpy.families.Gamma(link="log"))
     sims = fit.simulate(NSIM, seed=11).to_numpy()
     assert np.all(sims > 0)
     s2 = fit.theta[0] ** 2  # lme4 does not scale a glmer simulation's random effects by sigma
     eta = fit.model.X @ fit.beta
-    m = np.exp(eta + s2 / 2)
-    # given b: lme4's Gamma_simfun, shape sigma, so variance mu^2 / sigma; E mu^2 = exp(2 eta + 2 s2)
+    m = np.exp(eta + s2 / 2)  # log-normal moments of mu
     Emu2 = np.exp(2 * eta + 2 * s2)
-    var = Emu2 / fit.sigma + Emu2 - m**2
+    var = fit.sigma**2 * Emu2 + Emu2 - m**2
     z = (sims.mean(axis=1) - m) / np.sqrt(var / NSIM)
     assert np.max(np.abs(z)) < Z_TOL
+    # the variance pooled over rows: its relative error is ~ sqrt(kurtosis / (NSIM rows)) < 1%
+    ratio = np.mean(sims.var(axis=1, ddof=1) / var)
+    assert abs(ratio - 1) < 0.05
 
 
 def test_binary_and_factor_responses(cbpp, cbpp_fit):

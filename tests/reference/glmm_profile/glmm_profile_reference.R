@@ -21,6 +21,10 @@ out <- list(
   one("grouseticks_poisson_brood_location",
       glmer(TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION), gt, family = poisson)),
   one("binomial_slope_cbind",
-      glmer(cbind(succ, n - succ) ~ x + (x | g), read.csv(file.path(simdir, "binomial_slope.csv")), family = binomial))
+      glmer(cbind(succ, n - succ) ~ x + (x | g), read.csv(file.path(simdir, "binomial_slope.csv")), family = binomial)),
+  one("singular_binary",  # theta = 0 at the optimum ("boundary (singular) fit")
+      glmer(y ~ x + (1 | g), read.csv(file.path(simdir, "singular_binary.csv")), family = binomial)),
+  one("cbpp_agq25",
+      glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, family = binomial, nAGQ = 25))
 )
 for (o in out) write_json(o, paste0(o$id, ".json"), digits = NA, auto_unbox = TRUE, pretty = TRUE)
