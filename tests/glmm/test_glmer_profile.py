@@ -76,6 +76,23 @@ def test_random_slope_profile_intervals_match_lme4():
     _check(fit.confint("profile", progress=False), _ref("binomial_slope_cbind"))
 
 
+@pytest.mark.filterwarnings("ignore:boundary")  # the fit is singular, as lme4's (what is tested)
+def test_singular_fit_profile_intervals_match_lme4():
+    """theta = 0 at the optimum: the sd's interval starts at its bound, and the fixed effects'
+    inner problems must move the sd off 0 (failed before: intervals 1% narrow)."""
+    fit = lmmpy.glmer("y ~ x + (1 | g)", load_data("singular_binary"), family="binomial")
+    assert fit.theta[0] == 0.0
+    ci = fit.confint("profile", progress=False)
+    _check(ci, _ref("singular_binary"))
+    assert ci.iloc[0, 0] == 0.0
+
+
+def test_agq_profile_intervals_match_lme4():
+    cbpp = lmmpy.datasets.load("cbpp")
+    fit = lmmpy.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, nAGQ=25)
+    _check(fit.confint("profile", progress=False), _ref("cbpp_agq25"))
+
+
 def test_profile_refuses_what_it_does_not_do(cbpp_fit):
     with pytest.raises(LmmError, match="'wald' and 'profile'"):
         cbpp_fit.confint("boot")
