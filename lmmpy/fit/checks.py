@@ -42,6 +42,12 @@ class LmerControl:
     singular_tol: float = SINGULAR_TOL  # check.conv.singular tol
     restart_edge: bool = True
     fallback_em: bool = True  # refit by EM when the optimizer fails
+    # how the "auto" optimizer confirms an optimum on a bound: "auto", by COBYQA from the start
+    # for up to COBYQA_FROM_START_MAX parameters, else by the gradient method again from the
+    # optimum nudged off the bounds; "cobyqa" or "gradient", always that way.  (COBYQA is the
+    # surer search but costs ~100 x a gradient run on a small model: refits in a bootstrap use
+    # "gradient".)
+    confirm_boundary: str = "auto"
     optimizer_options: dict | None = None  # passed to scipy.optimize.minimize
     # BLAS threads of the fit: None, lmmpy's rule (lmmpy.linalg.threads); k, k threads;
     # "inherit", BLAS as the process has it

@@ -4,8 +4,9 @@ it fails; lme4's ``optimizeLmer`` with lmmpy's safeguards.
 - "auto": L-BFGS-B with the analytic gradient, or projected BFGS for a wide dense tail block
   (BFGS_MIN_TAIL), where a gradient costs two or three evaluations; a boundary (or failed)
   result is confirmed by COBYQA from the start, or, for many parameters
-  (COBYQA_FROM_START_MAX), by the gradient method again from its optimum nudged off the bounds;
-  the better optimum is kept.
+  (COBYQA_FROM_START_MAX) and for the bootstrap's refits (``control.confirm_boundary``), by the
+  gradient method again from its optimum nudged off the bounds and from lme4's start; the better
+  optimum is kept.
 - restart_edge: a theta left on a zero bound is restarted off it when that lowers the
   criterion (:func:`lmmpy.fit.checks.restart_point`).
 - the EM fallback: a failed fit (:attr:`OptSummary.failed`) is refitted by EM, and the
@@ -63,6 +64,7 @@ def _optimize_once(model, start, optimizer, control, notes):
 
 
 COBYQA_FROM_START_MAX = 10  # parameters
+CONFIRM_BOUNDARY = ("auto", "cobyqa", "gradient")
 # a dense tail block this wide makes a gradient cost two or three evaluations: projected BFGS,
 # which takes gradients only at accepted points, instead of L-BFGS-B
 BFGS_MIN_TAIL = 100
@@ -78,10 +80,19 @@ def _optimize(model, start, optimizer, control, notes):
         return opt
     # a boundary (or failed) result of the gradient method: confirm it with COBYQA from the
     # start; for many parameters, where a derivative-free run costs thousands of evaluations,
-    # by the gradient method again from its optimum nudged off the bounds
-    if opt.converged and model.theta.size > COBYQA_FROM_START_MAX:
-        nudged = np.where((model.lower == 0) & (opt.theta < 1e-2), 1e-2, opt.theta)
-        other = _optimize_once(model, nudged, gradient_method, control, notes)
+    # by the gradient method again from its optimum nudged off the bounds, and from lme4's
+    # start if the fit began elsewhere (a refit from the fitted theta: a nudge alone can fall
+    # back into the boundary's basin)
+    confirm = control.confirm_boundary
+    if confirm == "auto":
+        confirm = "gradient" if model.theta.size > COBYQA_FROM_START_MAX else "cobyqa"
+    if opt.converged and confirm == "gradient":
+        starts = [np.where((model.lower == 0) & (opt.theta < 1e-2), 1e-2, opt.theta)]
+        if start is not None and not np.array_equal(np.asarray(start, dtype=float), model.theta_start()):
+            starts.append(model.theta_start())
+        others = [_optimize_once(model, s, gradient_method, control, notes) for s in starts]
+        other = min(others, key=lambda o: o.fmin if o.converged else np.inf)
+        other.n_evals = sum(o.n_evals for o in others)
     else:
         other = _optimize_once(model, start, "cobyqa", control, notes)
     best = other if (other.converged and other.fmin < opt.fmin) or not opt.converged else opt
@@ -108,6 +119,11 @@ def optimize_lmer(
     control = LmerControl.coerce(control)
     for switch in ("check_conv", "restart_edge", "fallback_em"):  # a string such as "no" is truthy
         require_bool(f"control's {switch}", getattr(control, switch))
+    if control.confirm_boundary not in CONFIRM_BOUNDARY:
+        raise LmmError(
+            f"control's confirm_boundary must be one of {', '.join(map(repr, CONFIRM_BOUNDARY))}, "
+            f"not {control.confirm_boundary!r}"
+        )
     with blas_threads_for_fit(dense_tail_order(model.sizes, model.p), control.blas_threads):
         opt = on_internal_scale(model, lambda m, s: _optimize_lmer(m, s, optimizer, method, control), start)
         opt.blas_threads = current_blas_threads()

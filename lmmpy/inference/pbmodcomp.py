@@ -28,7 +28,7 @@ from scipy import stats
 from ..errors import LmmError, require_bool, require_count
 from ..results.html import html_table
 from ..results.rformat import SIGNIF_LEGEND, format_pval, format_real, print_matrix, signif_stars
-from .bootstrap import map_refits
+from .bootstrap import REFIT_CONTROL, map_refits
 from .lrt import _different_data
 
 
@@ -112,8 +112,8 @@ class _LikelihoodRatio:
 
     def __call__(self, y) -> float:
         try:
-            lg = self.large.refit(y, control={"check_conv": False})
-            sm = self.small.refit(y, control={"check_conv": False})
+            lg = self.large.refit(y, control=REFIT_CONTROL)
+            sm = self.small.refit(y, control=REFIT_CONTROL)
             return 2.0 * (lg.loglik - sm.loglik)
         except Exception:  # noqa: BLE001 - a failed refit is dropped, and counted
             return np.nan
