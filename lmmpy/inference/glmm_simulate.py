@@ -26,11 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, LmmError, require_count
+from ..errors import DataError, LmmError, require_bool, require_count
 from ..fit.glmm_driver import GlmerControl, optimize_glmer
 from ..fit.optimize import OptSummary
 from ..fit.pirls import GlmmModel
 from ..formula.parser import Call, Name, deparse
+from .bootstrap import map_refits
+from .parameters import parameter_values, ran_par_names
 from .simulate import make_rng
 
 
@@ -180,3 +182,49 @@ def refit_glmm(fit, new_response: Any, control: GlmerControl | None = None) -> t
         design, fit.family, nAGQ=fit.nAGQ, pirls_tol=control.pirls_tol, pirls_max_iter=control.pirls_max_iter
     )
     return model, optimize_glmer(model, start=fit.optsum.theta0, control=control)
+
+
+def glmm_parameter_names(fit, old_names: bool = False) -> list:
+    """lme4's names of a glmer fit's parameters: sd and cor per term, sigma for a family with
+    a dispersion, the fixed effects."""
+    ran = ran_par_names(fit, old_names=old_names)
+    return (ran if fit.family.has_dispersion else ran[:-1]) + list(fit.design.xnames)
+
+
+def glmm_parameter_values(fit) -> np.ndarray:
+    values = parameter_values(fit)
+    if fit.family.has_dispersion:
+        return values
+    return np.delete(values, fit.theta.size)  # sigma is 1
+
+
+def bootstrap_glmm(fit, nsim: int = 500, seed=None, n_jobs: int = 1, progress=None) -> pd.DataFrame:
+    """Parametric bootstrap of a glmer fit: ``nsim`` responses from :func:`simulate_glmm`, each
+    refitted by ``fit.refit`` (the convergence checks and the final Hessian left out: their
+    findings are not reported); one row of :func:`glmm_parameter_names` per simulation, NaN
+    where a refit fails."""
+    nsim, n_jobs = require_count("nsim", nsim), require_count("n_jobs", n_jobs)
+    progress = None if progress is None else require_bool("progress", progress)
+    sims = simulate_glmm(fit, nsim, seed)
+    if isinstance(sims.columns, pd.MultiIndex):  # cbind: (successes, failures) per simulation
+        responses = np.stack([sims[c].to_numpy() for c in sims.columns.get_level_values(0).unique()])
+    else:
+        responses = np.stack(
+            [
+                np.asarray(
+                    sims[c].cat.codes if isinstance(sims[c].dtype, pd.CategoricalDtype) else sims[c], dtype=float
+                )
+                for c in sims.columns
+            ]
+        )
+    control = dataclasses.replace(fit.control, check_conv=False, calc_derivs=False)
+    size = len(glmm_parameter_names(fit))
+
+    def per_response(y):
+        try:
+            return glmm_parameter_values(fit.refit(y, control=control))
+        except Exception:  # noqa: BLE001 - a failed refit is dropped, and counted
+            return np.full(size, np.nan)
+
+    rows = map_refits(per_response, responses, fit, n_jobs=n_jobs, progress=progress)
+    return pd.DataFrame(rows, columns=glmm_parameter_names(fit))

@@ -179,3 +179,25 @@ def test_bad_inputs(cbpp, cbpp_fit):
         fit.refit(np.zeros((fit.nobs, 2)))
     with pytest.raises(LmmError, match="Poisson"):
         fit.refit(-np.ones(fit.nobs))
+
+
+def test_bootstrap_intervals(cbpp_fit):
+    """confint("boot"): simulate + refit nsim times, percentile intervals.  No R numbers (other
+    draws): the fixed effects' bootstrap spread is held to their Wald standard errors (the
+    bootstrap sd of 40 draws has a relative error of ~1 / sqrt(2 * 40) = 11%; 45% is 4 of
+    those), and a seed gives the same intervals again."""
+    from lmmpy.inference.glmm_simulate import bootstrap_glmm
+
+    draws = bootstrap_glmm(cbpp_fit, nsim=40, seed=4, progress=False)
+    assert list(draws.columns) == ["sd_(Intercept)|herd", "(Intercept)", "period2", "period3", "period4"]
+    assert not draws.isna().any().any()
+    ratio = draws.iloc[:, 1:].std(ddof=1).to_numpy() / cbpp_fit.se.to_numpy()
+    assert np.all(np.abs(ratio - 1) < 0.45)
+    ci = cbpp_fit.confint("boot", nsim=40, seed=4, progress=False)
+    assert list(ci.index) == [".sig01", "(Intercept)", "period2", "period3", "period4"]
+    np.testing.assert_allclose(ci.iloc[:, 0], draws.quantile(0.025).to_numpy())
+    assert ci.attrs["failed_refits"] == 0
+    with pytest.raises(LmmError, match="nsim, seed, n_jobs"):
+        cbpp_fit.confint("boot", nsims=10)
+    with pytest.raises(LmmError, match="for method='boot'"):
+        cbpp_fit.confint("wald", nsim=10)
