@@ -1,7 +1,7 @@
 r"""emmeans' printed tables (``print.summary_emm``), so that results read as R prints them.
 
 Every numeric column is first zapsmall'ed (7 digits); ``df`` is rounded to 2 decimals; t/z
-ratios are rounded to 3 decimals and p values to 4 (``<.0001`` below); then all numeric columns
+ratios are rounded to 3 decimals and p values to 4 (fixed notation, ``<.0001`` below); then all numeric columns
 are formatted with one number of significant digits, d = max over rows of
 round(1.51 - log10(dz)) (at least 3), with dz the relative range of (est - 2 SE, est, est + 2 SE)
 (emmeans' ``.opt.dig``).  Label columns are left-justified, numbers right-justified; by-groups
@@ -60,8 +60,11 @@ def _cells(frame: pd.DataFrame, est_name: str) -> dict:
         if c in TEST_STATS:
             out[c] = ("R", format_real(np.round(zapsmall(x, 7), 3), 7, nsmall=3))
         elif c == "p.value":
-            s = format_real(np.round(zapsmall(x, 7), 4), 7, nsmall=4)
-            out[c] = ("R", [("<.0001".rjust(len(t)) if t.strip() == "0.0000" else t) for t in s])
+            # fixed notation always (emmeans: "0.0006", never R's "6e-04"), "<.0001" below
+            s = ["NA" if math.isnan(v) else f"{v:.4f}" for v in np.round(zapsmall(x, 7), 4)]
+            s = ["<.0001" if t == "0.0000" else t for t in s]
+            width = max(map(len, s))
+            out[c] = ("R", [t.rjust(width) for t in s])
         else:
             fin = np.isfinite(x)
             vals = zapsmall(x, 7) if fin.any() else x

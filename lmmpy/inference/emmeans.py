@@ -12,7 +12,8 @@ Kenward-Roger's df for the 1-df contrast l_c, or df = inf).  A contrast C of the
 by-group is the linear function C L beta-hat, with its own SE and df computed the same way,
 t = estimate / SE and p values adjusted for the family (:mod:`lmmpy.inference.multiplicity`).
 A GLMM's means are on the link scale; ``type="response"`` back-transforms them
-(:mod:`lmmpy.inference.response_scale`).
+(:mod:`lmmpy.inference.response_scale`), and their contrasts under a log or logit link to
+ratios or odds ratios (:class:`EmmContrasts`).
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def emmeans(fit, specs, ddf=None, level: float = 0.95, at=None, type: str = "lin
     ``ddf``: "satterthwaite" (the default for lmer fits), "kenward-roger" (REML fits) or
     "asymptotic" (df = inf; the only one, and the default, for glmer fits).  ``at``:
     {variable: values} for the reference grid.  ``type``: "link" or "response" (GLMMs:
-    back-transformed means, see :mod:`lmmpy.inference.response_scale`)."""
+    back-transformed means, see :mod:`lmmpy.inference.response_scale`; their contrasts under a
+    log or logit link are then ratios or odds ratios, see :class:`EmmContrasts`)."""
     level = require_level(level)
     family = _family(fit)
     if ddf is None:
@@ -257,7 +259,7 @@ class EmmGrid:
             adjust = "sidak"
             notes_extra.append('Note: adjust = "tukey" was changed to "sidak"')
         others = [v for v in self.labels.columns if v not in by]
-        rows_out, L_out, fam = [], [], []
+        rows_out, L_out, fam, sums = [], [], [], []
         for g, rows in enumerate(self._groups(by)):
             names = self._level_names(rows, others)
             k = len(rows)
@@ -268,8 +270,10 @@ class EmmGrid:
                 L_out.append(np.full_like(row, np.nan) if np.any(coef[missing] != 0) else row)
                 rows_out.append((cname, rows[0]))
                 fam.append(g)
+                sums.append(float(np.sum(coef)))
         L_c = np.array(L_out).reshape(len(L_out), self.L.shape[1])
-        return EmmContrasts(self, L_c, rows_out, np.array(fam), by, adjust, key, notes_extra)
+        zero_sum = bool(np.all(np.abs(sums) < 1e-8))
+        return EmmContrasts(self, L_c, rows_out, np.array(fam), by, adjust, key, notes_extra, zero_sum)
 
 
 def _coefficients(key, method, names, k, ref):
@@ -294,6 +298,19 @@ def _coefficients(key, method, names, k, ref):
     return out
 
 
+# the link whose differences are logs of ratios -> emmeans' column and the scale it tests on
+RATIO_COLUMN = {"log": "ratio", "logit": "odds.ratio"}
+RATIO_TEST_SCALE = {"ratio": "log", "odds.ratio": "log odds ratio"}
+
+
+def _ratio_name(emm, zero_sum: bool):
+    """The column of back-transformed contrasts ("ratio", "odds.ratio"), None where they stay
+    on the link scale (see :class:`EmmContrasts`)."""
+    if emm.type != "response" or emm.family is None or not zero_sum:
+        return None
+    return RATIO_COLUMN.get(str(emm.family.link_name).lower())
+
+
 def _e(k, i):
     e = np.zeros(k)
     e[i] = 1.0
@@ -301,12 +318,25 @@ def _e(k, i):
 
 
 class EmmContrasts:
-    """Contrasts of marginal means: ``to_frame()`` (contrast, by-variables, estimate, SE, df,
-    t.ratio or z.ratio, p.value), printed as emmeans prints them."""
+    r"""Contrasts of marginal means: ``to_frame()`` (contrast, by-variables, estimate, SE, df,
+    t.ratio or z.ratio, p.value), printed as emmeans prints them.
 
-    def __init__(self, emm, L, rows, family_index, by, adjust, method, notes_extra):
+    Means on the response scale of a GLMM with the log or logit link (``type="response"``):
+    contrasts whose coefficients sum to zero are back-transformed as emmeans does.  A
+    difference of logs is the log of a ratio, so with d-hat the contrast and s its SE on the
+    link scale the table shows
+
+        ratio = exp(d-hat),   SE = exp(d-hat) s   (the delta method),   null = exp(0) = 1,
+
+    in a column ``ratio`` (log link: rate ratios) or ``odds.ratio`` (logit link), the names
+    "a / b", and z and p from the link scale ("Tests are performed on the log scale").
+    The attributes ``estimate`` and ``se`` stay on the link scale.  Other
+    links (probit, ...) and other contrasts stay on the link scale, with emmeans' note."""
+
+    def __init__(self, emm, L, rows, family_index, by, adjust, method, notes_extra, zero_sum=True):
         self.emm, self.L, self.by, self.adjust, self.method = emm, L, by, adjust, method
         self._notes_extra = notes_extra
+        self.ratio_name = _ratio_name(emm, zero_sum)
         beta = emm.fit.fixef.to_numpy()
         ok = np.all(np.isfinite(L), axis=1) if len(L) else np.zeros(0, bool)
         n = len(L)
@@ -327,10 +357,17 @@ class EmmContrasts:
             self.family_sizes.append((n_means, len(idx)))
 
     def to_frame(self) -> pd.DataFrame:
-        out = pd.DataFrame({"contrast": self.names})
+        """One row per contrast: contrast, the by-variables, estimate (or ratio / odds.ratio),
+        SE, df, (null,) t.ratio or z.ratio, p.value."""
+        ratio = self.ratio_name is not None
+        out = pd.DataFrame({"contrast": [n.replace(" - ", " / ") if ratio else n for n in self.names]})
         for b in self.by:
             out[b] = self.emm.labels[b].iloc[self._by_rows].to_numpy()
-        out["estimate"], out["SE"], out["df"] = self.estimate, self.se, self.df
+        if self.ratio_name is not None:
+            est = np.exp(self.estimate)
+            out[self.ratio_name], out["SE"], out["df"], out["null"] = est, est * self.se, self.df, 1.0
+        else:
+            out["estimate"], out["SE"], out["df"] = self.estimate, self.se, self.df
         out["z.ratio" if self.emm.ddf == "asymptotic" else "t.ratio"] = self.ratio
         out["p.value"] = self.p_value
         return out
@@ -341,7 +378,7 @@ class EmmContrasts:
             notes.append(f"Results are averaged over the levels of: {', '.join(self.emm.averaged)}")
         if self.emm.family is None:
             notes.append(f"Degrees-of-freedom method: {DDF_NOTE[self.emm.ddf]}")
-        if self.emm.type == "response" and self.emm.family is not None:
+        if self.emm.type == "response" and self.emm.family is not None and self.ratio_name is None:
             notes.append(f"Note: contrasts are still on the {self.emm.family.link_name} scale")
         if self.adjust != "none" and any(n_tests > 1 for _, n_tests in self.family_sizes):
             n_means, n_tests = self.family_sizes[0]
@@ -349,10 +386,12 @@ class EmmContrasts:
                 notes.append(f"P value adjustment: tukey method for comparing a family of {n_means} estimates")
             else:
                 notes.append(f"P value adjustment: {self.adjust} method for {n_tests} tests")
+        if self.ratio_name is not None:
+            notes.append(f"Tests are performed on the {RATIO_TEST_SCALE[self.ratio_name]} scale")
         return notes + self._notes_extra
 
     def __str__(self) -> str:
-        return emm_text(self.to_frame(), "estimate", self.by, self._notes())
+        return emm_text(self.to_frame(), self.ratio_name or "estimate", self.by, self._notes())
 
     def __repr__(self) -> str:
         return str(self)

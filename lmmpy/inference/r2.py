@@ -13,7 +13,14 @@ computes it:
   of a grouping factor counts: in ``(1 | g) + (0 + x | g)`` the slope's variance is left out
   (performance 0.10.2 / insight 0.19.0; tests/reference/toolkit/extra_r2_sleep_uncorr.json);
 - s²_d, the distribution-specific variance (:func:`distribution_variance`): sigma² for an LMM,
-  the latent-scale variance of the link for a GLMM.
+  the latent-scale variance of the link for a GLMM.  For a Poisson GLMM with the log link it is
+  the log-normal approximation log(1 + 1/mu), mu = exp(beta_0) of the *null model*: the same
+  random-effects terms, prior weights and offset, the fixed part ``~ 1``, refitted by maximum
+  likelihood (:func:`null_model_intercept`).  As in insight 0.19.0 (``insight::null_model``)
+  the offset is kept, whether it came from ``offset(...)`` in the formula or from ``offset=``
+  (checked: both give R's null intercept of tests/reference/toolkit/glmer/
+  exposure_poisson_offset_r2.json), so mu is a mean count per unit of the offset's exposure.
+  Below mu = 6 performance warns that the approximation may be unreliable, and so does this.
 
 As in performance, a singular fit (a variance parameter theta_i with lower bound 0 below 1e-5)
 has no s²_r: a warning, R²_marginal = s²_f / (s²_f + s²_d) and R²_conditional = NaN.
@@ -21,6 +28,7 @@ has no s²_r: a warning, R²_marginal = s²_f / (s²_f + s²_d) and R²_conditio
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -28,8 +36,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LmmError
+from ..fit.glmm_driver import GlmerControl, optimize_glmer
+from ..fit.pirls import GlmmModel
 
 SINGULAR_TOL = 1e-5
+# below this mean count of the null model performance warns that log(1 + 1/mu) may be unreliable
+SMALL_POISSON_MEAN = 6.0
 
 
 def distribution_variance(family: str, link: str, sigma: float = 1.0, null_intercept: float | None = None) -> float:
@@ -40,7 +52,10 @@ def distribution_variance(family: str, link: str, sigma: float = 1.0, null_inter
     - binomial: logit pi²/3, probit 1, cloglog pi²/6;
     - poisson: log link the log-normal approximation log(1 + 1/mu) with mu = exp(beta_0) from
       the null model (the same random effects, intercept only: ``null_intercept`` = its beta_0);
-      sqrt link 0.25.
+      sqrt link 0.25;
+    - Gamma (log, inverse or identity link): the family's variance function at sigma, V(sigma) =
+      sigma², sigma the fit's residual standard deviation (lme4's sqrt(pwrss / n)), as insight
+      0.19.0 takes it.
     """
     fam, lk = str(family).lower(), str(link).lower()
     if fam == "gaussian" and lk == "identity":
@@ -49,6 +64,8 @@ def distribution_variance(family: str, link: str, sigma: float = 1.0, null_inter
         table = {"logit": math.pi**2 / 3, "probit": 1.0, "cloglog": math.pi**2 / 6}
         if lk in table:
             return table[lk]
+    if fam == "gamma" and lk in ("log", "inverse", "identity"):
+        return float(sigma) ** 2
     if fam == "poisson":
         if lk == "sqrt":
             return 0.25
@@ -57,7 +74,11 @@ def distribution_variance(family: str, link: str, sigma: float = 1.0, null_inter
                 raise LmmError("the poisson (log link) distribution variance needs the null model's intercept")
             mu = math.exp(float(null_intercept))
             return math.log1p(1.0 / mu)  # log(1 + var(mu) / mu^2), var(mu) = mu
-    raise LmmError(f"Nakagawa's R2 is not defined here for the {family} family with the {link} link")
+    raise LmmError(
+        f"r2_nakagawa does not support the {family} family with the {link} link (yet): it computes the "
+        "distribution-specific variance for gaussian (identity), binomial (logit, probit, cloglog), "
+        "poisson (log, sqrt) and Gamma (log, inverse, identity) models"
+    )
 
 
 class R2Nakagawa:
@@ -114,9 +135,33 @@ def random_variance(
     return total
 
 
+def null_model_intercept(fit) -> float:
+    """beta_0 of the null model of a GLMM fit: the fit's family, random-effects terms, prior
+    weights, offset and nAGQ with the fixed part ``~ 1`` (see the module's docstring),
+    fitted by lmmpy's glmer optimizer (:func:`lmmpy.fit.glmm_driver.optimize_glmer`)."""
+    design = fit.design
+    null_design = dataclasses.replace(
+        design,
+        X=np.ones((design.n, 1)),
+        xnames=["(Intercept)"],
+        dropped_columns=[],
+        x_keep=None,
+    )
+    model = fit.model
+    null_model = GlmmModel(null_design, fit.family, nAGQ=fit.nAGQ, pirls_tol=model.tol, pirls_max_iter=model.max_iter)
+    # only beta_0 is wanted: no Hessian, no convergence checks (R's null refit of grouseticks
+    # itself fails lme4's gradient check; its R2 does not depend on it)
+    control = GlmerControl(calc_derivs=False, check_conv=False, pirls_tol=model.tol, pirls_max_iter=model.max_iter)
+    opt = optimize_glmer(null_model, control=control)
+    return float(np.asarray(opt.beta, dtype=float)[0])
+
+
 def r2_nakagawa(fit, null_intercept: float | None = None) -> R2Nakagawa:
-    """Nakagawa's marginal and conditional R² of ``fit`` (see the module's docstring); for a
-    poisson GLMM with the log link, ``null_intercept`` is the intercept of the null model."""
+    """Nakagawa's marginal and conditional R² of ``fit`` (see the module's docstring).
+
+    For a Poisson GLMM with the log link the null model is refitted to get its intercept,
+    unless ``null_intercept`` gives it.  Families other than gaussian, binomial (logit, probit,
+    cloglog), Poisson (log, sqrt) and Gamma (log, inverse, identity) raise :class:`LmmError`."""
     design = fit.design
     X = design.X
     var_fixed = float(np.var(X @ fit.fixef.to_numpy(), ddof=1))
@@ -135,6 +180,19 @@ def r2_nakagawa(fit, null_intercept: float | None = None) -> R2Nakagawa:
     if family is None:
         var_dist = distribution_variance("gaussian", "identity", fit.sigma)
     else:
-        var_dist = distribution_variance(family.family, family.link_name, getattr(fit, "sigma", 1.0), null_intercept)
+        fam, link = str(family.family).lower(), str(family.link_name).lower()
+        distribution_variance(family.family, link, null_intercept=0.0)  # an unsupported family fails before the refit
+        if fam == "poisson" and link == "log":
+            if null_intercept is None:
+                null_intercept = null_model_intercept(fit)
+            mu = math.exp(null_intercept)
+            if mu < SMALL_POISSON_MEAN:
+                warnings.warn(
+                    f"mu of {mu:.1f} is too close to zero, estimate of random effect variances may be unreliable "
+                    "(the null model's mean count, in the distribution-specific variance log(1 + 1/mu))",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        var_dist = distribution_variance(fam, link, getattr(fit, "sigma", 1.0), null_intercept)
         var_dist += random_variance(X, design.xnames, design.reterms, fit.covariances, design.n, observation_level=True)
     return R2Nakagawa(var_fixed, var_random, var_dist)

@@ -66,8 +66,11 @@ def test_distribution_variances_of_the_links():
     assert distribution_variance("gaussian", "identity", sigma=3.0) == 9.0
     with pytest.raises(LmmError, match="null model"):
         distribution_variance("poisson", "log")
-    with pytest.raises(LmmError, match="Gamma"):
-        distribution_variance("Gamma", "log")
+    assert distribution_variance("Gamma", "log", sigma=0.5) == 0.25  # V(sigma) = sigma^2
+    with pytest.raises(LmmError, match="inverse.gaussian"):
+        distribution_variance("inverse.gaussian", "1/mu^2")
+    with pytest.raises(LmmError, match="Gamma family with the sqrt link"):
+        distribution_variance("Gamma", "sqrt")
 
 
 def test_singular_fit_warns_and_has_no_conditional_r2():
