@@ -158,9 +158,11 @@ def _glmm_slices(fit, dev: _GlmmDeviance, delta: float) -> tuple[list, np.ndarra
                 if i == j:
                     continue
                 h = GRAD_STEP * scale[i]
-                up = x.copy()
-                up[i] += h
-                g[i] = (dev(up) - f) / h
+                if x[i] + h > own[i][1]:  # a correlation at 1: the difference inwards
+                    h = -h
+                step = x.copy()
+                step[i] += h
+                g[i] = (dev(step) - f) / h
             return f, g
 
         if j < nv:
@@ -177,8 +179,9 @@ def _glmm_slices(fit, dev: _GlmmDeviance, delta: float) -> tuple[list, np.ndarra
             step = delta * se[j - nv]  # lme4: delta standard errors
 
         def start(x0, v):
-            # D is even in each sd, so an sd at 0 is a stationary point of every inner problem:
-            # started there it would stay, where a positive sd may fit better with x_j at v
+            # D depends on a scalar term's sd through sd^2 only, so an sd at 0 is a stationary
+            # point of every inner problem: started there it would stay, where a positive sd
+            # may fit better with x_j at v
             x0 = x0.copy()
             at_zero = [i for i in sd_slots if i != j and x0[i] == 0.0]
             x0[at_zero] = SD_NUDGE
