@@ -45,8 +45,8 @@ def mk_glmer_devfun(design: Design, family="binomial", nAGQ: int = 1, control=No
     return model
 
 
-def mk_glmer_fit(model: GlmmModel, opt, data_name: str = "data") -> GlmerFit:
-    return GlmerFit(model, opt, data_name=data_name)
+def mk_glmer_fit(model: GlmmModel, opt, data_name: str = "data", control=None) -> GlmerFit:
+    return GlmerFit(model, opt, data_name=data_name, control=control)
 
 
 def glmer(
@@ -93,6 +93,6 @@ def glmer(
     design = glformula(formula, data, factors=factors, weights=weights, offset=offset, env=env)
     model = mk_glmer_devfun(design, fam, nAGQ=nagq, control=control)
     opt = optimize_glmer(model, start=start, control=control)
-    fit = mk_glmer_fit(model, opt, data_name=data_name)
+    fit = mk_glmer_fit(model, opt, data_name=data_name, control=control)
     fit._warn()
     return fit

@@ -4,11 +4,17 @@ linear models)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
-from .errors import LmmError, require_level
+from .errors import LmmError, require_count, require_level
+from .fit.glmm_driver import GlmerControl
 from .fit.optimize import OptSummary
 from .fit.pirls import GlmmModel
+from .inference.glmm_profile import confint_profile_glmm, profile_glmm
+from .inference.bootstrap import percentile_intervals
+from .inference.glmm_simulate import bootstrap_glmm, glmm_parameter_names, refit_glmm, simulate_glmm
 from .inference.predict import predict as predict_link
 from .inference.wald import confint_wald
 from .results.glmm import FittedGlmm
@@ -18,8 +24,25 @@ from .results.glmm_summary import GlmmSummary
 class GlmerFit(FittedGlmm):
     """A generalized linear mixed model fitted by :func:`lmmpy.glmer`."""
 
-    def __init__(self, model: GlmmModel, opt: OptSummary, data_name: str = "data"):
+    def __init__(self, model: GlmmModel, opt: OptSummary, data_name: str = "data", control: Any = None):
         super().__init__(model, opt, data_name=data_name)
+        self.control = GlmerControl.coerce(control)  # what refits and profiles run with
+
+    def simulate(self, nsim: int = 1, seed: Any = None) -> pd.DataFrame:
+        """Responses drawn from the fitted model as lme4's ``simulate()`` draws them: new random
+        effects from the fitted covariance, then the family at the conditional means (see
+        :mod:`lmmpy.inference.glmm_simulate`); one column ``sim_i`` per simulation, two
+        (successes, failures) for a ``cbind()`` response."""
+        return simulate_glmm(self, nsim, seed)
+
+    def refit(self, new_response: Any, control: Any = None) -> "GlmerFit":
+        """The same model (design, family, nAGQ, control, start) fitted to another response: one
+        value per row of the fit, or for a ``cbind()`` fit two columns (successes, failures),
+        e.g. a simulation of :meth:`simulate` (``sims["sim_1"]``).  ``control``: another
+        :class:`GlmerControl` (or dict) for the refit (default: the fit's)."""
+        control = self.control if control is None else GlmerControl.coerce(control)
+        model, opt = refit_glmm(self, new_response, control)
+        return type(self)(model, opt, data_name=self.data_name, control=control)
 
     def predict(self, newdata=None, type: str = "link", re_form=None, allow_new_levels: bool = False) -> pd.Series:
         """Predictions for ``newdata`` (default: the fitting data) on the scale of the linear
@@ -36,12 +59,44 @@ class GlmerFit(FittedGlmm):
             return pd.Series(self.family.linkinv(eta.to_numpy()), index=eta.index, name="predicted")
         return eta
 
-    def confint(self, method: str = "wald", level: float = 0.95, old_names: bool = True) -> pd.DataFrame:
-        """Wald intervals beta +- z se for the fixed effects (lme4's ``confint(method =
-        "Wald")``; the variance parameters get NaN rows, as there)."""
+    def profile(self, level: float = 0.99, n: int = 9, old_names: bool = True, progress: Any = None) -> pd.DataFrame:
+        """Profile data (.par, value, zeta) of every parameter across its ``level`` profile
+        interval, as lme4's ``profile()`` of a glmer fit (:mod:`lmmpy.inference.glmm_profile`)."""
+        return profile_glmm(
+            self, require_level(level), require_count("n", n, 2), old_names=old_names, progress=progress
+        )
+
+    def confint(
+        self,
+        method: str = "wald",
+        level: float = 0.95,
+        old_names: bool = True,
+        progress: Any = None,
+        **boot: Any,
+    ) -> pd.DataFrame:
+        """Confidence intervals: ``"wald"``, beta +- z se for the fixed effects (lme4's
+        ``confint(method = "Wald")``; the variance parameters get NaN rows, as there);
+        ``"profile"``, profile-likelihood intervals of the variance parameters (sd and cor) and
+        the fixed effects (lme4's default ``confint()``); or ``"boot"``, percentile intervals of
+        the parametric bootstrap (``nsim`` = 500, ``seed``, ``n_jobs``; lme4's ``method =
+        "boot"``).  Rows are named as lme4 names them: ``.sig01, ...`` (old_names, lme4's
+        default) or ``sd_x|g``, then the fixed effects."""
         level = require_level(level)
-        if str(method).lower() != "wald":
-            raise LmmError(f"confint(method={method!r}) of a glmer fit: 'wald' is available")
+        key = str(method).lower()
+        if boot and key != "boot":
+            raise LmmError(f"confint(method={method!r}) takes no {', '.join(boot)}: they are for method='boot'")
+        if key == "boot":
+            unknown = sorted(set(boot) - {"nsim", "seed", "n_jobs"})
+            if unknown:
+                raise LmmError(
+                    f"confint(method='boot') takes nsim, seed, n_jobs and progress, not {', '.join(unknown)}"
+                )
+            draws = bootstrap_glmm(self, progress=progress, **boot)
+            return percentile_intervals(draws, level, glmm_parameter_names(self, old_names=old_names))
+        if key == "profile":
+            return confint_profile_glmm(self, level, old_names=old_names, progress=progress)
+        if key != "wald":
+            raise LmmError(f"confint(method={method!r}) of a glmer fit: 'wald', 'profile' or 'boot'")
         out = confint_wald(self, level, old_names=old_names)
         if self._residual_sd is None:  # no sigma row without a dispersion (lme4's confint)
             out = out.drop(index=[".sigma", "sigma"], errors="ignore")

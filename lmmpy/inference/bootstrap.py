@@ -100,9 +100,15 @@ def confint_boot(
     """Percentile intervals from the parametric bootstrap; names as :func:`ran_par_names`."""
     level = require_level(level)
     draws = bootstrap(fit, nsim, seed, n_jobs, progress)
+    return percentile_intervals(draws, level, ran_par_names(fit, old_names=old_names) + list(fit.fixef.index))
+
+
+def percentile_intervals(draws: pd.DataFrame, level: float, names: list) -> pd.DataFrame:
+    """The (1 -/+ level) / 2 quantiles of each column of the bootstrap ``draws`` (a row per
+    refit, NaN for a failed one, counted in ``attrs["failed_refits"]``), rows named ``names``."""
     a = (1 - level) / 2
     out = draws.quantile([a, 1 - a]).T
-    out.index = ran_par_names(fit, old_names=old_names) + list(fit.fixef.index)
+    out.index = names
     out.columns = [f"{100 * a:.3g} %", f"{100 * (1 - a):.3g} %"]
     out.attrs["failed_refits"] = int(draws.isna().any(axis=1).sum())
     return out

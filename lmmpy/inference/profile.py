@@ -123,6 +123,7 @@ class _Slice:
     bounds: Callable[..., Any]
     start: Callable[..., Any] | None = None  # (x0, v) -> a start the inner problem at v can be evaluated at
     x_scale: np.ndarray | None = None  # the size of each x at the optimum, for difference steps
+    inner_options: dict | None = None  # L-BFGS-B's options for the inner problem (default INNER_OPTIONS)
 
 
 def _sigma_slice(model, theta_hat, sigma_hat):
@@ -374,7 +375,12 @@ class _Trace:
             x0 = slc.start(x0, v) if slc.start is not None else x0
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             res = optimize.minimize(
-                fg_y, (x0 - xc) / s, jac=True, method="L-BFGS-B", bounds=y_bounds, options=INNER_OPTIONS
+                fg_y,
+                (x0 - xc) / s,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=y_bounds,
+                options=slc.inner_options or INNER_OPTIONS,
             )
         if not np.all(np.isfinite(res.x)):
             res.x, res.fun = (x0 - xc) / s, fg_y((x0 - xc) / s)[0]
@@ -491,13 +497,26 @@ def _profile_all(fit, level, old_names, progress, n_points=0):
     """Every parameter's profile traced to the level's quantile: the names, the interval ends
     and (``n_points``) zeta at that many points across each interval."""
     fit_ml = ml_fit(fit)
-    base = fit_ml.objective
     names = ran_par_names(fit_ml, old_names=old_names) + list(fit_ml.fixef.index)
+    cutoff = np.sqrt(stats.chi2.ppf(1 - ALPHA_MAX, len(names)))
+    try:
+        ends, grids = trace_profiles(
+            _slices(fit_ml, cutoff * DELTA_CUTOFF), names, fit_ml.objective, level, progress, n_points
+        )
+    finally:
+        fit_ml.model(fit_ml.theta)  # leave the fit's model at its optimum
+    return names, ends, grids
+
+
+def trace_profiles(slices, names, base, level, progress=None, n_points=0, scales=None):
+    """Trace each slice's profile (:class:`_Trace`, zeta against the deviance ``base`` at the
+    optimum) to the quantile of ``level``: the interval ends per parameter and (``n_points``)
+    (name, value, zeta) at that many points across each interval.  ``scales``: the inner
+    coordinates' scale per slice (default: from the curvature of its gradient)."""
     cutoff = np.sqrt(stats.chi2.ppf(1 - ALPHA_MAX, len(names)))
     delta = cutoff * DELTA_CUTOFF
     z = stats.norm.ppf(0.5 + level / 2)
     ends, grids, traces = [], [], []
-    slices = _slices(fit_ml, delta)
     bar = Progress("profile", len(names), "parameters", on=progress)
     try:
         for i, (slc, name) in enumerate(zip(slices, names)):
@@ -506,6 +525,8 @@ def _profile_all(fit, level, old_names, progress, n_points=0):
                 bar.update(i + min(k / EXPECTED_STEPS, 0.95), name)
 
             tr = _Trace(slc, base, name, delta, on_step)
+            if scales is not None:
+                tr.scale = scales[i]
             traces.append(tr)
             if not np.isfinite(slc.hat):  # a correlation of a term whose sd is 0
                 ends.append((np.nan, np.nan))
@@ -520,16 +541,15 @@ def _profile_all(fit, level, old_names, progress, n_points=0):
             bar.update(i + 1, name)
     finally:
         bar.close()
-        fit_ml.model(fit_ml.theta)  # leave the fit's model at its optimum
     for tr in traces:
         if tr.lowest < -DEV_TOL:
             warnings.warn(
                 f"the profile of {tr.label} found a deviance {-tr.lowest:.3g} below the fit's: "
                 "the fit is not at its optimum, and its profile intervals are not trustworthy",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-    return names, ends, grids
+    return ends, grids
 
 
 @with_fit_blas_threads

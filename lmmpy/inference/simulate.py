@@ -17,14 +17,19 @@ from ..fit.scaling import ColumnScaling
 from .parameters import parameter_values, parameter_vector
 
 
+def make_rng(seed) -> np.random.Generator:
+    """numpy's Generator for ``seed`` (None, a non-negative integer or a Generator)."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise LmmError(f"seed must be None, a non-negative integer or a numpy Generator, not {seed!r} ({e})") from None
+
+
 def simulate(fit, nsim: int = 1, seed=None) -> pd.DataFrame:
     """``nsim`` responses drawn from the fitted model: X beta + offset + Z b* + e*, with
     b* ~ N(0, Sigma) per level and e* ~ N(0, sigma^2 / w)."""
     nsim = require_count("nsim", nsim)  # lme4: nsim > 0
-    try:
-        rng = np.random.default_rng(seed)
-    except (TypeError, ValueError) as e:
-        raise LmmError(f"seed must be None, a non-negative integer or a numpy Generator, not {seed!r} ({e})") from None
+    rng = make_rng(seed)
     design = fit.design
     base = design.X @ fit.fixef.to_numpy() + (design.offset if design.offset is not None else 0.0)
     sd_e = fit.sigma / np.sqrt(design.weights) if design.weights is not None else fit.sigma
