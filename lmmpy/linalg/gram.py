@@ -147,6 +147,7 @@ class WeightedGram:
         self._weight = np.where(self.rows == self.cols, 1.0, 2.0)
         self._dense_at = None  # positions in a Fortran-ordered m x m buffer (made on first use)
         self._dense_cache: np.ndarray | None = None  # the dense levels' columns, if one block holds them
+        self._dense_at_cache: np.ndarray | None = None  # A_dense's entries' places in it (for refresh)
         self._buffer: np.ndarray | None = None  # the m x m work array of the dense and formed levels
         if flat.size:
             index = np.empty(m * m, dtype=np.int32 if positions.size < 2**31 else np.int64)
@@ -246,7 +247,11 @@ class WeightedGram:
             values *= maps["double"]
         if self.A_dense is not None:
             self.A_dense.data[...] = data[maps["dense"]]
-            self._dense_cache = None
+            cache = self._dense_cache
+            if cache is not None and cache.flags.f_contiguous:  # its zeros stay: the entries in place
+                cache.reshape(-1, order="F")[self._dense_cache_at()] = self.A_dense.data
+            else:
+                self._dense_cache = None
         if self.A_formed is not None:
             self.A_formed.data[...] = data[maps["formed"]]
         return self
@@ -333,6 +338,15 @@ class WeightedGram:
         if levels0 == 0 and levels1 == self.dense_levels.size:
             self._dense_cache = B
         return B
+
+    def _dense_cache_at(self) -> np.ndarray:
+        """Where A_dense's entries lie in the Fortran-ordered dense cache (made once)."""
+        if self._dense_at_cache is None:
+            A = self.A_dense
+            assert A is not None
+            cols = np.repeat(np.arange(A.shape[1], dtype=np.int64), np.diff(A.indptr))
+            self._dense_at_cache = cols * self.m + A.indices
+        return self._dense_at_cache
 
     def _dense_chunk(self) -> int:
         """Dense levels per block: DENSE_CHUNK_BYTES of columns."""
