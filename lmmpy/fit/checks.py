@@ -44,7 +44,8 @@ class LmerControl:
     fallback_em: bool = True  # refit by EM when the optimizer fails
     # how the "auto" optimizer confirms an optimum on a bound: "auto", by COBYQA from the start
     # for up to COBYQA_FROM_START_MAX parameters, else by the gradient method again from the
-    # optimum nudged off the bounds; "cobyqa" or "gradient", always that way.  (COBYQA is the
+    # optimum nudged off the bounds (and from lme4's start, if the fit began elsewhere);
+    # "cobyqa" or "gradient", always that way.  (COBYQA is the
     # surer search but costs ~100 x a gradient run on a small model: refits in a bootstrap use
     # "gradient".)
     confirm_boundary: str = "auto"
