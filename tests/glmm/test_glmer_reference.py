@@ -19,13 +19,18 @@ import pytest
 from glmm_refs import SPEC, at_lme4, fitted, reference
 
 SLOW = {"verbagg_binomial_slope"}  # ~40 s at lme4's estimates (its Hessian: 162 deviances)
-# lmmpy does not reach lme4's optimum (or a better one) here yet: Gamma's dispersion, and
-# binomial random slopes on badly scaled covariates (lme4 itself warns or stops on both)
+# lmmpy does not reach lme4's optimum (or a better one) here yet: binomial random slopes on
+# badly scaled covariates (lme4 itself warns or stops on them).  (Gamma's log link stopped 3e-4
+# above lme4 until PIRLS went on to small steps with non-canonical links: now 3.6e-4 below.)
 NOT_YET = {
-    "gamma_log_positive": "Gamma's Laplace deviance stops 3e-4 above lme4's optimum",
     "binomial_slope_shifted_maxfun": "a covariate shifted far from 0: the (theta, beta) steps diverge",
     "binomial_slope_scaled_grad": "a covariate scaled by 1e3: the (theta, beta) steps diverge",
 }
+
+# lme4's PIRLS (stopped at 1e-7 relative change, Fisher scoring converging linearly with a
+# non-canonical link) leaves the modes of this model further from their optimum: at lme4's
+# estimates its residuals are 2.5e-6 (absolute) from lmmpy's converged ones
+RESIDUAL_ATOL = {"gamma_log_positive": 1e-5}
 
 
 def _params(ids):
@@ -64,7 +69,11 @@ def test_fit_matches_lme4(model_id):
     for name, v in ref["fixef"].items():
         assert close(fit.fixef[name], v, 1e-3, 1e-3 * ref["se"][name]), name
         assert close(fit.se[name], ref["se"][name], 1e-2), name
-    ours = {(r.grp, r.var1, r.var2 if isinstance(r.var2, str) else None): r.vcov for r in fit.varcorr.itertuples()}
+    # lme4's NA (var1 of the Residual row, var2 of variances) is None in the JSON, NaN or None here
+    ours = {
+        (r.grp, r.var1 if isinstance(r.var1, str) else None, r.var2 if isinstance(r.var2, str) else None): r.vcov
+        for r in fit.varcorr.itertuples()
+    }
     for r in ref["varcorr"]:
         assert close(ours[(r["grp"], r["var1"], r["var2"])], r["vcov"], 5e-3, 1e-4), r
     assert len(ours) == len(ref["varcorr"])
@@ -80,9 +89,10 @@ def test_at_lme4_estimates(model_id):
     np.testing.assert_allclose(fit.fitted.to_numpy()[:k], ref["fitted_head"], rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(fit.predict().to_numpy()[:k], ref["linpred_head"], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(fit.predict(type="response").to_numpy()[:k], ref["fitted_head"], rtol=1e-5, atol=1e-8)
-    np.testing.assert_allclose(fit.residuals("pearson").to_numpy()[:k], ref["pearson_resid_head"], rtol=1e-5, atol=1e-6)
+    atol = RESIDUAL_ATOL.get(model_id, 1e-6)
+    np.testing.assert_allclose(fit.residuals("pearson").to_numpy()[:k], ref["pearson_resid_head"], rtol=1e-5, atol=atol)
     np.testing.assert_allclose(
-        fit.residuals("deviance").to_numpy()[:k], ref["deviance_resid_head"], rtol=1e-5, atol=1e-6
+        fit.residuals("deviance").to_numpy()[:k], ref["deviance_resid_head"], rtol=1e-5, atol=atol
     )
     q = np.quantile(fit.residuals("pearson", scaled=True).to_numpy(), [0, 0.25, 0.5, 0.75, 1])
     np.testing.assert_allclose(q, ref["scaled_resid_quantiles"], rtol=1e-4, atol=1e-6)
