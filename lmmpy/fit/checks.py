@@ -170,9 +170,15 @@ def check_convergence(model, theta, fmin, control: LmerControl):
         g, H = deriv12(fun, theta, fx=fmin if fun is model else None)
     else:
         g, H = gradient_hessian(model, theta, fmin)
-    msgs = []
+    return derivative_findings(g, H, control), g, H
+
+
+def derivative_findings(g, H, control: LmerControl) -> list:
+    """lme4's checks on the gradient and Hessian at an optimum (not singular): NAs in the
+    gradient, the scaled gradient solve(chol(H), g) against grad_tol, then the Hessian's."""
     if not np.all(np.isfinite(g)):
-        return [CheckFinding(Check.GRADIENT_NAS)], g, H
+        return [CheckFinding(Check.GRADIENT_NAS)]
+    msgs = []
     try:
         R = np.linalg.cholesky(H).T  # H = R'R, R upper, as R's chol()
         scaled = np.linalg.solve(R, g)
@@ -181,8 +187,7 @@ def check_convergence(model, theta, fmin, control: LmerControl):
             msgs.append(CheckFinding(Check.GRADIENT_TOO_LARGE, value=worst, tol=control.grad_tol))
     except np.linalg.LinAlgError:
         msgs.append(CheckFinding(Check.SCALED_GRADIENT_UNAVAILABLE))
-    msgs += _hessian_findings(H, control.hess_tol)
-    return msgs, g, H
+    return msgs + _hessian_findings(H, control.hess_tol)
 
 
 def restart_point(model, theta, fmin, steps=(1e-4, 1e-3, 1e-2, 1e-1)):

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.optimize import Bounds, minimize
 
 from ..errors import LmmError
-from .checks import LmerControl, _hessian_findings, deriv12, is_singular
+from .checks import LmerControl, derivative_findings, deriv12, is_singular
 from .optimize import OptSummary
 from ..formula.theta_layout import theta_templates
 from .laplace_gradient import laplace_gradient, supports_analytic_gradient
@@ -363,18 +363,7 @@ def _check(model: GlmmModel, opt: OptSummary, control: GlmerControl, checks: boo
             g, H = opt.gradient, opt.hessian
         opt.gradient, opt.hessian = g, H
         if control.check_conv and not singular:
-            if not np.all(np.isfinite(g)):
-                findings.append(CheckFinding(Check.GRADIENT_NAS))
-            else:
-                try:
-                    R = np.linalg.cholesky(H).T
-                    scaled = np.linalg.solve(R, g)
-                    worst = float(np.max(np.minimum(np.abs(scaled), np.abs(g))))
-                    if worst > control.grad_tol:
-                        findings.append(CheckFinding(Check.GRADIENT_TOO_LARGE, value=worst, tol=control.grad_tol))
-                except np.linalg.LinAlgError:
-                    findings.append(CheckFinding(Check.SCALED_GRADIENT_UNAVAILABLE))
-                findings += _hessian_findings(H, control.hess_tol)
+            findings += derivative_findings(g, H, control)
     opt.findings = findings
     if opt.converged and not np.isfinite(opt.fmin):
         opt.converged, opt.failure = False, FitStatus.NONFINITE
