@@ -45,17 +45,37 @@ class Link:
     linkinv: Callable[[np.ndarray], np.ndarray]
     mu_eta: Callable[[np.ndarray], np.ndarray]
     valideta: Callable[[np.ndarray], bool] = lambda eta: True
+    # (linkinv, mu_eta) together where they share work, the same numbers as the two apart
+    linkinv_mu_eta: Callable[[np.ndarray], tuple] | None = None
+
+
+def _beyond_logit_thresh(eta) -> bool:
+    """Whether any |eta| exceeds R's logit threshold (two reductions: the clamps below are
+    skipped, as they change nothing, when none does -- PIRLS's usual case)."""
+    return bool(np.size(eta)) and (np.min(eta) < -LOGIT_THRESH or np.max(eta) > LOGIT_THRESH)
 
 
 def _logit_linkinv(eta):
     e = np.exp(np.clip(eta, -LOGIT_THRESH, LOGIT_THRESH))
-    e = np.where(eta < -LOGIT_THRESH, EPS, np.where(eta > LOGIT_THRESH, 1.0 / EPS, e))
+    if _beyond_logit_thresh(eta):
+        e = np.where(eta < -LOGIT_THRESH, EPS, np.where(eta > LOGIT_THRESH, 1.0 / EPS, e))
     return e / (1.0 + e)
 
 
 def _logit_mu_eta(eta):
     e = np.exp(np.clip(eta, -LOGIT_THRESH, LOGIT_THRESH))
-    return np.where(np.abs(eta) > LOGIT_THRESH, EPS, e / (1.0 + e) ** 2)
+    d = e / (1.0 + e) ** 2
+    return np.where(np.abs(eta) > LOGIT_THRESH, EPS, d) if _beyond_logit_thresh(eta) else d
+
+
+def _logit_linkinv_mu_eta(eta):
+    """(linkinv, mu_eta) at eta, the same numbers as :func:`_logit_linkinv` and
+    :func:`_logit_mu_eta` from one exponential (PIRLS needs both at every accepted step)."""
+    e = np.exp(np.clip(eta, -LOGIT_THRESH, LOGIT_THRESH))
+    if _beyond_logit_thresh(eta):
+        return _logit_linkinv(eta), _logit_mu_eta(eta)
+    one_plus = 1.0 + e
+    return e / one_plus, e / one_plus**2
 
 
 def _cloglog_mu_eta(eta):
@@ -64,7 +84,13 @@ def _cloglog_mu_eta(eta):
 
 
 LINKS = {
-    "logit": Link("logit", lambda mu: np.log(mu / (1.0 - mu)), _logit_linkinv, _logit_mu_eta),
+    "logit": Link(
+        "logit",
+        lambda mu: np.log(mu / (1.0 - mu)),
+        _logit_linkinv,
+        _logit_mu_eta,
+        linkinv_mu_eta=_logit_linkinv_mu_eta,
+    ),
     "probit": Link(
         "probit",
         stats.norm.ppf,
@@ -136,6 +162,11 @@ class Family:
     def mu_eta(self, eta: np.ndarray) -> np.ndarray:
         return self.link.mu_eta(eta)
 
+    def linkinv_mu_eta(self, eta: np.ndarray) -> tuple:
+        """(linkinv(eta), mu_eta(eta)), from shared work where the link has it."""
+        both = self.link.linkinv_mu_eta
+        return both(eta) if both is not None else (self.link.linkinv(eta), self.link.mu_eta(eta))
+
     def __str__(self) -> str:
         return f"Family: {self.family} (link: {self.link.name})"
 
@@ -149,6 +180,13 @@ def _link(family: str, link: str, allowed) -> Link:
 # -- binomial -------------------------------------------------------------------------------------
 def _binomial_dev(y, mu, wt):
     return 2.0 * wt * (_ylogy(y, mu) + _ylogy(1.0 - y, 1.0 - mu))
+
+
+def binomial_dev_binary(y_is_one, mu, wt):
+    """:func:`_binomial_dev` for a response y in {0, 1} (``y_is_one`` its mask) and mu in (0, 1):
+    one of the two y log(y / mu) terms is 0 there and the other log(1 / mu) or
+    log(1 / (1 - mu)), so these are its numbers to the last bit, from one logarithm."""
+    return 2.0 * wt * np.log(1.0 / np.where(y_is_one, mu, 1.0 - mu))
 
 
 def _binomial_aic(y, n, mu, wt, dev=None) -> float:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError, LmmError
-from ..families import Family
+from ..families import Family, binomial_dev_binary
 from ..formula.design import Design
 from ..formula.theta_layout import theta_templates
 from .reweighted import ReweightedLmm
@@ -53,6 +53,20 @@ CANONICAL_LINKS = {("binomial", "logit"), ("poisson", "log"), ("Gamma", "inverse
 # cloglog: noise that central differences magnify into a false gradient); PIRLS goes on until
 # its largest step is below this (relative to 1 + |u|)
 LINEAR_PIRLS_STEP_TOL = 1e-10
+
+
+START_FACTORS_MAX_ENTRIES = 5_000_000  # numbers in lme4_deviance's kept start factors (40 MB)
+
+
+@dataclass
+class _StartProblem:
+    """lme4_deviance's penalised least-squares problem at the weights of its start eta (valid:
+    eta is in the family's range) and its factors by theta (bytes)."""
+
+    eta: np.ndarray
+    pls: ReweightedLmm
+    valid: bool
+    factors: dict
 
 
 class PirlsError(LmmError):
@@ -147,8 +161,12 @@ class GlmmModel:
             z, w = np.polynomial.hermite_e.hermegauss(self.nAGQ)
             self.gh_nodes, self.gh_weights = z, w / np.sqrt(2.0 * np.pi)
         self.u = np.zeros(self.q)  # the last conditional modes: PIRLS's next start
-        self._start_pls: tuple | None = None  # (eta, its problem) of lme4_deviance's start
+        self._start_pls: _StartProblem | None = None  # lme4_deviance's start
         self.n_evals = 0
+        # a 0/1 binomial response: its deviance residuals from one logarithm (the same numbers)
+        self._y_is_one = (
+            (self.y == 1.0) if family.family == "binomial" and np.all((self.y == 0) | (self.y == 1)) else None
+        )
         self.mustart = family.mustart(self.y, self.wt)
         # aic(mu) = sum d_i(mu) + this constant where the family allows (one aic, at mustart,
         # instead of one per evaluation: the binomial's and Poisson's log-gamma terms)
@@ -177,13 +195,20 @@ class GlmmModel:
         return out
 
     def _mu(self, eta):
+        """mu at eta, None where eta or mu is outside the family's range."""
+        both = self._mu_and_slope(eta, slope=False)
+        return None if both is None else both[0]
+
+    def _mu_and_slope(self, eta, slope: bool = True):
+        """(mu, d mu / d eta) at eta (the slope None unless ``slope``: the link computes the two
+        together where that saves work), None where eta or mu is outside the family's range."""
         fam = self.family
         if not fam.link.valideta(eta):
             return None
-        mu = fam.linkinv(eta)
+        mu, d = fam.linkinv_mu_eta(eta) if slope else (fam.linkinv(eta), None)
         if not np.all(np.isfinite(mu)) or not fam.validmu(mu):
             return None
-        return mu
+        return mu, d
 
     def aic(self, mu, dsum: float) -> float:
         """The family's aic at mu (-2 log p(y | mu)), ``dsum`` the deviance there."""
@@ -192,11 +217,15 @@ class GlmmModel:
         return float(self.family.aic(self.y, self.trials, mu, self.wt, dsum))
 
     def dev_resids(self, mu) -> np.ndarray:
+        if self._y_is_one is not None:
+            return binomial_dev_binary(self._y_is_one, mu, self.wt)
         return self.family.dev_resids(self.y, mu, self.wt)
 
-    def working(self, eta, mu):
-        """Working weights and the working residual (y - mu) / mu_eta at eta."""
-        d = self.family.mu_eta(eta)
+    def working(self, eta, mu, d=None):
+        """Working weights and the working residual (y - mu) / mu_eta at eta (``d``: mu_eta
+        there, if known)."""
+        if d is None:
+            d = self.family.mu_eta(eta)
         W = self.wt * d * d / self.family.variance(mu)
         return W, (self.y - mu) / d
 
@@ -215,18 +244,19 @@ class GlmmModel:
         u = (self.u if u0 is None else u0).copy()
         xb = self.X @ beta
         eta = self.offset + xb + self.zlambda_u(u, templates)
-        mu = self._mu(eta)
-        if mu is None:  # the warm start is off the family's range here: start afresh
+        at = self._mu_and_slope(eta)
+        if at is None:  # the warm start is off the family's range here: start afresh
             u = np.zeros(self.q)
             eta = self.offset + xb
-            mu = self._mu(eta)
-            if mu is None:
+            at = self._mu_and_slope(eta)
+            if at is None:
                 raise PirlsError("the linear predictor is outside the family's range at the start")
+        mu, d = at
         dres = self.dev_resids(mu)  # kept with mu: the deviance at the end reuses them
         pdev = float(dres.sum() + u @ u)
         it = 0
         for it in range(1, self.max_iter + 1):
-            W, r = self.working(eta, mu)
+            W, r = self.working(eta, mu, d)
             L = self.pls_factor(theta, W, eta - self.offset + r)
             u_new, beta_new = L.solve_u_beta(None if joint else beta)
             step_u, step_b = u_new - u, beta_new - beta
@@ -234,8 +264,9 @@ class GlmmModel:
             for _ in range(PIRLS_MAX_HALVINGS + 1):
                 xb_new = self.X @ beta_new if joint else xb
                 eta_new = self.offset + xb_new + self.zlambda_u(u_new, templates)
-                mu_new = self._mu(eta_new)
-                if mu_new is not None:
+                at_new = self._mu_and_slope(eta_new)
+                if at_new is not None:
+                    mu_new, d_new = at_new
                     dres_new = self.dev_resids(mu_new)
                     pdev_new = float(dres_new.sum() + u_new @ u_new)
                     if pdev_new <= pdev + 1e-12 * abs(pdev):
@@ -246,7 +277,7 @@ class GlmmModel:
             if not accepted:
                 break  # no step lowers pdev: at the mode to rounding
             change = abs(pdev - pdev_new)
-            u, beta, xb, eta, mu, pdev, dres = u_new, beta_new, xb_new, eta_new, mu_new, pdev_new, dres_new
+            u, beta, xb, eta, mu, d, pdev, dres = u_new, beta_new, xb_new, eta_new, mu_new, d_new, pdev_new, dres_new
             if change < self.tol * (0.1 + abs(pdev)) and (
                 self.step_tol is None
                 or max(np.abs(step_u).max(initial=0.0), np.abs(step_b).max(initial=0.0))
@@ -255,7 +286,7 @@ class GlmmModel:
                 break
         # the factor at the converged weights (its response is the working one: eta - offset
         # alone lies in the span of X when theta = 0, and the factor would break on it)
-        W, r = self.working(eta, mu)
+        W, r = self.working(eta, mu, d)
         L = self.pls_factor(theta, W, eta - self.offset + r)
         self.u = u
         self.n_evals += 1
@@ -306,21 +337,22 @@ class GlmmModel:
         templates = theta_templates(theta, self.ks)
         xb = self.X @ beta
         eta = np.asarray(eta_start, dtype=float)
-        mu = self._mu(eta)
-        if mu is None:
-            return np.inf
         old, u_old = np.inf, None
+        mu = d = None  # set by the first iteration, which starts from the kept factor
         for it in range(30):
             if it == 0:  # the weights at eta_start, the same for every (theta, beta)
-                L = self._start_factor(theta, eta, mu)
+                L = self._start_factor(theta, eta)
+                if L is None:
+                    return np.inf
             else:
-                W, r = self.working(eta, mu)
+                W, r = self.working(eta, mu, d)
                 L = self.pls_factor(theta, W, eta - self.offset + r)
             u, _ = L.solve_u_beta(beta)
             eta = self.offset + xb + self.zlambda_u(u, templates)
-            mu = self._mu(eta)
-            if mu is None:
+            at = self._mu_and_slope(eta)
+            if at is None:
                 return np.inf
+            mu, d = at
             dsum = self.dev_resids(mu).sum()  # at mu, as it stands at the end
             pdev = float(dsum + u @ u)
             if abs(old - pdev) < tol * abs(pdev):
@@ -329,9 +361,10 @@ class GlmmModel:
                 for _ in range(10):
                     u = (u + u_old) / 2
                     eta = self.offset + xb + self.zlambda_u(u, templates)
-                    mu = self._mu(eta)
-                    if mu is None:
+                    at = self._mu_and_slope(eta)
+                    if at is None:
                         return np.inf
+                    mu, d = at
                     dsum = self.dev_resids(mu).sum()
                     pdev = float(dsum + u @ u)
                     if pdev <= old:
@@ -339,19 +372,37 @@ class GlmmModel:
             old, u_old = pdev, u
         return float(self.aic(mu, float(dsum)) + u @ u + L.logdet_L2)
 
-    def _start_factor(self, theta, eta, mu):
+    def _start_factor(self, theta, eta):
         """The penalised least-squares factor at theta with the working weights and response
-        at eta (lme4's lp0, where every PIRLS of :meth:`lme4_deviance` starts), on a problem of
-        its own kept at those weights: the cross-products are made once, and its factors are
-        cached by theta (a finite-difference Hessian meets each theta many times).  The same
-        numbers as :meth:`pls_factor` there."""
+        at eta (lme4's lp0, where every PIRLS of :meth:`lme4_deviance` starts), None where eta
+        is outside the family's range; on a problem of its own kept at those weights: the
+        cross-products are made once, and its factors are kept by theta (deriv12's Hessian
+        meets each of its 2 n_theta^2 + 1 thetas many times, in an order that a small cache of
+        the last few would miss).  The same numbers as :meth:`pls_factor` there."""
         held = self._start_pls
-        if held is None or not np.array_equal(held[0], eta):
-            pls = held[1] if held is not None else ReweightedLmm(self.terms, self.Zs, self.X, self.lower)
-            W, r = self.working(eta, mu)
-            pls.update(W, eta - self.offset + r)
-            held = self._start_pls = (eta.copy(), pls)
-        return held[1].model.factor(theta)
+        if held is None or not np.array_equal(held.eta, eta):
+            pls = held.pls if held is not None else ReweightedLmm(self.terms, self.Zs, self.X, self.lower)
+            at = self._mu_and_slope(eta)
+            if at is not None:
+                W, r = self.working(eta, *at)
+                pls.update(W, eta - self.offset + r)
+            held = self._start_pls = _StartProblem(eta.copy(), pls, at is not None, {})
+        if not held.valid:
+            return None
+        key = theta.tobytes()
+        L = held.factors.get(key)
+        if L is None:
+            L = held.factors[key] = held.pls.model.factor(theta)
+            if len(held.factors) > self._start_factors_kept(L):
+                held.factors.pop(next(iter(held.factors)))
+        return L
+
+    def _start_factors_kept(self, L) -> int:
+        """How many start factors to keep: one per theta of deriv12's Hessian, as far as
+        ``START_FACTORS_MAX_ENTRIES`` stored numbers go (a large dense tail keeps fewer)."""
+        ntheta = self.lower.size
+        entries = L.Ltt.size + L.Lt1_z.nnz + L.L11.blocks.size
+        return max(1, min(2 * ntheta * ntheta + 1, START_FACTORS_MAX_ENTRIES // max(entries, 1)))
 
     # -- criteria for the optimizers -----------------------------------------------------------
     def deviance(self, theta, beta) -> float:

@@ -151,8 +151,8 @@ def test_lme4_deviance_start_problem_changes_no_number(model_id, monkeypatch):
     points = [x] + [x + 1e-4 * rng.choice([-1.0, 0.0, 1.0], size=x.size) for _ in range(12)]
     kept = [model.lme4_deviance(p[:nt], p[nt:], lp0) for p in points]
 
-    def afresh(self, theta, eta, mu):
-        W, r = self.working(eta, mu)
+    def afresh(self, theta, eta):
+        W, r = self.working(eta, self._mu(eta))
         return self.pls_factor(theta, W, eta - self.offset + r)
 
     monkeypatch.setattr(GlmmModel, "_start_factor", afresh)
