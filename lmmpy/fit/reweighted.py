@@ -41,7 +41,23 @@ def _pair_positions(Za: sp.csr_matrix, Zb: sp.csr_matrix, target: sp.csr_matrix)
     width = np.int64(target.shape[1] + 1)
     numbered = np.repeat(np.arange(target.shape[0], dtype=np.int64), np.diff(target.indptr)) * width + target.indices
     key = np.searchsorted(numbered, a.astype(np.int64) * width + b)
-    return row, prod, key
+    return _trivial_to_none(row, prod, Za.shape[0]) + (key,)
+
+
+def _trivial_to_none(row, prod, n: int) -> tuple:
+    """(row, prod) with None for a row index that is each of the n rows once and in order, and
+    for products that are all 1 (indicator columns: random intercepts), which
+    :func:`_weighted` then skips."""
+    if row is not None and row.size == n and np.array_equal(row, np.arange(n)):
+        row = None
+    return row, (None if prod is not None and np.all(prod == 1.0) else prod)
+
+
+def _weighted(w: np.ndarray, row, prod) -> np.ndarray:
+    """w[row] * prod, each factor left out where :func:`_trivial_to_none` made it None (the
+    same numbers: a product with 1.0 is exact)."""
+    wr = w if row is None else w[row]
+    return wr if prod is None else wr * prod
 
 
 class ReweightedLmm:
@@ -65,7 +81,7 @@ class ReweightedLmm:
         self._Xy[:, : self.p] = X
         self._WXy = np.empty_like(self._Xy)
         self._pairs11 = [(a, b) for a in range(self.k1) for b in range(a, self.k1)]
-        self._prods11 = [self.X1[:, a] * self.X1[:, b] for a, b in self._pairs11]
+        self._prods11 = [_trivial_to_none(None, self.X1[:, a] * self.X1[:, b], n)[1] for a, b in self._pairs11]
         self.q1 = Zs[0].shape[1]
         if len(terms) > 1:
             Zt = sp.hstack(Zs[1:], format="csr")
@@ -91,16 +107,16 @@ class ReweightedLmm:
         Xy[:, -1] = z
         WXy = np.multiply(Xy, w[:, None], out=self._WXy)
         for (a, b), prod in zip(self._pairs11, self._prods11):
-            v = np.bincount(self.codes1, weights=prod * w, minlength=self.l1)
+            v = np.bincount(self.codes1, weights=_weighted(w, None, prod), minlength=self.l1)
             cp.A11[:, a, b] = v
             cp.A11[:, b, a] = v
         cp.At1_xy[...] = (self.Z1T @ WXy).T
         q = self.q_tail
         if q:
             row, prod, key = self._t1
-            cp.At1_z.data[...] = np.bincount(key, weights=w[row] * prod, minlength=cp.At1_z.data.size)
+            cp.At1_z.data[...] = np.bincount(key, weights=_weighted(w, row, prod), minlength=cp.At1_z.data.size)
             row, prod, key = self._tt
-            cp.Att_zz.data[...] = np.bincount(key, weights=w[row] * prod, minlength=cp.Att_zz.data.size)
+            cp.Att_zz.data[...] = np.bincount(key, weights=_weighted(w, row, prod), minlength=cp.Att_zz.data.size)
             tt = cp.Att_zz
             cp.Att[:q, :q] = 0.0
             cp.Att[self._tt_rows, tt.indices] = tt.data
