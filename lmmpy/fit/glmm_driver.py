@@ -31,7 +31,6 @@ from scipy.optimize import Bounds, minimize
 from ..errors import LmmError
 from .checks import LmerControl, derivative_findings, deriv12, is_singular
 from .optimize import OptSummary
-from ..formula.theta_layout import theta_templates
 from .laplace_gradient import laplace_gradient, supports_analytic_gradient
 from .pirls import GlmmModel, PirlsError
 from .status import Check, CheckFinding, FitStatus
@@ -162,14 +161,18 @@ def criterion(model: GlmmModel) -> FiniteDifferences:
 
 
 def _stage0(model: GlmmModel, theta0, beta0, control) -> tuple:
-    """Minimise the nAGQ = 0 deviance over theta: (theta, beta, deviance, evaluations, message, ok)."""
-    state = {"beta": beta0.copy()}
+    """Minimise the nAGQ = 0 deviance over theta: (theta, beta, deviance, the PIRLS result
+    there or None, evaluations, message, ok)."""
+    state: dict = {"beta": beta0.copy(), "best": (np.inf, None, None)}  # best: (D, theta, result)
 
     def f(theta):
-        dev, beta = model.deviance_nagq0(theta, state["beta"])
-        if np.isfinite(dev):
-            state["beta"] = beta
-        return dev
+        res = model.nagq0_result(theta, state["beta"])
+        if res is None or not np.isfinite(res.deviance):
+            return np.inf
+        state["beta"] = res.beta
+        if res.deviance < state["best"][0]:
+            state["best"] = (res.deviance, theta.copy(), res)
+        return res.deviance
 
     lower = model.lower
     # the fit itself for nAGQ = 0; otherwise the Laplace stage's start, which its Newton steps
@@ -180,8 +183,11 @@ def _stage0(model: GlmmModel, theta0, beta0, control) -> tuple:
         opts.update(control.optimizer_options.get("stage0", {}))
     res = minimize(f, theta0, method="COBYQA", bounds=Bounds(lower, np.full_like(lower, np.inf)), options=opts)
     theta = np.maximum(res.x, lower)
-    dev, beta = model.deviance_nagq0(theta, state["beta"])
-    return theta, beta, dev, int(res.nfev), str(res.message), bool(res.success) and np.isfinite(dev)
+    _, best_theta, found = state["best"]
+    if found is None or not np.array_equal(best_theta, theta):  # COBYQA's answer is its best point as a rule
+        found = model.nagq0_result(theta, state["beta"])
+    dev, beta = (np.inf, state["beta"]) if found is None else (found.deviance, found.beta)
+    return theta, beta, dev, found, int(res.nfev), str(res.message), bool(res.success) and np.isfinite(dev)
 
 
 def optimize_glmer(model: GlmmModel, start=None, control=None, at=None) -> OptSummary:
@@ -199,10 +205,11 @@ def optimize_glmer(model: GlmmModel, start=None, control=None, at=None) -> OptSu
     opt = OptSummary(
         optimizer="cobyqa" if model.nAGQ == 0 else "cobyqa+l-bfgs-b", theta0=theta0.copy(), lower=model.lower.copy()
     )
-    theta, beta, dev, nev, msg, ok = _stage0(model, theta0, beta0, control)
+    theta, beta, dev, found, nev, msg, ok = _stage0(model, theta0, beta0, control)
     opt.n_evals = nev
-    model.pirls(theta, beta, joint=True)
-    lp0 = model.offset + model.X @ beta + model.zlambda_u(model.u, theta_templates(theta, model.ks))
+    if found is None:  # stage 0 failed: its last beta, modes from PIRLS (which may fail too)
+        found = model.pirls(theta, beta, joint=True)
+    lp0 = found.eta  # offset + X beta + Z Lambda u at stage 0's estimates and modes (lme4's lp0)
     if model.nAGQ == 0:
         opt.theta, opt.beta, opt.fmin, opt.message, opt.converged = theta, beta, float(dev), msg, ok
     else:
@@ -216,7 +223,9 @@ def optimize_glmer(model: GlmmModel, start=None, control=None, at=None) -> OptSu
         lower = np.concatenate([model.lower, np.full(beta.size, -np.inf)])
 
         fun = criterion(model)
-        model.u = np.zeros(model.q)
+        # PIRLS's first start: stage 0's modes, which are those at x0 too (joint modes are the
+        # modes at their beta) unless x0 is elsewhere
+        model.u = found.u.copy() if control.nagq0_init and at is None else np.zeros(model.q)
         # lme4's Hessian (of its PIRLS-path deviance) is taken at the optimum for vcov: then it
         # serves the checks too, as in lme4, and the exact deviance's is not taken there
         lme4_hessian = control.hessian == "lme4" and model.nAGQ == 1 and control.calc_derivs

@@ -412,13 +412,12 @@ class GlmmModel:
         except (PirlsError, np.linalg.LinAlgError, FloatingPointError):
             return np.inf
 
-    def deviance_nagq0(self, theta, beta0) -> tuple:
-        """(D, beta) with beta found inside PIRLS (nAGQ = 0), starting from beta0."""
+    def nagq0_result(self, theta, beta0) -> PirlsResult | None:
+        """PIRLS with beta found inside it (nAGQ = 0), starting from beta0; None where it fails."""
         try:
-            res = self.pirls(theta, beta0, joint=True)
+            return self.pirls(theta, beta0, joint=True)
         except (PirlsError, np.linalg.LinAlgError, FloatingPointError):
-            return np.inf, beta0
-        return res.deviance, res.beta
+            return None
 
     def glm_start(self) -> np.ndarray:
         """beta of the GLM without random effects (IRLS from R's mustart): PIRLS's first beta."""
