@@ -4,6 +4,9 @@
   pairs, dense, formed) and for k = 1, 2, 3 its values and level products are bitwise those
   of a WeightedGram built afresh from the new values (exact: the same products in the same
   order), and both agree with the dense product to 1e-12 (rounding of sums of ~10 terms).
+- PIRLS's logit (mu, mu_eta) pair and 0/1 binomial deviance residuals are bitwise the general
+  formulas'; ReweightedLmm.update's cross-products are those made afresh from the rows (1e-12);
+  stage 0 hands on the PIRLS result of its answer (the lowest deviance it evaluated).
 """
 
 import numpy as np
@@ -157,3 +160,75 @@ def test_lme4_deviance_start_problem_changes_no_number(model_id, monkeypatch):
 
     monkeypatch.setattr(GlmmModel, "_start_factor", afresh)
     assert [model.lme4_deviance(p[:nt], p[nt:], lp0) for p in points] == kept
+
+
+def test_logit_link_pair_and_binary_deviance_are_the_general_numbers():
+    """The logit link's (linkinv, mu_eta) from one exponential, with its clamps skipped when no
+    |eta| exceeds 30, and a 0/1 binomial's deviance residuals from one logarithm: bitwise the
+    numbers of R's formulas as the general functions write them (those clamps applied, both
+    y log(y / mu) terms), inside and beyond the threshold."""
+    from lmmpy import families
+
+    rng = np.random.default_rng(3)
+    link = families.LINKS["logit"]
+    for eta in (rng.normal(0.0, 3.0, 5000), rng.normal(0.0, 40.0, 5000)):
+        e = np.exp(np.clip(eta, -30.0, 30.0))
+        clamped = np.where(eta < -30.0, families.EPS, np.where(eta > 30.0, 1.0 / families.EPS, e))
+        mu_r = clamped / (1.0 + clamped)
+        mu_eta_r = np.where(np.abs(eta) > 30.0, families.EPS, e / (1.0 + e) ** 2)
+        mu, mu_eta = families.binomial().linkinv_mu_eta(eta)
+        assert np.array_equal(mu, mu_r) and np.array_equal(mu_eta, mu_eta_r)
+        assert np.array_equal(link.linkinv(eta), mu_r) and np.array_equal(link.mu_eta(eta), mu_eta_r)
+        y = (rng.uniform(size=eta.size) < mu_r).astype(float)
+        wt = rng.uniform(0.5, 3.0, eta.size)
+        inside = (mu_r > 0) & (mu_r < 1)
+        general = families._binomial_dev(y[inside], mu_r[inside], wt[inside])
+        assert np.array_equal(families.binomial_dev_binary(y[inside] == 1, mu_r[inside], wt[inside]), general)
+
+
+@pytest.mark.parametrize("model_id", ["cbpp_binomial_laplace", "verbagg_binomial_slope"])
+def test_reweighted_update_is_the_cross_products_of_the_rows(model_id):
+    """ReweightedLmm.update (its row gather and products skipped for random intercepts) against
+    CrossProducts made afresh from the rows with the same weights and response: the same
+    blocks to rounding (1e-12 relative: other orders of summation)."""
+    from lmmpy.fit.cross_products import CrossProducts
+
+    model, _ = _glmm_model(model_id)
+    rng = np.random.default_rng(4)
+    w, z = rng.uniform(0.1, 2.0, model.n), rng.normal(size=model.n)
+    model.pls.update(w, z)
+    cp = model.pls.cp
+    fresh = CrossProducts.from_rows(model.terms, model.Zs, model.X, z, w)
+    for name in ("A11", "Att"):
+        assert np.allclose(
+            getattr(cp, name), getattr(fresh, name), rtol=1e-12, atol=1e-12 * np.abs(getattr(fresh, name)).max()
+        )
+    assert np.allclose(cp.At1_xy, fresh.At1_xy, rtol=1e-12, atol=1e-12 * np.abs(fresh.At1_xy).max())
+    if model.q_tail:
+        assert np.allclose(cp.At1_z.toarray(), fresh.At1_z.toarray(), rtol=1e-12, atol=1e-12)
+
+
+def test_stage0_hands_its_answer_s_pirls_result_on():
+    """glmer's stage 0 keeps the PIRLS result of COBYQA's answer (lp0 and the Laplace stage's
+    first start come from it, not from more PIRLS runs): its modes and deviance are those of
+    PIRLS at that theta (beta found inside it) to 1e-8 relative (another warm start: PIRLS's
+    tolerance), and the answer is the lowest deviance evaluated."""
+    from lmmpy.fit import glmm_driver
+    from lmmpy.fit.glmm_driver import GlmerControl
+
+    model, _ = _glmm_model("cbpp_binomial_laplace")
+    seen = []
+    evaluate = model.nagq0_result
+
+    def recording(theta, beta0):
+        res = evaluate(theta, beta0)
+        seen.append(res.deviance)
+        return res
+
+    model.nagq0_result = recording
+    theta, beta, dev, found, *_ = glmm_driver._stage0(model, model.theta_start(), model.glm_start(), GlmerControl())
+    assert found is not None and dev == found.deviance == min(seen)
+    model.u = np.zeros(model.q)
+    again = evaluate(theta, model.glm_start())
+    assert abs(again.deviance - dev) <= 1e-8 * abs(dev)
+    assert np.allclose(again.u, found.u, rtol=1e-6, atol=1e-8) and np.allclose(again.beta, beta, rtol=1e-6, atol=1e-8)
