@@ -381,7 +381,7 @@ class GlmmModel:
         the last few would miss).  The same numbers as :meth:`pls_factor` there."""
         held = self._start_pls
         if held is None or not np.array_equal(held.eta, eta):
-            pls = held.pls if held is not None else ReweightedLmm(self.terms, self.Zs, self.X, self.lower)
+            pls = held.pls if held is not None else self.pls.twin()
             at = self._mu_and_slope(eta)
             if at is not None:
                 W, r = self.working(eta, *at)

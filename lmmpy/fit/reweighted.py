@@ -14,6 +14,8 @@ for the new values of Z_t' W Z_1 on their fixed pattern).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -99,6 +101,14 @@ class ReweightedLmm:
             self.model._gram = WeightedGram(cp.At1_z, group=self.k1, refreshable=True)
         else:
             self.q_tail = 0
+
+    def twin(self) -> "ReweightedLmm":
+        """An independent problem on the same design: its weights, values, factor and caches its
+        own, the design's fixed parts (terms, X, Z', the pair positions) shared -- a deep copy,
+        ~30 x cheaper than the set-up's symbolic work (VerbAgg: 0.6 ms against 18 ms)."""
+        fixed = [self.terms, self.X, self.Z1T, self.codes1, self.X1, self._prods11]
+        fixed += [getattr(self, name) for name in ("ZtT", "_t1", "_tt", "_tt_rows") if hasattr(self, name)]
+        return copy.deepcopy(self, {id(part): part for part in fixed})
 
     def update(self, w: np.ndarray, z: np.ndarray) -> LmmModel:
         """The model with row weights w and response z (in place); returns it."""

@@ -6,7 +6,8 @@
   order), and both agree with the dense product to 1e-12 (rounding of sums of ~10 terms).
 - PIRLS's logit (mu, mu_eta) pair and 0/1 binomial deviance residuals are bitwise the general
   formulas'; ReweightedLmm.update's cross-products are those made afresh from the rows (1e-12);
-  stage 0 hands on the PIRLS result of its answer (the lowest deviance it evaluated).
+  stage 0 hands on the PIRLS result of its answer (the lowest deviance it evaluated); a
+  ReweightedLmm twin factors bitwise as a fresh problem and leaves the original alone.
 """
 
 import numpy as np
@@ -232,3 +233,24 @@ def test_stage0_hands_its_answer_s_pirls_result_on():
     again = evaluate(theta, model.glm_start())
     assert abs(again.deviance - dev) <= 1e-8 * abs(dev)
     assert np.allclose(again.u, found.u, rtol=1e-6, atol=1e-8) and np.allclose(again.beta, beta, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("model_id", ["cbpp_binomial_laplace", "verbagg_binomial_slope"])
+def test_reweighted_twin_is_independent_and_a_fresh_problem(model_id):
+    """ReweightedLmm.twin (lme4_deviance's start problem): updated with other weights, its
+    factor is bitwise that of a problem set up afresh, and the original's factor is unchanged."""
+    from lmmpy.fit.reweighted import ReweightedLmm
+
+    model, x = _glmm_model(model_id)
+    theta = x[: model.lower.size]
+    rng = np.random.default_rng(5)
+    w, z = rng.uniform(0.1, 2.0, model.n), rng.normal(size=model.n)
+    before = model.pls.update(w, z).factor(theta).logdet_L2
+    twin = model.pls.twin()
+    w2, z2 = rng.uniform(0.1, 2.0, model.n), rng.normal(size=model.n)
+    L_twin = twin.update(w2, z2).factor(theta)
+    L_fresh = ReweightedLmm(model.terms, model.Zs, model.X, model.lower).update(w2, z2).factor(theta)
+    assert L_twin.logdet_L2 == L_fresh.logdet_L2 and np.array_equal(L_twin.Ltt, L_fresh.Ltt)
+    assert np.array_equal(L_twin.solve_u_beta()[0], L_fresh.solve_u_beta()[0])
+    model.pls.model._factors.clear()  # the original's factor made anew from its own values
+    assert model.pls.model.factor(theta).logdet_L2 == before
