@@ -23,9 +23,15 @@ Together, r = g + c - W A v and
     dD/d beta = X' r,
     dD/d theta_m = r' (dA_m u*) - (g/2)' (dA_m v) + d log|L|^2/d theta_m (fixed W).
 
-h comes from the blocked factor: for row i with level j of the first term,
-s_1 = L_11j^{-1} a_i1 and s_t = L_tt^{-1} (a_it - L_t1 [.., j] s_1), h_i = |s_1|^2 + |s_t|^2
-(a dense n x q_tail work array: models beyond ``MAX_TAIL_ENTRIES`` keep central differences).
+h comes from the blocked factor L = [L_11 0; L_t1 L_tt].  Where L_t1 is small enough to be
+dense (``DENSE_LT1_ENTRIES``), from the entries of H^{-1} that rows meet: with
+C = L_tt^{-1} L_t1, the level blocks of H^{-1}'s first part L_11j^{-T} (I + C_j' C_j) L_11j^{-1},
+its tail-first part -L_tt^{-T} C L_11^{-1} and its tail part L_tt^{-T} L_tt^{-1}, and
+h_i = a_i' H^{-1} a_i summed over the pairs of row i's entries (a few per row: work
+O(n (sum k)^2), the inverse's parts O(q_tail^2 q_1)).  Otherwise row by row: for row i with
+level j of the first term, s_1 = L_11j^{-1} a_i1 and s_t = L_tt^{-1} (a_it - L_t1 [.., j] s_1),
+h_i = |s_1|^2 + |s_t|^2 (a dense n x q_tail work array: models beyond ``MAX_TAIL_ENTRIES`` keep
+central differences).
 The variance function's slope V'(mu) gives dW/d eta = w V'(mu) mu_eta (W = w V(mu) for a
 canonical link).  The binomial's aic is differentiated as its deviance, which holds when the
 successes m y are whole numbers (R's aic rounds them): other data keep central differences.
@@ -47,7 +53,7 @@ VARIANCE_SLOPE = {
     ("poisson", "log"): lambda mu: np.ones_like(mu),
 }
 MAX_TAIL_ENTRIES = 20_000_000  # n x q_tail doubles of the h_i work array (160 MB)
-DENSE_LT1_ENTRIES = 4_000_000  # L_t1 (q_tail x q_1) made dense for the leverages up to this size
+DENSE_LT1_ENTRIES = 4_000_000  # L_t1 (q_tail x q_1) made dense (the leverages by the inverse) up to this size
 
 
 def supports_analytic_gradient(model) -> bool:
@@ -72,29 +78,62 @@ def _forward_solve(L, rhs: np.ndarray, q1: int, k1: int, L11_inv: np.ndarray) ->
     return np.concatenate([y1, yt])
 
 
+def _tail_columns(model) -> list:
+    """Per tail term and column: (the term's rows' entry index into the tail, the term's
+    index in ``rows_A``, the column)."""
+    out, start = [], 0
+    for index, t in enumerate(model.terms[1:], start=1):
+        for c in range(t.k):
+            out.append((start + t.codes * t.k + c, index, c))
+        start += t.q
+    return out
+
+
+def _leverages_by_inverse(model, L, rows_A, L11_inv) -> np.ndarray:
+    """h = diag(A H^{-1} A') from the parts of H^{-1} that rows meet (module docstring)."""
+    first = model.terms[0]
+    l1, k1, qt = first.nlevels, first.k, model.q_tail
+    Ltt = L.Ltt[:qt, :qt]
+    C = sla.solve_triangular(Ltt, L.Lt1_z.toarray(), lower=True, check_finite=False)  # q_tail x q1
+    E = sla.solve_triangular(Ltt, C, lower=True, trans="T", check_finite=False)  # L_tt^{-T} C
+    D = sla.solve_triangular(Ltt, np.eye(qt), lower=True, check_finite=False)  # L_tt^{-1}
+    C3 = C.reshape(qt, l1, k1)
+    inner = np.einsum("tla,tlb->lab", C3, C3) + np.eye(k1)  # I + C_j' C_j
+    P11 = np.einsum("lca,lcd,ldb->lab", L11_inv, inner, L11_inv)
+    Pt1 = -np.einsum("tla,lab->tlb", E.reshape(qt, l1, k1), L11_inv).reshape(qt, l1 * k1)
+    Ptt = D.T @ D
+    a1 = rows_A[0]
+    h = np.einsum("na,nab,nb->n", a1, P11[first.codes], a1)
+    columns = _tail_columns(model)
+    first_index = [first.codes * k1 + d for d in range(k1)]
+    for pos, (g, t, c) in enumerate(columns):
+        a = rows_A[t][:, c]
+        cross = sum(a1[:, d] * Pt1[g, f] for d, f in enumerate(first_index))
+        h += 2.0 * a * cross
+        h += a * a * Ptt[g, g]
+        for g2, t2, c2 in columns[pos + 1 :]:
+            h += 2.0 * a * rows_A[t2][:, c2] * Ptt[g, g2]
+    return h
+
+
 def _leverages(model, L, rows_A, L11_inv) -> np.ndarray:
     """h = diag(A H^{-1} A') from the blocked factor (module docstring)."""
     n = model.n
     first = model.terms[0]
     k1 = first.k
+    qt = model.q_tail
+    if qt and qt * first.q <= DENSE_LT1_ENTRIES:
+        return _leverages_by_inverse(model, L, rows_A, L11_inv)
     s1 = np.einsum("nij,nj->ni", L11_inv[first.codes], rows_A[0])
     h = np.einsum("ni,ni->n", s1, s1)
-    qt = model.q_tail
     if not qt:
         return h
-    # R = -L_t1[:, j] s_1 per row (n x q_tail): from L_t1 made dense when it is small (rows of
-    # its transpose gathered by level), else one sparse product
-    if qt * first.q <= DENSE_LT1_ENTRIES:
-        Lt1_T = np.ascontiguousarray(L.Lt1_z.toarray().T)  # q1 x q_tail
-        R = Lt1_T[first.codes * k1] * -s1[:, :1]
-        for c in range(1, k1):
-            R -= Lt1_T[first.codes * k1 + c] * s1[:, c : c + 1]
-    else:
-        S1 = sp.csr_matrix(
-            (s1.ravel(), (first.codes[:, None] * k1 + np.arange(k1)).ravel(), np.arange(0, n * k1 + 1, k1)),
-            shape=(n, first.q),
-        )
-        R = -np.asarray((S1 @ L.Lt1_z.T).toarray())
+    # R = -L_t1[:, j] s_1 per row (n x q_tail), one sparse product
+    S1 = sp.csr_matrix(
+        (s1.ravel(), (first.codes[:, None] * k1 + np.arange(k1)).ravel(), np.arange(0, n * k1 + 1, k1)),
+        shape=(n, first.q),
+    )
+    R = -np.asarray((S1 @ L.Lt1_z.T).toarray())
     start, every = 0, np.arange(n)[:, None]
     for t, a in zip(model.terms[1:], rows_A[1:]):
         R[every, start + t.codes[:, None] * t.k + np.arange(t.k)] += a  # one entry per column of a term
