@@ -52,6 +52,7 @@ CONTEXT = {
     "abs": np.abs,
     "np": np,
 }
+COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3  # pandas 3 always copies on write
 _FACTOR_FUNS = {"factor", "as.factor", "ordered", "as.ordered"}
 _OPERATORS = (PAREN, "~", "|", "||", "+", "-", "*", "/", ":", "^", "%in%")
 
@@ -939,9 +940,16 @@ def _build_design(
             if g not in data.columns and g not in from_env:
                 raise DataError(f"unknown grouping column {g!r} in formula {f.text!r}")
 
-    # by position (the names are unique now): pandas' label lookup costs more than the copy
+    # by position (the names are unique now): pandas' label lookup costs more than the copy.
+    # The user's frame is never modified: under copy-on-write (pandas >= 3) a frame that
+    # shares its columns copies them when written; before it, the columns are copied here
     position = {c: i for i, c in enumerate(data.columns)}
-    frame = data.take([position[c] for c in variables], axis=1).copy()
+    picked = [position[c] for c in variables]
+    if picked == list(range(data.shape[1])):  # every column, in order: no take (a fifth of a small fit's design)
+        frame = data.copy(deep=not COPY_ON_WRITE)
+    else:
+        frame = data.take(picked, axis=1)
+        frame = frame if COPY_ON_WRITE else frame.copy()
     for name, vec in from_env.items():
         frame[name] = vec
     extra = {}
