@@ -89,6 +89,7 @@ class Note(enum.Enum):
     EM_START = "EM start"
     EM_FALLBACK = "EM fallback"
     RESCALED = "rescaled columns"
+    CENTRED = "centred columns"  # glmer: columns centred (and maybe rescaled), see lmmpy.fit.scaling
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class FitNote:
 
     EM_START: ``steps``; EM_FALLBACK: ``optimizer`` that failed, ``reason`` (the finding or
     the optimizer's message), EM's ``steps``, ``kept_em`` (EM's estimate kept, or the optimizer
-    run again from it); RESCALED: ``detail`` (the scaling's description)."""
+    run again from it); RESCALED, CENTRED: ``detail`` (the scaling's description)."""
 
     kind: Note
     steps: int | None = None
