@@ -81,11 +81,15 @@ import numpy as np
 from ..formula.design import Design
 from ..formula.theta_layout import theta_from_templates, theta_templates, tril_positions
 from .deviance import LmmModel
-from .status import FitNote, FitStatus, Note
+from .status import Check, CheckFinding, FitNote, FitStatus, Note
 
 SCALE_RANGE = (1e-3, 1e3)  # a column whose largest |value| lies outside is rescaled
 CENTRE_RATIO = 10.0  # glmer: a term's column whose |mean| exceeds this many SDs is centred
 INTERCEPT = "(Intercept)"
+# the data's own columns must reproduce the internal fit's criterion at its optimum to this,
+# relative: rounding alone leaves ~1e-12 (power-of-two scales: 0) to 1e-9 (a column 1e4 SDs
+# from 0, sleepstudy's Days + 1e4); 1e-7 is where printed log-likelihoods move (Days + 1e5: 2e-7)
+CONFIRM_RTOL = 1e-7
 
 
 def column_scales(M: np.ndarray) -> np.ndarray:
@@ -283,25 +287,49 @@ class ColumnScaling:
 
     def opt_to_user(self, opt, model: LmmModel):
         """The internal fit's record in the user's coordinates; leaves ``model`` (the user's)
-        at the optimum, whose criterion it reports (the internal one plus the shift, to rounding)."""
-        c = self.theta_factor
+        at the optimum, whose criterion it reports (the internal one plus the shift, to rounding).
+        The derivatives: grad = c o grad_s, Hessian = diag(c) H_s diag(c), or for a centring
+        J' grad_c and J' H_c J with J theta's block of :meth:`jacobian`."""
         opt.theta = self.theta_to_user(opt.theta)
         opt.theta0 = self.theta_to_user(opt.theta0)
         opt.lower = model.lower.copy()
-        if opt.gradient is not None:
-            opt.gradient = np.asarray(opt.gradient) * c
-        if opt.hessian is not None:
-            opt.hessian = np.asarray(opt.hessian) * np.outer(c, c)
-        internal_fmin = opt.fmin
+        if self.centred:
+            nt = opt.theta.size
+            J = self.jacobian(opt.theta)[:nt, :nt]
+            if opt.gradient is not None:
+                opt.gradient = J.T @ np.asarray(opt.gradient, dtype=float)
+            if opt.hessian is not None:
+                opt.hessian = J.T @ np.asarray(opt.hessian, dtype=float) @ J
+        else:
+            c = self.theta_factor
+            if opt.gradient is not None:
+                opt.gradient = np.asarray(opt.gradient) * c
+            if opt.hessian is not None:
+                opt.hessian = np.asarray(opt.hessian) * np.outer(c, c)
+        internal_fmin = opt.fmin + self.criterion_shift(model.REML)
         opt.fmin = float(model(opt.theta))
         if np.isfinite(internal_fmin) and not np.isfinite(opt.fmin):
             opt.converged = False
             opt.message = "the criterion is not finite on the data's own scale at the rescaled fit's optimum"
             opt.failure = FitStatus.NONFINITE
-        opt.scaling = self
-        assert model.design is not None, "rescaling needs the model's design"
-        opt.fit_notes = opt.fit_notes + [FitNote(Note.RESCALED, detail=self.describe(model.design))]
+        self._record(opt, model.design, opt.fmin - internal_fmin)
         return opt
+
+    def _record(self, opt, design, gap: float) -> None:
+        """The record's scaling, note and the confirmation on the data's own columns: their
+        criterion at the mapped optimum minus the internal one (``gap``) beyond
+        CONFIRM_RTOL (1 + |criterion|) is a finding (the user's columns cannot evaluate
+        their own optimum: lmer's estimates, made on them, have lost digits too).
+        ``opt.scaling`` is what maps theta diagonally (the singular check's and finite
+        differences' steps in theta, Kenward-Roger's scales): a centring's map is not
+        diagonal, and its fit's theta is taken as the user's there."""
+        assert design is not None, "rescaling needs the model's design"
+        tol = CONFIRM_RTOL * (1.0 + abs(opt.fmin))
+        if np.isfinite(gap) and abs(gap) > tol:
+            opt.findings = opt.findings + [CheckFinding(Check.COLUMNS_LOSE_DIGITS, value=float(gap), tol=tol)]
+        opt.scaling = None if self.centred else self
+        kind = Note.CENTRED if self.centred else Note.RESCALED
+        opt.fit_notes = opt.fit_notes + [FitNote(kind, detail=self.describe(design))]
 
     def glmm_opt_to_user(self, opt, model):
         """A glmer fit's record made on the internal columns, in the user's coordinates
@@ -331,19 +359,16 @@ class ColumnScaling:
             opt.converged = False
             opt.message = "the deviance is not finite on the data's own columns at the internal fit's optimum"
             opt.failure = FitStatus.NONFINITE
-        # the record's scaling is what maps theta diagonally (singular checks, steps in theta):
-        # a centring's map is not diagonal, and its fit's theta is checked as the user's
-        opt.scaling = None if self.centred else self
-        kind = Note.CENTRED if self.centred else Note.RESCALED
-        opt.fit_notes = opt.fit_notes + [FitNote(kind, detail=self.describe(model.design))]
+        self._record(opt, model.design, opt.fmin - internal_fmin)
         return opt
 
 
 def on_internal_scale(model: LmmModel, fit, start=None):
     """``fit(model, start)`` (any routine returning an OptSummary), run on the internally
-    rescaled columns when ``model``'s design needs it, its result mapped back to ``model``."""
+    rescaled (and centred) columns when ``model``'s design needs it, its result mapped back
+    to ``model``."""
     assert model.design is not None, "rescaling needs the model's design"
-    scaling = ColumnScaling.of(model.design)
+    scaling = ColumnScaling.of(model.design, centre=True)
     if scaling is None:
         return fit(model, start)
     inner = scaling.internal_model(model)

@@ -22,7 +22,7 @@ import pytest
 
 import lmmpy
 from lmmpy.fit.scaling import CENTRE_RATIO, ColumnScaling, centring_shifts, lower_factor
-from lmmpy.fit.status import FitStatus, Note
+from lmmpy.fit.status import Check, FitStatus, Note
 
 from glmm_refs import SPEC, load_data, model_inputs
 
@@ -117,6 +117,20 @@ def test_far_shift_and_scale_together():
     assert -2 * b.loglik == pytest.approx(-2 * a.loglik, rel=1e-6)
     assert 1e4 * b.fixef["x_far"] == pytest.approx(a.fixef["x"], rel=1e-4)
     assert "rescaled" in b.optsum.notes[0] and "centred" in b.optsum.notes[0]
+
+
+def test_columns_that_lose_digits_are_flagged():
+    """x + 1e6: the centred fit is right (its slope is x's to 1e-6), but the data's own columns
+    evaluate the deviance there ~1e-3 off (eta = b_0 + b_1 x cancels 6 digits): a warning."""
+    d = load_data("binomial_slope")
+    d["g"] = d["g"].astype(str)
+    d["x_far"] = d["x"] + 1e6
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = lmmpy.glmer(FORMULA.format(x="x_far"), d, family="binomial")
+    assert fit.fixef["x_far"] == pytest.approx(fit_of("x").fixef["x"], rel=1e-6)
+    assert Check.COLUMNS_LOSE_DIGITS in [f.kind for f in fit.optsum.findings]
+    assert any("lose digits to rounding" in str(w.message) for w in caught)
 
 
 def test_refit_of_a_centred_fit_is_centred_too(fits):
