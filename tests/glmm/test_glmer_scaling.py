@@ -205,3 +205,22 @@ def test_the_centring_rule_is_about_spread_not_size():
         design = lmmpy.glformula(FORMULA.format(x="x_m"), d)
         scaling = ColumnScaling.of(design, centre=True)
         assert (scaling is not None and scaling.centred) == centred
+
+
+def test_profile_intervals_of_the_scaled_fit_are_the_unscaled_ones_scaled(fits):
+    """The profile runs in the user's parameters: on x_k, the slope's sd and coefficient in
+    units of 1e-3 (1e-4 relative: both profiles are splines through their own points)."""
+    a, b = fits["x"].confint("profile"), fits["x_k"].confint("profile")
+    unit = np.array([1.0, 1.0, 1000.0, 1.0, 1000.0])[:, None]
+    np.testing.assert_allclose(b.to_numpy() * unit, a.to_numpy(), rtol=1e-4)
+
+
+def test_profile_of_a_centred_fit_warns(fits):
+    from lmmpy.inference.glmm_profile import _warn_if_centred
+    from lmmpy.results.model import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match="centred columns"):
+        _warn_if_centred(fits["x_shift"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_if_centred(fits["x_k"])
