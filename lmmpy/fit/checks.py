@@ -2,10 +2,10 @@
 
 - singular: a variance parameter (theta with lower bound 0) below 1e-4 -> "boundary (singular)
   fit"; as in lme4 the derivative checks are then skipped.
-- gradient: with g and H the central finite-difference gradient and Hessian of the criterion
-  in theta (step 1e-4, lme4's deriv12; for more than 6 parameters or a large dense tail block
-  the analytic gradient and forward differences of it, O(n) instead of O(n^2) evaluations),
-  the scaled gradient H^{-1/2} g (solve(chol(H), g));
+- gradient: with g the analytic gradient of the criterion in theta and H the forward
+  differences of it (:func:`gradient_hessian`; lme4 takes both from central differences of
+  the criterion, deriv12, which lmmpy uses for glmer), the scaled gradient H^{-1/2} g
+  (solve(chol(H), g));
   if max(min(|scaled|, |g|)) > 2e-3: "Model failed to converge with max|grad| = ...".
 - Hessian: negative eigenvalues below -1e-6 -> "degenerate Hessian"; a numerically singular
   or badly conditioned one -> lme4's "nearly unidentifiable" messages.
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import LmmError
+from .gradient import value_and_gradient
 from .status import Check, CheckFinding
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4) and check.conv.singular
@@ -102,31 +103,27 @@ def deriv12(fun, x, delta: float = 1e-4, fx: float | None = None):
     return g, H
 
 
-def gradient_hessian(model, x, fx, delta: float = 1e-5):
-    """The criterion's gradient at x (analytic) and its Hessian by forward differences of the
-    analytic gradient: n + 1 gradients instead of deriv12's 2 n^2 criteria, which for many
-    parameters (66 for an 11 x 11 covariance) is the difference between seconds and minutes.
-    (The analytic gradient is accurate to ~1e-10 relative, so a step of 1e-5 leaves an error
-    of ~1e-5 relative in H: below deriv12's rounding error in criteria of 1e5.)"""
-    from .gradient import profiled_gradient
-
+def gradient_hessian(fg, x, delta: float = 1e-5):
+    """The gradient at x and the Hessian by forward differences of it, for ``fg(x) ->
+    (value, analytic gradient)``: n + 1 gradients where lme4's deriv12 takes 2 n^2 + 1
+    criteria.  Also more accurate: the analytic gradient is exact to rounding (~1e-10
+    relative), so a step of 1e-5 leaves an error of ~1e-5 relative in H, while deriv12
+    divides the criterion's rounding (~1e-13 of 1e3) by its step squared, 1e-8 (and its
+    central-difference gradient is off by ~delta^2 / 6 times the third derivative).  The steps
+    go up, away from the zero bounds (deriv12's cross them on a nearly singular fit)."""
     x = np.asarray(x, dtype=float)
-    model(x)
-    g = profiled_gradient(model)
+
+    def gradient(at):  # NaN where the criterion is not finite (the checks report NAs)
+        f, g = fg(at)
+        return np.array(g, dtype=float) if np.isfinite(f) else np.full(x.size, np.nan)  # a copy: fg reuses buffers
+
+    g = gradient(x)
     H = np.zeros((x.size, x.size))
     for i in range(x.size):
-        step = np.zeros(x.size)
-        step[i] = delta
-        model(x + step)
-        H[i] = (profiled_gradient(model) - g) / delta
+        step = x.copy()
+        step[i] += delta
+        H[i] = (gradient(step) - g) / delta
     return g, (H + H.T) / 2
-
-
-# lme4's deriv12 (its numbers, to the last digit lme4 prints) for models with at most this
-# many parameters and a small dense tail block; otherwise the Hessian comes from differences
-# of the analytic gradient (n + 1 gradients, each about 3 evaluations, against 2 n^2 evaluations)
-DERIV12_MAX_PARAMETERS = 6
-DERIV12_MAX_TAIL = 100
 
 
 def _hessian_findings(H, tol) -> list:
@@ -164,12 +161,7 @@ def check_convergence(model, theta, fmin, control: LmerControl):
         return [CheckFinding(Check.BOUNDARY, tol=control.singular_tol)], None, None
     if not control.check_conv:
         return [], None, None
-    if theta.size <= DERIV12_MAX_PARAMETERS and model.q_tail + model.p < DERIV12_MAX_TAIL:
-        # the small model's dense criterion at the centre too: the differences see one route
-        fun = model.quick_criterion()
-        g, H = deriv12(fun, theta, fx=fmin if fun is model else None)
-    else:
-        g, H = gradient_hessian(model, theta, fmin)
+    g, H = gradient_hessian(value_and_gradient(model), theta)
     return derivative_findings(g, H, control), g, H
 
 

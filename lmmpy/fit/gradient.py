@@ -193,3 +193,19 @@ def profiled_gradient(model, parts: bool = False) -> np.ndarray:
     """The gradient of the model's criterion at its working point; with ``parts``, its two
     pieces (d log-determinants, d pwrss) instead (:meth:`LmmModel.gradient`)."""
     return model.gradient(parts=parts)
+
+
+def value_and_gradient(model):
+    """theta -> (criterion, analytic gradient) of ``model`` (an LmmModel), for the gradient
+    optimizers and the checks: through the dense factor for a small model
+    (:attr:`LmmModel.dense`), else the blocked one; (inf, zeros) where the criterion is not finite."""
+    if model.dense is not None:
+        return model.dense.value_and_gradient
+
+    def fg(theta):
+        f = model(theta)
+        if not np.isfinite(f):
+            return np.inf, np.zeros_like(theta)
+        return f, profiled_gradient(model)
+
+    return fg

@@ -29,7 +29,7 @@ from scipy.optimize import Bounds, minimize
 
 from .checks import SINGULAR_TOL, is_singular  # noqa: F401 (re-exported)
 from .deviance import LmmModel
-from .gradient import profiled_gradient
+from .gradient import value_and_gradient
 from .lbfgsb import minimize_lbfgsb
 from .pbfgs import minimize_pbfgs
 from .status import GRADIENT_FAILURES, HESSIAN_FAILURES, Check, FitStatus, Note
@@ -163,21 +163,6 @@ def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", opti
     opt.message = str(res.message)
     opt.converged = bool(res.success) and np.isfinite(opt.fmin)
     return opt
-
-
-def value_and_gradient(model: LmmModel):
-    """theta -> (criterion, analytic gradient), for gradient-based optimizers (through the
-    dense factor for a small model, :attr:`LmmModel.dense`)."""
-    if model.dense is not None:
-        return model.dense.value_and_gradient
-
-    def fg(theta):
-        f = model(theta)
-        if not np.isfinite(f):
-            return np.inf, np.zeros_like(theta)
-        return f, profiled_gradient(model)
-
-    return fg
 
 
 def theta_scale(model: LmmModel) -> np.ndarray:

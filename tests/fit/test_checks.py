@@ -7,7 +7,8 @@ import pytest
 
 import lmmpy
 from lmmpy import ConvergenceWarning, LmerControl, LmmError, SingularFitWarning
-from lmmpy.fit.checks import _hessian_messages, deriv12, restart_point
+from lmmpy.fit.checks import _hessian_messages, deriv12, gradient_hessian, restart_point
+from lmmpy.fit.gradient import value_and_gradient
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
@@ -31,6 +32,33 @@ def test_deriv12_on_a_quadratic():
     g, H = deriv12(lambda x: x @ A @ x + x[0], np.array([0.3, -0.2]))
     assert np.allclose(g, 2 * A @ [0.3, -0.2] + [1, 0], atol=1e-7)
     assert np.allclose(H, 2 * A, atol=1e-5)
+
+
+def test_checks_derivatives_agree_with_deriv12(sleep):
+    """The checks' gradient (analytic) and Hessian (its forward differences) against lme4's
+    deriv12 of the criterion, at the optimum and away from it: the Hessians agree to 1e-4
+    relative (deriv12's own rounding, ~1e-13 * 1.7e3 / 1e-8, is ~2e-2 absolute on entries of
+    ~10-1000), the gradients to 1e-3 absolute (deriv12's truncation and rounding)."""
+    fit = lmmpy.lmer(FORMULA, sleep)
+    model = fit.model
+    for theta in (fit.theta, np.array([0.5, 0.1, 0.3])):
+        g, H = gradient_hessian(value_and_gradient(model), theta)
+        g12, H12 = deriv12(model, theta)
+        assert np.allclose(g, g12, rtol=1e-6, atol=1e-3)
+        assert np.allclose(H, H12, rtol=1e-4, atol=1e-4 * np.abs(H12).max())
+    assert np.array_equal(fit.optsum.gradient, gradient_hessian(value_and_gradient(model), fit.theta)[0])
+
+
+def test_checks_derivatives_where_a_step_is_not_finite():
+    """A step onto a non-finite criterion gives NaN (the checks report NAs), not zeros."""
+
+    def fg(x):
+        return (np.inf, np.zeros(2)) if x[1] > 0 else (float(x @ x), 2 * x)
+
+    g, H = gradient_hessian(fg, np.array([0.3, 0.0]))
+    assert np.allclose(g, [0.6, 0.0]) and np.isnan(H[1]).all() and np.isnan(H[:, 1]).all()
+    g, H = gradient_hessian(fg, np.array([0.3, 1.0]))
+    assert np.isnan(g).all()
 
 
 def test_failed_gradient_check_warns_and_is_shown(sleep):

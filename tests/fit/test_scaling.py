@@ -251,14 +251,14 @@ def test_non_finite_gradient_is_not_ok(monkeypatch):
     '0 (OK)' (main printed 'convergence code: 0 (OK)' above 'Gradient contains NAs')."""
     import lmmpy.fit.checks as checks
 
-    real = checks.deriv12
+    real = checks.gradient_hessian
 
-    def nan_gradient(fun, x, delta=1e-4, fx=None):
-        g, H = real(fun, x, delta, fx)
+    def nan_gradient(fg, x, delta=1e-5):
+        g, H = real(fg, x, delta)
         g[0] = np.nan
         return g, H
 
-    monkeypatch.setattr(checks, "deriv12", nan_gradient)
+    monkeypatch.setattr(checks, "gradient_hessian", nan_gradient)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = lmmpy.lmer(FORMULA, lmmpy.datasets.load("sleepstudy"))
