@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import lmmpy
+from lmmpy.errors import LmmError
 from lmmpy.fit.scaling import CENTRE_RATIO, ColumnScaling, centring_shifts, lower_factor
 from lmmpy.fit.status import Check, FitStatus, Note
 
@@ -215,12 +216,8 @@ def test_profile_intervals_of_the_scaled_fit_are_the_unscaled_ones_scaled(fits):
     np.testing.assert_allclose(b.to_numpy() * unit, a.to_numpy(), rtol=1e-4)
 
 
-def test_profile_of_a_centred_fit_warns(fits):
-    from lmmpy.inference.glmm_profile import _warn_if_centred
-    from lmmpy.results.model import ConvergenceWarning
-
-    with pytest.warns(ConvergenceWarning, match="centred columns"):
-        _warn_if_centred(fits["x_shift"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        _warn_if_centred(fits["x_k"])
+def test_profile_of_a_centred_fit_is_refused(fits):
+    """On the shifted covariate the profile stops short (too narrow intervals): the centred fit
+    refuses it with the reason; a rescaled (not centred) fit profiles, above."""
+    with pytest.raises(LmmError, match="centred columns"):
+        fits["x_shift"].confint("profile")
