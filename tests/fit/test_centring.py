@@ -84,3 +84,14 @@ def test_columns_that_lose_digits_are_flagged():
     assert Check.COLUMNS_LOSE_DIGITS in kinds
     assert any("lose digits to rounding" in str(w.message) for w in caught)
     assert "lose digits to rounding" in str(fit.summary())
+
+
+def test_profile_of_the_centred_fit_matches_the_model_on_days(data):
+    """lmer's profile of the centred fit (lme4 itself stops 20 above the optimum on D and its
+    profile fails with 'profiling detected new, lower deviance'): the parameters the shift does
+    not change -- the slope, its sd, sigma -- have the intervals of the model on Days (1e-4
+    relative: each profile is a spline through its own points)."""
+    a = fit_of("Days", data, True).confint("profile", progress=False)
+    b = fit_of("D", data, True).confint("profile", progress=False)
+    for row_a, row_b in ((".sig03", ".sig03"), (".sigma", ".sigma"), ("Days", "D")):
+        np.testing.assert_allclose(b.loc[row_b].to_numpy(), a.loc[row_a].to_numpy(), rtol=1e-4)
