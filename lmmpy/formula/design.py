@@ -419,7 +419,7 @@ class ModelVariables:
         terms: list[tuple[str, Any]] = []
         if not _plain_terms(node, "+", terms):
             return None
-        intercept, columns = True, []
+        intercept, columns, series = True, [], []
         for sign, term in terms:
             if isinstance(term, Num):
                 if term.text not in ("0", "1") or (sign == "-" and term.text == "0"):
@@ -428,10 +428,13 @@ class ModelVariables:
             elif sign == "+" and term.id in columns:  # a repeated term is one term, as in R
                 continue
             elif sign == "+" and term.id in frame.columns and term.id in self.columns:
-                dtype = frame[term.id].dtype
-                if not (isinstance(dtype, np.dtype) and dtype.kind in "iuf" and _python_name(term.id) == term.id):
+                col = frame[term.id]  # once: a pandas column lookup costs ~20 microseconds
+                if not (
+                    isinstance(col.dtype, np.dtype) and col.dtype.kind in "iuf" and _python_name(term.id) == term.id
+                ):
                     return None
                 columns.append(term.id)
+                series.append(col)
             else:
                 return None
         if sum(isinstance(t, Num) for _, t in terms) > 1 or (not intercept and not columns):
@@ -440,8 +443,8 @@ class ModelVariables:
         M = np.empty((n, intercept + len(columns)))
         if intercept:
             M[:, 0] = 1.0
-        for j, c in enumerate(columns):
-            M[:, intercept + j] = frame[c].to_numpy(dtype=float)
+        for j, col in enumerate(series):
+            M[:, intercept + j] = col.to_numpy(dtype=float)
         return M, ["(Intercept)"] * intercept + columns
 
     def model_matrix(
