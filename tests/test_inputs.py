@@ -22,6 +22,11 @@ def test_data_not_modified(sleep):
     fit = lmmpy.lmer("Reaction ~ Days + (Days | Subject)", d, factors=["Subject"])
     assert fit.nobs == 179
     pd.testing.assert_frame_equal(d, before)
+    # the formula uses every column (the design then shares them, pandas >= 3 copying on write)
+    # and the fit adds weights, an offset and a factor to its own frame
+    w, off = np.linspace(0.5, 2, len(d)), np.linspace(-1, 1, len(d))
+    lmmpy.lmer("Reaction ~ Days + (Days | Subject)", d, factors=["Subject"], weights=w, offset=off)
+    pd.testing.assert_frame_equal(d, before)
 
 
 def test_missing_rows_dropped_and_reported(sleep):

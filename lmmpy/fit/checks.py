@@ -182,6 +182,11 @@ def derivative_findings(g, H, control: LmerControl) -> list:
     return msgs + _hessian_findings(H, control.hess_tol)
 
 
+# a variance parameter this close to its zero bound is on it: an optimizer's projection can
+# leave 1e-18 there instead of 0 (which rounding decides), and restart_edge must see it the same
+ON_BOUND = 1e-12
+
+
 def restart_point(model, theta, fmin, steps=(1e-4, 1e-3, 1e-2, 1e-1)):
     """lme4's restart_edge: if leaving a zero bound lowers the criterion, where to restart.
 
@@ -192,7 +197,7 @@ def restart_point(model, theta, fmin, steps=(1e-4, 1e-3, 1e-2, 1e-1)):
     theta = np.asarray(theta, dtype=float)
     best, fbest = None, fmin
     criterion = model.quick_criterion()
-    for i in np.flatnonzero((model.lower == 0) & (theta == 0)):
+    for i in np.flatnonzero((model.lower == 0) & (theta <= ON_BOUND)):
         for delta in steps:
             step = theta.copy()
             step[i] = delta

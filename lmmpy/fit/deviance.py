@@ -27,7 +27,7 @@ from scipy.linalg import lapack
 
 from ..errors import LmmError
 from ..formula.design import Design
-from .cross_products import CrossProducts
+from .cross_products import CrossProducts, empty_csr
 from .dense_criterion import DENSE_MAX_ORDER, DenseCriterion, dense_order
 from ..linalg.blocked import BlockedCholesky, UniformBlockDiagonal, mirror_lower  # noqa: F401 (re-exported)
 from ..formula.theta_layout import theta_templates  # noqa: F401 (re-exported)
@@ -108,7 +108,7 @@ class LmmModel:
         self.q_tail = cp.q_tail
         self.tail_scalar = all(k == 1 for k in self.ks[1:])
         self._at1_rows = np.repeat(np.arange(self.At1_z.shape[0]), np.diff(self.At1_z.indptr))
-        self._empty_lt1 = sp.csr_matrix((0, l1 * k1))
+        self._empty_lt1 = empty_csr(0, l1 * k1)
         self._gram: WeightedGram | None = None
         # (T_1's bytes, the gram's values) of the last update
         self._schur_values: tuple[bytes | None, np.ndarray | None] = (None, None)

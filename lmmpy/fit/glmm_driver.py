@@ -33,6 +33,7 @@ from .checks import LmerControl, derivative_findings, deriv12, is_singular
 from .optimize import OptSummary
 from .laplace_gradient import laplace_gradient, supports_analytic_gradient
 from .pirls import GlmmModel, PirlsError
+from .scaling import ColumnScaling
 from .status import Check, CheckFinding, FitStatus
 
 FD_STEP = 1e-5  # central differences for the optimizer's gradient
@@ -194,8 +195,41 @@ def optimize_glmer(model: GlmmModel, start=None, control=None, at=None) -> OptSu
     """Fit ``model`` as lme4's glmer does (module docstring); the record's ``theta`` and
     ``beta`` are the estimates, ``fmin`` the deviance, ``hessian`` over (theta, beta).
     ``at=(theta, beta)``: no optimisation, the model evaluated (and checked, its Hessian
-    taken) there -- e.g. at lme4's estimates, to compare what follows from them."""
+    taken) there -- e.g. at lme4's estimates, to compare what follows from them.
+
+    A model with badly scaled columns, or with a term's covariate far from 0 beside the
+    term's intercept, is fitted and checked on rescaled and centred columns
+    (:mod:`lmmpy.fit.scaling`, ``ColumnScaling.of(design, centre=True)``), and its record
+    mapped back: estimates, gradient and Hessians (hence vcov) on the user's scale, the
+    deviance evaluated on the user's model at the mapped estimates (and the modes left
+    there).  The checks are the internal fit's: lme4's gradient and eigenvalue checks on the
+    user's coordinates would flag the parametrisation (a "very large eigenvalue" of beta's
+    curvature in units of 1e-3), not the fit.  ``at`` evaluates on the user's own columns."""
     control = GlmerControl.coerce(control)
+    scaling = ColumnScaling.of(model.design, centre=True) if at is None else None
+    if scaling is None:
+        return _optimize_glmer(model, start, control, at)
+    t0 = time.perf_counter()
+    inner = GlmmModel(
+        scaling.internal_design(model.design),
+        model.family,
+        nAGQ=model.nAGQ,
+        pirls_tol=model.tol,
+        pirls_max_iter=model.max_iter,
+    )
+    if start is not None:
+        start = np.atleast_1d(np.asarray(start, dtype=float))
+        if start.shape != model.lower.shape:
+            raise LmmError(f"start has length {start.size}, the model needs {model.lower.size} theta values")
+        start = scaling.theta_to_internal(start)
+    opt = scaling.glmm_opt_to_user(_optimize_glmer(inner, start, control, None), model)
+    opt.n_evals += model.n_evals
+    model.pirls(opt.theta, opt.beta, joint=model.nAGQ == 0)  # leave the modes at the optimum
+    opt.seconds = time.perf_counter() - t0
+    return opt
+
+
+def _optimize_glmer(model: GlmmModel, start, control: GlmerControl, at) -> OptSummary:
     t0 = time.perf_counter()
     ntheta = model.lower.size
     theta0 = model.theta_start() if start is None else np.atleast_1d(np.asarray(start, dtype=float))

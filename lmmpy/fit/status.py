@@ -39,6 +39,9 @@ class Check(enum.Enum):
     HESSIAN_SINGULAR = "singular Hessian"
     LARGE_EIGENVALUE = "very large eigenvalue"
     EIGENVALUE_RATIO = "large eigenvalue ratio"
+    # lmmpy's: the data's own columns do not reproduce the centred/rescaled fit's criterion at
+    # its optimum (lmmpy.fit.scaling): value, the difference; tol, the tolerance
+    COLUMNS_LOSE_DIGITS = "criterion lost to rounding on the data's columns"
 
 
 # findings that make the fit a failure (lme4's negative convergence codes): the EM fallback's trigger
@@ -79,6 +82,12 @@ class CheckFinding:
             return " Hessian is numerically singular: parameters are not uniquely determined"
         if k is Check.LARGE_EIGENVALUE:
             return "Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?"
+        if k is Check.COLUMNS_LOSE_DIGITS:
+            return (
+                f"the criterion on the data's own columns differs by {self.value:.3g} from the centred or "
+                "rescaled fit's at its optimum: the data's columns lose digits to rounding - "
+                "centre or rescale the covariates?"
+            )
         return "Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?"
 
 
@@ -89,6 +98,7 @@ class Note(enum.Enum):
     EM_START = "EM start"
     EM_FALLBACK = "EM fallback"
     RESCALED = "rescaled columns"
+    CENTRED = "centred columns"  # columns centred (and maybe rescaled), see lmmpy.fit.scaling
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,7 @@ class FitNote:
 
     EM_START: ``steps``; EM_FALLBACK: ``optimizer`` that failed, ``reason`` (the finding or
     the optimizer's message), EM's ``steps``, ``kept_em`` (EM's estimate kept, or the optimizer
-    run again from it); RESCALED: ``detail`` (the scaling's description)."""
+    run again from it); RESCALED, CENTRED: ``detail`` (the scaling's description)."""
 
     kind: Note
     steps: int | None = None

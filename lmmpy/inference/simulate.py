@@ -55,7 +55,7 @@ class ParameterRefitter:
         self.fit, self.kwargs = fit, kwargs
         self.optimize = optimize_lmer if optimize is None else optimize
         self.size = len(parameter_vector(fit))
-        self.reuse = ColumnScaling.of(fit.design) is None and fit.model.cross_products.rows is not None
+        self.reuse = ColumnScaling.of(fit.design, centre=True) is None and fit.model.cross_products.rows is not None
         self._model: LmmModel | None = None  # made at the first refit (in the worker that runs it)
 
     def __call__(self, y: Any) -> np.ndarray:

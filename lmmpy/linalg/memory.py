@@ -15,6 +15,9 @@ from ..errors import MemoryLimitError
 # factor, the weighted Gram's buffer, the gradient's lead inverse and C, the level products'
 # copy of C and the owned factors the model caches (lmmpy.fit.deviance.FACTOR_CACHE_SIZE)
 TAIL_COPIES = 10
+# below this a need is not checked: reading /proc/meminfo costs ~50 microseconds, a twentieth
+# of a small model's fit, and a machine without 16 MB to spare fails before lmmpy could say so
+CHECK_FLOOR_BYTES = 2**24
 PAIR_BYTES = 40  # a stored pair while S is built: flat position, product, row index, S itself
 
 
@@ -48,7 +51,9 @@ def tail_bytes(n_tail: int) -> int:
 
 def require_memory(need: int, what: str, available: int | None = None) -> None:
     """Raise MemoryLimitError if ``need`` bytes exceed the memory available (``available``, or
-    the machine's); ``what`` says what needs them."""
+    the machine's); ``what`` says what needs them.  Needs below CHECK_FLOOR_BYTES pass unchecked."""
+    if need < CHECK_FLOOR_BYTES:
+        return
     have = available_bytes() if available is None else available
     if have is not None and need > have:
         raise MemoryLimitError(

@@ -155,3 +155,16 @@ def test_bad_method_and_start(sleep):
         lmmpy.lmer(FORMULA, sleep, start="random")
     with pytest.raises(LmmError, match="unknown optimizer"):
         lmmpy.lmer(FORMULA, sleep, optimizer="bfgs2")
+
+
+def test_restart_edge_sees_a_parameter_rounded_off_its_bound():
+    """Projected BFGS can stop a hair off the bound (2e-18 where rounding went the other way:
+    lmer with optimizer="bfgs" then stayed at 24777.88, lme4's optimum is 24768.85): a
+    parameter within ON_BOUND of 0 is restarted as one at 0."""
+    d = lmmpy.datasets.load("mlbook2")
+    d["schoolnr"] = d["schoolnr"].astype(str).astype("category")
+    model = lmmpy.mk_lmer_devfun(lmmpy.lformula("langPOST ~ IQ_verb * factor(sex) + (1 + IQ_verb || schoolnr)", d))
+    for off in (0.0, 2.24e-18):
+        theta = np.array([0.498552140, off])
+        restart = restart_point(model, theta, model(theta))
+        assert restart is not None and restart[1] > 0

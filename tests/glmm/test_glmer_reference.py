@@ -2,12 +2,15 @@
 
 Fits by lmmpy's optimizer: -2 logLik at most 1e-3 above lme4's (lower is a better optimum),
 and then fixed effects within 1e-3 relative (or 1e-3 of their standard error), standard errors
-1e-2 relative, variance components 5e-3 relative (1e-4 absolute), lme4's deviance (the sum of
-squared deviance residuals) 1e-3 relative; the counts (nobs, df, df.resid, groups) exactly.
+1e-2 relative, variance components 5e-3 relative (1e-4 absolute on the linear predictor's
+scale: divided by the largest |value| of the two columns, at least 1, so that a covariate in
+units of 1e-3 does not make its slope's variance, ~1e-7, pass unseen), lme4's deviance (the sum
+of squared deviance residuals) 1e-3 relative; the counts (nobs, df, df.resid, groups) exactly.
 
 At lme4's estimates (the model evaluated there): fitted values, the linear predictor and the
 residual heads 1e-5 relative (lme4 stops PIRLS at 1e-7 relative change of the penalised
-deviance), the conditional modes and their SDs 1e-3 relative, standard errors 2e-3 relative,
+deviance), the conditional modes and their SDs 1e-3 relative, standard errors 2e-3 relative
+(except SE_AT_LME4_RTOL),
 the summary text identical where lme4's standard errors are reproduced to its printed digits.
 """
 
@@ -19,18 +22,22 @@ import pytest
 from glmm_refs import SPEC, at_lme4, fitted, reference
 
 SLOW = {"verbagg_binomial_slope"}  # ~40 s at lme4's estimates (its Hessian: 162 deviances)
-# lmmpy does not reach lme4's optimum (or a better one) here yet: binomial random slopes on
-# badly scaled covariates (lme4 itself warns or stops on them).  (Gamma's log link stopped 3e-4
-# above lme4 until PIRLS went on to small steps with non-canonical links: now 3.6e-4 below.)
-NOT_YET = {
-    "binomial_slope_shifted_maxfun": "a covariate shifted far from 0: the (theta, beta) steps diverge",
-    "binomial_slope_scaled_grad": "a covariate scaled by 1e3: the (theta, beta) steps diverge",
-}
+# lmmpy does not reach lme4's optimum (or a better one) here yet (none now: the binomial random
+# slopes on a shifted and on a 1e3-scaled covariate are fitted on centred and rescaled columns,
+# lmmpy.fit.scaling; Gamma's log link reaches 3.6e-4 below lme4 since PIRLS goes on to small steps)
+NOT_YET: dict = {}
 
 # lme4's PIRLS (stopped at 1e-7 relative change, Fisher scoring converging linearly with a
 # non-canonical link) leaves the modes of this model further from their optimum: at lme4's
 # estimates its residuals are 2.5e-6 (absolute) from lmmpy's converged ones
 RESIDUAL_ATOL = {"gamma_log_positive": 1e-5}
+# lme4's standard errors on the shifted covariate come from its finite-difference Hessian of its
+# PIRLS path in coordinates where intercept and slope are 0.99995 correlated: that Hessian moves
+# with where PIRLS starts (lp0, the nAGQ = 0 stage's fit), 7.11 for the intercept's SE from
+# lmmpy's stage 0 on these columns, 6.89 from the centred model's, lme4's 7.005: it is held at
+# 2e-2; the fit's own SEs (6.995, exact maps of the centred fit's) are checked against the
+# centred model in test_glmer_scaling.py
+SE_AT_LME4_RTOL = {"binomial_slope_shifted_maxfun": 2e-2}
 
 
 def _params(ids):
@@ -55,6 +62,14 @@ def close(x, y, rel, absol=0.0):
     return abs(x - y) <= max(absol, rel * abs(y))
 
 
+def column_size(fit, group, name) -> float:
+    """max(1, the largest |value|) of a random-effects column (1 for the residual's rows)."""
+    for t in fit.design.reterms:
+        if t.group == group and name in t.cnames:
+            return max(1.0, float(np.max(np.abs(t.X[:, t.cnames.index(name)]))))
+    return 1.0
+
+
 @pytest.mark.parametrize("model_id", _params(FIT_IDS))
 def test_fit_matches_lme4(model_id):
     ref = reference(model_id)
@@ -75,7 +90,8 @@ def test_fit_matches_lme4(model_id):
         for r in fit.varcorr.itertuples()
     }
     for r in ref["varcorr"]:
-        assert close(ours[(r["grp"], r["var1"], r["var2"])], r["vcov"], 5e-3, 1e-4), r
+        unit = column_size(fit, r["grp"], r["var1"]) * column_size(fit, r["grp"], r["var2"] or r["var1"])
+        assert close(ours[(r["grp"], r["var1"], r["var2"])], r["vcov"], 5e-3, 1e-4 / unit), r
     assert len(ours) == len(ref["varcorr"])
     assert close(fit.deviance, ref["deviance"], 1e-3)
     assert close(fit.aic, ref["AIC"], 1e-5, 1e-3) or m2ll < ref["deviance_minus2loglik"]
@@ -103,9 +119,10 @@ def test_at_lme4_estimates(model_id):
         got_sd = [sds.loc[lv, t] for lv, t in zip(block["level"], block["term"])]
         np.testing.assert_allclose(got, block["value"], rtol=1e-3, atol=1e-5)
         np.testing.assert_allclose(got_sd, block["cond_sd"], rtol=1e-3, atol=1e-5)
+    rtol = SE_AT_LME4_RTOL.get(model_id, 2e-3)
     for name, v in ref["se"].items():
-        assert close(fit.se[name], v, 2e-3), name
-        assert close(fit.zvalues[name], ref["zvalue"][name], 2e-3), name
+        assert close(fit.se[name], v, rtol), name
+        assert close(fit.zvalues[name], ref["zvalue"][name], rtol), name
     # lme4's criterion there is that of its PIRLS (stopped at 1e-7, log|L|^2 one step behind):
     # lmmpy's converged one is never above it, and below by at most 1e-2 (6e-3 on VerbAgg's slope model)
     assert -2.0 * fit.loglik <= ref["deviance_minus2loglik"] + 1e-6

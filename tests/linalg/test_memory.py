@@ -25,6 +25,18 @@ def test_format_bytes():
     assert memory.format_bytes(2 * 2**40) == "2.0 TB"
 
 
+def test_small_needs_are_not_checked(monkeypatch):
+    """Below CHECK_FLOOR_BYTES the machine's memory is not read (it costs more than the
+    check could save); from there it is."""
+    calls = []
+    monkeypatch.setattr(memory, "available_bytes", lambda: calls.append(1) or 2**10)
+    memory.require_memory(memory.CHECK_FLOOR_BYTES - 1, "a small block")
+    assert calls == []
+    with pytest.raises(MemoryLimitError):
+        memory.require_memory(memory.CHECK_FLOOR_BYTES, "a block")
+    assert calls == [1]
+
+
 def test_available_memory_is_known_here():
     have = memory.available_bytes()
     assert have is None or have > 0
@@ -44,6 +56,7 @@ def test_two_huge_crossed_factors_fail_before_the_fit():
 
 def test_stored_pairs_beyond_memory_fail_with_the_count(monkeypatch):
     monkeypatch.setattr(memory, "available_bytes", lambda: 2**10)
+    monkeypatch.setattr(memory, "CHECK_FLOOR_BYTES", 0)  # a small block checked too
     monkeypatch.setattr(gram, "DENSE_SPEEDUP", 0.0)  # every level stored
     monkeypatch.setattr(gram, "STORED_BUILD", 0.0)
     A = sp.random(40, 300, density=0.2, random_state=np.random.default_rng(2), format="csc")
