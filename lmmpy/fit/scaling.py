@@ -352,7 +352,8 @@ class ColumnScaling:
                 setattr(opt, name, J.T @ np.asarray(H, dtype=float) @ J)
         internal_fmin = opt.fmin
         if model.nAGQ == 0:
-            opt.fmin = float(model.deviance_nagq0(opt.theta, opt.beta)[0])
+            found = model.nagq0_result(opt.theta, opt.beta)
+            opt.fmin = np.inf if found is None else float(found.deviance)
         else:
             opt.fmin = float(model.deviance(opt.theta, opt.beta))
         if np.isfinite(internal_fmin) and not np.isfinite(opt.fmin):
