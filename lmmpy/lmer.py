@@ -85,8 +85,9 @@ def lmer(
         row i is sigma^2 / w_i, as in lme4.
     offset : a column name or one value per row, added to the linear predictor.
     factors : columns to treat as categorical even if numeric.
-    start : starting theta (default: lme4's, 1 on the diagonals and 0 elsewhere), or "em"
-        to start the optimizer from a few EM steps.
+    start : starting theta (default: lme4's, 1 on the diagonals and 0 elsewhere, with each
+        diagonal entry in units of its column's root mean square: 1 / rms(x) for a slope on x,
+        the same start whatever x's units), or "em" to start the optimizer from a few EM steps.
     method : "optimizer" (default) or "em" (the EM algorithm alone, ML or REML as ``REML``).
     optimizer : "auto" (default: L-BFGS-B, or projected BFGS for a wide dense tail block,
         confirmed by COBYQA on boundary results), "cobyqa", "l-bfgs-b", "bfgs", "nelder-mead"

@@ -121,7 +121,7 @@ class OptSummary:
 
 def optimize_lmm(model: LmmModel, theta0=None, optimizer: str = "l-bfgs-b", options=None) -> OptSummary:
     """Minimise ``model``'s criterion; leaves the model at the optimum and returns the record."""
-    theta0 = model.theta_start() if theta0 is None else np.atleast_1d(np.asarray(theta0, dtype=float))
+    theta0 = model.optimizer_start() if theta0 is None else np.atleast_1d(np.asarray(theta0, dtype=float))
     lower = model.lower
     opt = OptSummary(optimizer=optimizer, theta0=theta0.copy(), lower=lower.copy())
     method = OPTIMIZERS.get(str(optimizer).lower())

@@ -102,3 +102,28 @@ def test_blocks_equal_the_sparse_products(formula, dataset, kw):
     cp.set_response(y2 + (design.offset if design.offset is not None else 0.0))
     assert np.allclose(cp.At1_xy[-1], Z1.T @ (y2 * w), rtol=1e-13, atol=1e-12)
     assert np.allclose(cp.rows.products_with(y2 * np.sqrt(w))[: design.reterms[0].q], Z1.T @ (y2 * w), rtol=1e-13)
+
+
+def test_optimizer_start_is_lme4s_in_rms_units():
+    """The optimizer's default start: 1 / rms(x_a) on the diagonal (lme4's 1 for an intercept),
+    the same in any units of the covariate (Days * 4: the slope's start / 4, exactly), and the
+    same for a model made from its cross-products alone (a Dask fit's)."""
+    d = lmmpy.datasets.load("sleepstudy")
+    formula = "Reaction ~ Days + (Days | Subject) + (1 + Days || Days_f)"
+    d["Days_f"] = d["Days"].astype(str)
+    design = lmmpy.lformula(formula, d)
+    model = LmmModel(design)
+    rms = np.sqrt(np.mean(d["Days"].to_numpy(float) ** 2))
+    start = dict(zip(design.theta_names(), model.optimizer_start()))
+    assert start["Subject.(Intercept)"] == 1.0 and start["Subject.Days.(Intercept)"] == 0.0
+    assert start["Subject.Days"] == pytest.approx(1 / rms, rel=1e-15)
+    assert start["Days_f.Days"] == pytest.approx(1 / rms, rel=1e-15) and start["Days_f.(Intercept)"] == 1.0
+    d4 = d.assign(Days=d["Days"] * 4)
+    start4 = LmmModel(lmmpy.lformula(formula, d4)).optimizer_start()
+    assert np.array_equal(
+        start4 * np.where(np.isin(design.theta_names(), ["Subject.Days", "Days_f.Days"]), 4, 1), model.optimizer_start()
+    )
+    cp_model = LmmModel.from_cross_products(
+        CrossProducts.from_design(design), model.sizes, model.lower, design.n, design.p
+    )
+    assert np.array_equal(cp_model.optimizer_start(), model.optimizer_start())
