@@ -126,6 +126,7 @@ class DenseCriterion:
         self._xf = np.empty(q + p + 1)
         self._xf[-1] = -1.0
         self.scale_n = (n - p) if self.REML else n
+        self._last: tuple | None = None  # (theta, criterion, gradient) of the last evaluation
 
     def refresh_response(self) -> None:
         """Re-read the products with y (after :meth:`CrossProducts.set_response`): those of y's
@@ -134,6 +135,7 @@ class DenseCriterion:
         col = residual_response_products(self.cp, self.sizes, self.p)
         self.A[:, -1] = col
         self.A[-1, :] = col
+        self._last = None
 
     def _factor(self, theta: np.ndarray) -> Any:
         """U (Fortran order, upper: U'U = M) at theta, or None where M is not positive definite."""
@@ -177,8 +179,17 @@ class DenseCriterion:
         return math.inf if U is None else self._value(U)
 
     def value_and_gradient(self, theta: Any) -> tuple[float, np.ndarray]:
-        """(criterion, gradient) at theta; (inf, zeros) where M is not positive definite."""
+        """(criterion, gradient) at theta; (inf, zeros) where M is not positive definite.  The
+        last point's are kept: the checks ask again at the optimizer's last point."""
         theta = np.asarray(theta, dtype=float)
+        last = self._last
+        if last is not None and np.array_equal(last[0], theta):
+            return last[1], last[2].copy()
+        f, g = self._value_and_gradient(theta)
+        self._last = (theta.copy(), f, g.copy())
+        return f, g
+
+    def _value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         U = self._factor(theta) if math.isfinite(theta.sum()) else None
         f = math.inf if U is None else self._value(U)
         if U is None or not math.isfinite(f):

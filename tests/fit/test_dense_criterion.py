@@ -78,3 +78,21 @@ def test_non_finite_theta_gives_an_infinite_criterion():
     assert dense(np.array([np.nan, 0.0, 1.0])) == np.inf
     f, g = dense.value_and_gradient(np.array([1.0, np.inf, 1.0]))
     assert f == np.inf and np.all(g == 0)
+
+
+def test_the_last_evaluation_is_kept_and_forgotten_with_the_response():
+    """The checks ask again at the optimizer's last point: the kept (value, gradient) are those
+    of a fresh evaluation, a copy the caller may change; a new response forgets them."""
+    model = model_of("sleepstudy_slopes_reml", True)
+    dense = model.dense
+    theta = np.array([0.9, 0.02, 0.25])
+    f1, g1 = dense.value_and_gradient(theta)
+    n = model.n_evals
+    f2, g2 = dense.value_and_gradient(theta.copy())
+    assert model.n_evals == n and f2 == f1 and np.array_equal(g2, g1) and g2 is not g1
+    g2[:] = 0.0
+    assert np.array_equal(dense.value_and_gradient(theta)[1], g1)
+    y = model.design.y
+    model.set_response(y + np.sin(np.arange(y.size)))
+    f3, _ = model.dense.value_and_gradient(theta)
+    assert f3 != f1 and f3 == pytest.approx(model(theta), rel=1e-10)
