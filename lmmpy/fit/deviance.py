@@ -30,8 +30,9 @@ from ..formula.design import Design
 from .cross_products import CrossProducts, empty_csr
 from .dense_criterion import DENSE_MAX_ORDER, DenseCriterion, dense_order
 from ..linalg.blocked import BlockedCholesky, UniformBlockDiagonal, mirror_lower  # noqa: F401 (re-exported)
-from ..formula.theta_layout import theta_templates, tril_positions  # noqa: F401 (re-exported)
+from ..formula.theta_layout import theta_templates  # noqa: F401 (re-exported)
 from .gradient import criterion_gradient_parts
+from .start import optimizer_start
 from ..linalg.gram import WeightedGram
 
 LOG2PI = np.log(2.0 * np.pi)
@@ -173,27 +174,9 @@ class LmmModel:
         return np.where(self.lower == 0.0, 1.0, 0.0)
 
     def optimizer_start(self) -> np.ndarray:
-        """Where the optimizer starts by default: lme4's start in units of each random-effects
-        column's root mean square, 1 / rms(x_a) on the diagonal entry of column a (0 below).
-
-        lme4's 1 says "the random effect's SD is sigma per unit of x": for an intercept (rms 1)
-        that is lme4's start; for sleepstudy's slope on Days (0-9, rms 5.3) a slope SD of sigma
-        per day where the fit has 0.23 sigma.  In rms units the start is the same whatever the
-        covariate's units (days or hours), and sleepstudy's fit takes 15 evaluations instead
-        of 20.  The rms comes from the cross-products' diagonal (sum_i w_i x_ia^2 / n), so a
-        model built from cross-products alone (Dask) starts where its pandas twin does."""
-        sums = [np.einsum("lkk->k", self.A11)]  # sum_i w_i x_ia^2 of the first term's columns
-        tail = np.diagonal(self.Att)[: self.q_tail]
-        start = 0
-        for l, k in self.sizes[1:]:
-            sums.append(tail[start : start + l * k].reshape(l, k).sum(axis=0))
-            start += l * k
-        out: list[float] = []
-        for ss in sums:
-            rms = np.sqrt(ss / self.n)
-            scale = np.where(rms > 0, 1.0 / np.where(rms > 0, rms, 1.0), 1.0)  # a zero column keeps lme4's 1
-            out.extend(scale[a] if a == b else 0.0 for a, b in tril_positions(ss.size))
-        return np.array(out)
+        """Where the optimizer starts by default (:mod:`lmmpy.fit.start`: Swamy's moment
+        estimate for one term where it applies, else lme4's start in rms units)."""
+        return optimizer_start(self)
 
     def set_response(self, y) -> "LmmModel":
         """Replace the response (one value per row, before weights and offset): only the
