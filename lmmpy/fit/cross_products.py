@@ -48,6 +48,9 @@ def _weighted(Z: sp.csc_matrix, sw: np.ndarray | None) -> sp.csc_matrix:
     return Z if sw is None else (sp.diags(sw) @ Z).tocsc()
 
 
+PRODUCTS_AT_ONCE = 2**22  # products first_term_products forms in one go (32 MB)
+
+
 def first_term_products(codes: np.ndarray, values: np.ndarray, nlevels: int, M: np.ndarray) -> np.ndarray:
     """Z_1'M for the first term's block Z_1 (row i: ``values[i]`` in the k columns of level
     ``codes[i]``, column j k + a for level j and column a) and M with C columns: one bincount,
@@ -58,6 +61,8 @@ def first_term_products(codes: np.ndarray, values: np.ndarray, nlevels: int, M: 
     model its sparse construction and transpose cost more than the sums)."""
     n, k = values.shape
     C = M.shape[1]
+    if n * k * C > PRODUCTS_AT_ONCE and C > 1:  # column by column: n k values at a time, not n k C
+        return np.column_stack([first_term_products(codes, values, nlevels, M[:, [c]]) for c in range(C)])
     flat = (codes[:, None] * (k * C) + np.arange(k * C)).ravel()
     prods = (values[:, :, None] * M[:, None, :]).ravel()
     return np.bincount(flat, weights=prods, minlength=nlevels * k * C).reshape(nlevels * k, C)
@@ -135,7 +140,7 @@ class CrossProducts:
         if sw is not None:
             Xy = Xy * sw[:, None]
             values1 = values1 * sw[:, None]
-            Zs = [None if Z is None else (sp.diags(sw) @ Z).tocsc() for Z in Zs]
+            Zs = [None if Z is None else _weighted(Z, sw) for Z in Zs]
         l1, k1 = first.nlevels, first.k
         # Z_1'Z_1 as l1 blocks of k1 x k1 (weighted)
         A11 = np.zeros((l1, k1, k1))

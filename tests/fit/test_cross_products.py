@@ -127,3 +127,15 @@ def test_optimizer_start_is_lme4s_in_rms_units():
         CrossProducts.from_design(design), model.sizes, model.lower, design.n, design.p
     )
     assert np.array_equal(cp_model.optimizer_start(), model.optimizer_start())
+
+
+def test_first_term_products_column_by_column_beyond_the_budget(monkeypatch):
+    """Beyond PRODUCTS_AT_ONCE the products are summed a column at a time (memory n k, not
+    n k C): the same sums, bitwise (each column's products are summed in the same order)."""
+    from lmmpy.fit import cross_products
+
+    rng = np.random.default_rng(3)
+    codes, values, M = rng.integers(0, 7, 50), rng.normal(size=(50, 2)), rng.normal(size=(50, 4))
+    whole = cross_products.first_term_products(codes, values, 7, M)
+    monkeypatch.setattr(cross_products, "PRODUCTS_AT_ONCE", 10)
+    np.testing.assert_array_equal(cross_products.first_term_products(codes, values, 7, M), whole)
