@@ -71,9 +71,9 @@ def _logit_mu_eta(eta):
 def _logit_linkinv_mu_eta(eta):
     """(linkinv, mu_eta) at eta, the same numbers as :func:`_logit_linkinv` and
     :func:`_logit_mu_eta` from one exponential (PIRLS needs both at every accepted step)."""
-    e = np.exp(np.clip(eta, -LOGIT_THRESH, LOGIT_THRESH))
     if _beyond_logit_thresh(eta):
         return _logit_linkinv(eta), _logit_mu_eta(eta)
+    e = np.exp(eta)  # |eta| <= the threshold: the clip would change nothing
     one_plus = 1.0 + e
     return e / one_plus, e / one_plus**2
 

@@ -288,32 +288,43 @@ class ColumnScaling:
     def opt_to_user(self, opt, model: LmmModel):
         """The internal fit's record in the user's coordinates; leaves ``model`` (the user's)
         at the optimum, whose criterion it reports (the internal one plus the shift, to rounding).
-        The derivatives: grad = c o grad_s, Hessian = diag(c) H_s diag(c), or for a centring
-        J' grad_c and J' H_c J with J theta's block of :meth:`jacobian`."""
+        The derivatives: grad = J' grad_c, Hessian = J' H_c J with J theta's block of
+        :meth:`jacobian` (diag(c) for a rescaling)."""
         opt.theta = self.theta_to_user(opt.theta)
         opt.theta0 = self.theta_to_user(opt.theta0)
         opt.lower = model.lower.copy()
-        if self.centred:
-            nt = opt.theta.size
-            J = self.jacobian(opt.theta)[:nt, :nt]
-            if opt.gradient is not None:
-                opt.gradient = J.T @ np.asarray(opt.gradient, dtype=float)
-            if opt.hessian is not None:
-                opt.hessian = J.T @ np.asarray(opt.hessian, dtype=float) @ J
-        else:
-            c = self.theta_factor
-            if opt.gradient is not None:
-                opt.gradient = np.asarray(opt.gradient) * c
-            if opt.hessian is not None:
-                opt.hessian = np.asarray(opt.hessian) * np.outer(c, c)
+        nt = opt.theta.size
+        self._derivatives_to_user(opt, self.jacobian(opt.theta)[:nt, :nt], ("gradient",), ("hessian",))
         internal_fmin = opt.fmin + self.criterion_shift(model.REML)
         opt.fmin = float(model(opt.theta))
+        self._confirm(opt, model.design, internal_fmin)
+        return opt
+
+    @staticmethod
+    def _derivatives_to_user(opt, J, gradients, hessians) -> None:
+        """The record's named gradients g -> J'g and Hessians H -> J'HJ; entrywise where J is
+        diagonal (a rescaling: powers of two, exact, and a NaN stays in its own entries)."""
+        d = np.diagonal(J)
+        diagonal = np.array_equal(J, np.diag(d))
+        for name in gradients:
+            g = getattr(opt, name)
+            if g is not None:
+                g = np.asarray(g, dtype=float)
+                setattr(opt, name, g * d if diagonal else J.T @ g)
+        for name in hessians:
+            H = getattr(opt, name)
+            if H is not None:
+                H = np.asarray(H, dtype=float)
+                setattr(opt, name, H * np.outer(d, d) if diagonal else J.T @ H @ J)
+
+    def _confirm(self, opt, design, internal_fmin: float) -> None:
+        """After the user's model has evaluated ``opt.fmin`` at the mapped optimum: a failure
+        if it is not finite where the internal fit's was, then :meth:`_record`."""
         if np.isfinite(internal_fmin) and not np.isfinite(opt.fmin):
             opt.converged = False
-            opt.message = "the criterion is not finite on the data's own scale at the rescaled fit's optimum"
+            opt.message = "the criterion is not finite on the data's own columns at the internal fit's optimum"
             opt.failure = FitStatus.NONFINITE
-        self._record(opt, model.design, opt.fmin - internal_fmin)
-        return opt
+        self._record(opt, design, opt.fmin - internal_fmin)
 
     def _record(self, opt, design, gap: float) -> None:
         """The record's scaling, note and the confirmation on the data's own columns: their
@@ -341,26 +352,16 @@ class ColumnScaling:
         opt.beta = self.beta_to_user(opt.beta)
         opt.theta0 = self.theta_to_user(opt.theta0)
         opt.lower = model.lower.copy()
-        J = self.jacobian(opt.theta)
-        for name in ("gradient", "gradient_lme4"):
-            g = getattr(opt, name)
-            if g is not None:
-                setattr(opt, name, J.T @ np.asarray(g, dtype=float))
-        for name in ("hessian", "hessian_exact"):
-            H = getattr(opt, name)
-            if H is not None:
-                setattr(opt, name, J.T @ np.asarray(H, dtype=float) @ J)
+        self._derivatives_to_user(
+            opt, self.jacobian(opt.theta), ("gradient", "gradient_lme4"), ("hessian", "hessian_exact")
+        )
         internal_fmin = opt.fmin
         if model.nAGQ == 0:
             found = model.nagq0_result(opt.theta, opt.beta)
             opt.fmin = np.inf if found is None else float(found.deviance)
         else:
             opt.fmin = float(model.deviance(opt.theta, opt.beta))
-        if np.isfinite(internal_fmin) and not np.isfinite(opt.fmin):
-            opt.converged = False
-            opt.message = "the deviance is not finite on the data's own columns at the internal fit's optimum"
-            opt.failure = FitStatus.NONFINITE
-        self._record(opt, model.design, opt.fmin - internal_fmin)
+        self._confirm(opt, model.design, internal_fmin)
         return opt
 
 
